@@ -1,0 +1,74 @@
+//! Turning items into tensors.
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::{IMAGE_COLS, IMAGE_PIXELS, IMAGE_ROWS, MnistItem};
+
+/// Mean and standard deviation of the MNIST training pixels scaled to [0, 1] (the values
+/// PyTorch's examples use).
+pub const MNIST_MEAN_STD: (f32, f32) = (0.1307, 0.3081);
+
+/// A batch ready for the model.
+#[derive(Debug, Clone)]
+pub struct MnistBatch {
+    /// `[batch, 28, 28]`: pixels scaled to [0, 1], then normalised if the batcher says so.
+    pub images: Tensor<3>,
+    /// `[batch]`: the digits.
+    pub targets: Tensor<1, Int>,
+}
+
+/// Collates [`MnistItem`]s into an [`MnistBatch`]: one buffer per batch, one tensor upload.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MnistBatcher {
+    normalization: Option<(f32, f32)>,
+}
+
+impl MnistBatcher {
+    /// Pixels scaled to [0, 1] and nothing more, as the seed does.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also subtract `mean` and divide by `std` after scaling.
+    pub fn normalized(mean: f32, std: f32) -> Self {
+        Self {
+            normalization: Some((mean, std)),
+        }
+    }
+
+    /// The (mean, std) applied after scaling, if any.
+    pub fn normalization(&self) -> Option<(f32, f32)> {
+        self.normalization
+    }
+
+    /// The float value the model sees for a grey level.
+    pub fn pixel_value(&self, grey: u8) -> f32 {
+        let scaled = f32::from(grey) / 255.0;
+        match self.normalization {
+            Some((mean, std)) => (scaled - mean) / std,
+            None => scaled,
+        }
+    }
+}
+
+impl Batcher<MnistItem, MnistBatch> for MnistBatcher {
+    fn batch(&self, items: Vec<MnistItem>, device: &Device) -> MnistBatch {
+        // A lookup table: 256 values instead of a division per pixel.
+        let table: Vec<f32> = (0..=255u8).map(|grey| self.pixel_value(grey)).collect();
+        let mut pixels = Vec::with_capacity(items.len() * IMAGE_PIXELS);
+        let mut targets = Vec::with_capacity(items.len());
+        for item in &items {
+            pixels.extend(item.pixels.iter().map(|&grey| table[usize::from(grey)]));
+            targets.push(i64::from(item.label));
+        }
+        let batch = items.len();
+        MnistBatch {
+            images: Tensor::from_data(
+                TensorData::new(pixels, [batch, IMAGE_ROWS, IMAGE_COLS]),
+                device,
+            ),
+            targets: Tensor::from_data(TensorData::new(targets, [batch]), device),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! MNIST for Burn: a validating IDX reader, the train/validation/test splits as Burn datasets,
+//! and a batcher that turns them into `[batch, 28, 28]` image tensors and `[batch]` targets.
+//!
+//! Enables no Burn backend: the application chooses one.
+
+mod batcher;
+mod dataset;
+pub mod idx;
+mod locate;
+
+pub use batcher::{MNIST_MEAN_STD, MnistBatch, MnistBatcher};
+pub use dataset::{
+    IMAGE_COLS, IMAGE_PIXELS, IMAGE_ROWS, MnistDataset, MnistFiles, MnistItem, MnistSplits,
+    NUM_CLASSES, SplitOptions, Validation,
+};
+pub use idx::IdxError;
+pub use locate::{Candidate, MNIST_DIR_ENV, cache_dir, locate, standard_candidates};
+
+/// Why the data could not be provided.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// No candidate directory holds the four MNIST files.
+    #[error("{}", not_found_message(.looked))]
+    NotFound {
+        /// Each directory looked at, with its origin, and what was missing there.
+        looked: Vec<(Candidate, String)>,
+    },
+    /// A file was found but is not valid MNIST.
+    #[error(transparent)]
+    Idx(#[from] IdxError),
+    /// The split options cannot be met by the data.
+    #[error("invalid data split: {0}")]
+    InvalidSplit(String),
+}
+
+fn not_found_message(looked: &[(Candidate, String)]) -> String {
+    let mut message = String::from("the MNIST files were not found. Looked in:\n");
+    if looked.is_empty() {
+        message.push_str("  (nowhere: no directory was configured and no cache directory exists)\n");
+    }
+    for (candidate, problem) in looked {
+        message.push_str(&format!(
+            "  - {} ({}): {}\n",
+            candidate.dir.display(),
+            candidate.origin,
+            problem
+        ));
+    }
+    message.push_str(
+        "Put train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and \
+         t10k-labels-idx1-ubyte (each raw or .gz) in one directory, then pass it with \
+         --data-dir, set data.dir in the config, or set MNIST_DIR.",
+    );
+    message
+}

@@ -1,0 +1,217 @@
+//! An LSTM classifier for images read as sequences: a 28x28 MNIST digit becomes 28 time steps of
+//! 28 pixels, the LSTM reads the rows top to bottom, and a linear head turns the output of the
+//! last time step into class logits.
+//!
+//! The crate depends on Burn alone and enables no backend: the application that uses it picks
+//! one (flex, ndarray, wgpu, ...) and passes the matching [`Device`].
+//!
+//! ```
+//! use burn::tensor::{Device, Tensor};
+//! use model::LstmClassifierConfig;
+//!
+//! // Any backend compiled into the application; the default one here.
+//! let device = Device::default();
+//! let classifier = LstmClassifierConfig::new().init(&device);
+//! let images = Tensor::<3>::zeros([2, 28, 28], &device);
+//! let logits = classifier.forward(images);
+//! assert_eq!(logits.dims(), [2, 10]);
+//! ```
+#![warn(missing_docs)]
+
+use std::path::Path;
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, Lstm, LstmConfig};
+use burn::store::RecordError;
+use burn::tensor::{Device, Tensor};
+
+/// Hyper-parameters of an [`LstmClassifier`]; the defaults are the seed model (one LSTM layer of
+/// 64 units over 28 steps of 28 pixels, ten classes).
+#[derive(Config, Debug, PartialEq)]
+pub struct LstmClassifierConfig {
+    /// Features per time step (pixels per image row).
+    #[config(default = 28)]
+    pub input_size: usize,
+    /// Units in each LSTM layer and direction.
+    #[config(default = 64)]
+    pub hidden_size: usize,
+    /// Stacked LSTM layers; each layer reads the whole output sequence of the one below.
+    #[config(default = 1)]
+    pub num_layers: usize,
+    /// Whether each layer also reads the sequence backwards and concatenates both directions.
+    #[config(default = false)]
+    pub bidirectional: bool,
+    /// Dropout applied to the output of every layer except the last (as PyTorch's `nn.LSTM`).
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Number of output classes.
+    #[config(default = 10)]
+    pub num_classes: usize,
+}
+
+/// What is wrong with an [`LstmClassifierConfig`] or a weights file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A hyper-parameter is out of its range.
+    #[error("invalid model configuration: {0}")]
+    InvalidConfig(String),
+    /// The weights file could not be read, or does not fit the configured model.
+    #[error("cannot load model weights from {path}: {source}")]
+    Load {
+        /// The file that was read.
+        path: String,
+        /// What Burn reported.
+        source: RecordError,
+    },
+    /// The weights could not be written.
+    #[error("cannot save model weights to {path}: {source}")]
+    Save {
+        /// The file that was written.
+        path: String,
+        /// What Burn reported.
+        source: RecordError,
+    },
+}
+
+impl LstmClassifierConfig {
+    /// Checks that every size is positive and the dropout is a probability.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let positive = [
+            ("input_size", self.input_size),
+            ("hidden_size", self.hidden_size),
+            ("num_layers", self.num_layers),
+            ("num_classes", self.num_classes),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ModelError::InvalidConfig(format!(
+                    "{name} must be at least 1"
+                )));
+            }
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(ModelError::InvalidConfig(format!(
+                "dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
+        }
+        Ok(())
+    }
+
+    /// Builds a classifier with fresh weights on `device`.
+    ///
+    /// LSTM weights and biases are drawn from U(-1/sqrt(hidden), 1/sqrt(hidden)) and the head
+    /// uses Kaiming-uniform, the same schemes as PyTorch's `nn.LSTM` and `nn.Linear`, so the
+    /// seed's recipe (Adam 0.01, batch 64) behaves here as it does there.
+    ///
+    /// # Panics
+    /// If the configuration is invalid; call [`validate`](Self::validate) first on values that
+    /// come from a user.
+    pub fn init(&self, device: &Device) -> LstmClassifier {
+        if let Err(error) = self.validate() {
+            panic!("{error}");
+        }
+        let bound = 1.0 / (self.hidden_size as f64).sqrt();
+        let lstm_layer = |d_input: usize, reverse: bool| {
+            LstmConfig::new(d_input, self.hidden_size, true)
+                .with_initializer(Initializer::Uniform {
+                    min: -bound,
+                    max: bound,
+                })
+                .with_reverse(reverse)
+                .init(device)
+        };
+        let directions = if self.bidirectional { 2 } else { 1 };
+        let layer_input = |layer: usize| {
+            if layer == 0 {
+                self.input_size
+            } else {
+                self.hidden_size * directions
+            }
+        };
+        let forward_layers = (0..self.num_layers)
+            .map(|layer| lstm_layer(layer_input(layer), false))
+            .collect();
+        let backward_layers = if self.bidirectional {
+            (0..self.num_layers)
+                .map(|layer| lstm_layer(layer_input(layer), true))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        LstmClassifier {
+            forward_layers,
+            backward_layers,
+            dropout: DropoutConfig::new(self.dropout).init(),
+            head: LinearConfig::new(self.hidden_size * directions, self.num_classes).init(device),
+        }
+    }
+
+    /// Builds a classifier on `device` and loads the weights of a burnpack (`.bpk`) file saved by
+    /// [`LstmClassifier::save`] (or by the training crate) for a model of this configuration.
+    pub fn load(&self, path: impl AsRef<Path>, device: &Device) -> Result<LstmClassifier, ModelError> {
+        self.validate()?;
+        let path = path.as_ref();
+        self.init(device)
+            .try_load_file(path)
+            .map_err(|source| ModelError::Load {
+                path: path.display().to_string(),
+                source,
+            })
+    }
+}
+
+/// A stack of (optionally bidirectional) LSTM layers followed by a linear head.
+///
+/// Build it with [`LstmClassifierConfig::init`] or [`LstmClassifierConfig::load`].
+#[derive(Module, Debug)]
+pub struct LstmClassifier {
+    /// Left-to-right LSTM of each layer, bottom first.
+    pub forward_layers: Vec<Lstm>,
+    /// Right-to-left LSTM of each layer (empty unless bidirectional).
+    pub backward_layers: Vec<Lstm>,
+    /// Dropout between stacked layers.
+    pub dropout: Dropout,
+    /// Linear map from the last time step's output to class logits.
+    pub head: Linear,
+}
+
+impl LstmClassifier {
+    /// Class logits `[batch, classes]` for sequences `[batch, steps, features]` (for MNIST,
+    /// images `[batch, 28, 28]`, one row per step), read from the output of the last time step
+    /// as PyTorch's `out[:, -1, :]` does.
+    pub fn forward(&self, sequences: Tensor<3>) -> Tensor<2> {
+        let [_, steps, _] = sequences.dims();
+        let last_layer = self.forward_layers.len() - 1;
+        let mut x = sequences;
+        for (layer, forward) in self.forward_layers.iter().enumerate() {
+            let (forward_out, _) = forward.forward(x.clone(), None);
+            x = match self.backward_layers.get(layer) {
+                // `reverse` LSTMs store each step's state at its own index, so the two outputs
+                // line up in time and concatenate feature-wise.
+                Some(backward) => Tensor::cat(vec![forward_out, backward.forward(x, None).0], 2),
+                None => forward_out,
+            };
+            if layer < last_layer {
+                x = self.dropout.forward(x);
+            }
+        }
+        let last_step = x.narrow(1, steps - 1, 1).squeeze_dim::<2>(1);
+        self.head.forward(last_step)
+    }
+
+    /// Class probabilities `[batch, classes]` (softmax of [`forward`](Self::forward)).
+    pub fn probabilities(&self, sequences: Tensor<3>) -> Tensor<2> {
+        burn::tensor::activation::softmax(self.forward(sequences), 1)
+    }
+
+    /// Writes the weights to a burnpack file (`.bpk` is added when `path` has no extension).
+    pub fn save(self, path: impl AsRef<Path>) -> Result<(), ModelError> {
+        let path = path.as_ref();
+        self.save_file(path).map_err(|source| ModelError::Save {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,392 @@
+//! The run configuration: TOML files in `configs/`, fields left out take their defaults, unknown
+//! fields are errors, and `--set key=value` overrides any field.
+//!
+//! Plain serde structs rather than `#[derive(Config)]`, whose deserialisation ignores the
+//! declared defaults.
+
+use std::path::{Path, PathBuf};
+
+use data::{MNIST_MEAN_STD, SplitOptions, Validation};
+use model::LstmClassifierConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::TrainingError;
+
+/// Everything a run needs to know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// The classifier.
+    pub model: ModelSection,
+    /// Where the data is and how it is split.
+    pub data: DataSection,
+    /// The training loop.
+    pub training: TrainingSection,
+    /// Adam.
+    pub optimizer: OptimizerSection,
+}
+
+/// `[model]`: the LSTM classifier's hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSection {
+    /// Pixels per time step (image row).
+    pub input_size: usize,
+    /// LSTM units per layer and direction.
+    pub hidden_size: usize,
+    /// Stacked LSTM layers.
+    pub num_layers: usize,
+    /// Read each sequence both ways.
+    pub bidirectional: bool,
+    /// Dropout between stacked layers.
+    pub dropout: f64,
+    /// Output classes.
+    pub num_classes: usize,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        let seed = LstmClassifierConfig::new();
+        Self {
+            input_size: seed.input_size,
+            hidden_size: seed.hidden_size,
+            num_layers: seed.num_layers,
+            bidirectional: seed.bidirectional,
+            dropout: seed.dropout,
+            num_classes: seed.num_classes,
+        }
+    }
+}
+
+impl ModelSection {
+    /// The model crate's configuration for this section.
+    pub fn to_model_config(&self) -> LstmClassifierConfig {
+        LstmClassifierConfig::new()
+            .with_input_size(self.input_size)
+            .with_hidden_size(self.hidden_size)
+            .with_num_layers(self.num_layers)
+            .with_bidirectional(self.bidirectional)
+            .with_dropout(self.dropout)
+            .with_num_classes(self.num_classes)
+    }
+}
+
+/// Where validation images come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidationSource {
+    /// The test split, as the seed does.
+    Test,
+    /// The last `data.holdout` training images, not trained on.
+    Holdout,
+}
+
+/// `[data]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSection {
+    /// Directory holding the four MNIST files; `--data-dir` overrides it, and `MNIST_DIR` and
+    /// the user cache are tried after it.
+    pub dir: Option<PathBuf>,
+    /// `"test"` or `"holdout"`.
+    pub validation: ValidationSource,
+    /// Training images held out for validation when `validation = "holdout"`.
+    pub holdout: usize,
+    /// Train on at most this many images.
+    pub train_limit: Option<usize>,
+    /// Validate on at most this many images.
+    pub valid_limit: Option<usize>,
+    /// Test on at most this many images.
+    pub test_limit: Option<usize>,
+    /// Subtract `mean` and divide by `std` after scaling pixels to [0, 1].
+    pub normalize: bool,
+    /// Mean used when `normalize`.
+    pub mean: f32,
+    /// Standard deviation used when `normalize`.
+    pub std: f32,
+    /// Batching threads; 0 batches on the training thread and keeps the batch order, and so the
+    /// loss curve, reproducible.
+    pub num_workers: usize,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            validation: ValidationSource::Test,
+            holdout: 5_000,
+            train_limit: None,
+            valid_limit: None,
+            test_limit: None,
+            normalize: false,
+            mean: MNIST_MEAN_STD.0,
+            std: MNIST_MEAN_STD.1,
+            num_workers: 0,
+        }
+    }
+}
+
+impl DataSection {
+    /// How the data crate should cut the files.
+    pub fn split_options(&self) -> SplitOptions {
+        SplitOptions {
+            validation: match self.validation {
+                ValidationSource::Test => Validation::TestSplit,
+                ValidationSource::Holdout => Validation::HoldOut(self.holdout),
+            },
+            train_limit: self.train_limit,
+            valid_limit: self.valid_limit,
+            test_limit: self.test_limit,
+        }
+    }
+
+    /// The batcher these settings describe.
+    pub fn batcher(&self) -> data::MnistBatcher {
+        if self.normalize {
+            data::MnistBatcher::normalized(self.mean, self.std)
+        } else {
+            data::MnistBatcher::new()
+        }
+    }
+}
+
+/// `[training]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingSection {
+    /// Passes over the training images.
+    pub epochs: usize,
+    /// Images per optimiser step.
+    pub batch_size: usize,
+    /// Images per batch when validating and testing (no gradients, so larger is fine).
+    pub eval_batch_size: usize,
+    /// Reshuffle the training images every epoch.
+    pub shuffle: bool,
+    /// Seeds weight initialisation, dropout and shuffling.
+    pub seed: u64,
+    /// Print a step line every this many steps (0: never).
+    pub log_every: usize,
+    /// The step lines report accuracy on the first this many test images.
+    pub log_eval_size: usize,
+    /// Epoch checkpoints kept besides the best one.
+    pub keep_checkpoints: usize,
+    /// Run directory; default `artifacts/<config file name>`.
+    pub artifacts: Option<PathBuf>,
+}
+
+impl Default for TrainingSection {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            batch_size: 64,
+            eval_batch_size: 1_000,
+            shuffle: true,
+            seed: 42,
+            log_every: 50,
+            log_eval_size: 2_000,
+            keep_checkpoints: 2,
+            artifacts: None,
+        }
+    }
+}
+
+/// `[optimizer]`: Adam.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerSection {
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// First-moment decay.
+    pub beta1: f32,
+    /// Second-moment decay.
+    pub beta2: f32,
+    /// Denominator guard; PyTorch's default, 1e-8, rather than Burn's 1e-5.
+    pub epsilon: f32,
+    /// L2 penalty added to the gradients (0: none).
+    pub weight_decay: f32,
+}
+
+impl Default for OptimizerSection {
+    fn default() -> Self {
+        Self {
+            learning_rate: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl OptimizerSection {
+    /// Burn's Adam configuration for these values.
+    pub fn adam(&self) -> burn::optim::AdamConfig {
+        let adam = burn::optim::AdamConfig::new()
+            .with_beta_1(self.beta1)
+            .with_beta_2(self.beta2)
+            .with_epsilon(self.epsilon);
+        if self.weight_decay > 0.0 {
+            adam.with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(
+                self.weight_decay,
+            )))
+        } else {
+            adam
+        }
+    }
+}
+
+impl ExperimentConfig {
+    /// Reads a TOML file; errors name the file, the line and the field.
+    pub fn load(path: &Path) -> Result<Self, TrainingError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrainingError::Io {
+            what: format!("cannot read config {}", path.display()),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, TrainingError> {
+        let config: Self = toml::from_str(text).map_err(|error| TrainingError::Config {
+            origin: origin.to_string(),
+            message: error.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `key=value` overrides (`training.epochs=3`, `data.dir="/data"`). The value is
+    /// read as TOML and, failing that, as a bare string.
+    pub fn with_overrides(self, overrides: &[String]) -> Result<Self, TrainingError> {
+        if overrides.is_empty() {
+            return Ok(self);
+        }
+        let mut document = toml::Table::try_from(&self).map_err(|error| TrainingError::Config {
+            origin: "configuration".to_string(),
+            message: error.to_string(),
+        })?;
+        for assignment in overrides {
+            apply_override(&mut document, assignment)?;
+        }
+        let config: Self = document
+            .try_into()
+            .map_err(|error: toml::de::Error| TrainingError::Config {
+                origin: format!("--set {}", overrides.join(" --set ")),
+                message: error.to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML, every field written out.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of numbers, strings and paths cannot fail.
+        toml::to_string_pretty(self).unwrap_or_else(|error| format!("# unserialisable: {error}\n"))
+    }
+
+    /// Range checks that serde cannot express.
+    pub fn validate(&self) -> Result<(), TrainingError> {
+        let invalid = |message: String| {
+            Err(TrainingError::Config {
+                origin: "configuration".to_string(),
+                message,
+            })
+        };
+        self.model
+            .to_model_config()
+            .validate()
+            .map_err(|error| TrainingError::Config {
+                origin: "configuration".to_string(),
+                message: format!("[model] {error}"),
+            })?;
+        if self.model.input_size != data::IMAGE_COLS {
+            return invalid(format!(
+                "model.input_size must be {} (pixels per MNIST row), got {}",
+                data::IMAGE_COLS,
+                self.model.input_size
+            ));
+        }
+        if self.model.num_classes != data::NUM_CLASSES {
+            return invalid(format!(
+                "model.num_classes must be {} for MNIST, got {}",
+                data::NUM_CLASSES,
+                self.model.num_classes
+            ));
+        }
+        for (name, value) in [
+            ("training.epochs", self.training.epochs),
+            ("training.batch_size", self.training.batch_size),
+            ("training.eval_batch_size", self.training.eval_batch_size),
+        ] {
+            if value == 0 {
+                return invalid(format!("{name} must be at least 1"));
+            }
+        }
+        if !(self.optimizer.learning_rate > 0.0 && self.optimizer.learning_rate.is_finite()) {
+            return invalid(format!(
+                "optimizer.learning_rate must be a positive number, got {}",
+                self.optimizer.learning_rate
+            ));
+        }
+        for (name, value) in [
+            ("optimizer.beta1", self.optimizer.beta1),
+            ("optimizer.beta2", self.optimizer.beta2),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return invalid(format!("{name} must be in [0, 1), got {value}"));
+            }
+        }
+        if !(self.optimizer.epsilon > 0.0) {
+            return invalid(format!(
+                "optimizer.epsilon must be positive, got {}",
+                self.optimizer.epsilon
+            ));
+        }
+        if self.optimizer.weight_decay < 0.0 {
+            return invalid(format!(
+                "optimizer.weight_decay must not be negative, got {}",
+                self.optimizer.weight_decay
+            ));
+        }
+        if self.data.normalize && !(self.data.std > 0.0) {
+            return invalid(format!("data.std must be positive, got {}", self.data.std));
+        }
+        Ok(())
+    }
+}
+
+fn apply_override(document: &mut toml::Table, assignment: &str) -> Result<(), TrainingError> {
+    let error = |message: String| TrainingError::Config {
+        origin: format!("--set {assignment}"),
+        message,
+    };
+    let (key, raw_value) = assignment
+        .split_once('=')
+        .ok_or_else(|| error("expected key=value, e.g. training.epochs=3".to_string()))?;
+    let key = key.trim();
+    let raw_value = raw_value.trim();
+    let value = parse_value(raw_value);
+    let path: Vec<&str> = key.split('.').collect();
+    let (field, sections) = path
+        .split_last()
+        .ok_or_else(|| error("empty key".to_string()))?;
+    let mut table = document;
+    for section in sections {
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| error(format!("`{section}` is a value, not a section")))?;
+    }
+    table.insert(field.to_string(), value);
+    Ok(())
+}
+
+/// A TOML value, or the text itself as a string (so `data.dir=/tmp/mnist` needs no quotes).
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("value = {raw}"))
+        .ok()
+        .and_then(|mut table| table.remove("value"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}

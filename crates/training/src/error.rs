@@ -1,0 +1,37 @@
+//! Errors of the training crate.
+
+/// What can go wrong between a config file and a trained, evaluated model.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainingError {
+    /// The configuration file or an override is invalid.
+    #[error("{origin}: {message}")]
+    Config {
+        /// The file or `--set` option the problem is in.
+        origin: String,
+        /// What is wrong, with line and column where known.
+        message: String,
+    },
+    /// The requested device or backend is not available.
+    #[error("device: {0}")]
+    Device(String),
+    /// The data could not be found or read.
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    /// The model could not be built, saved or loaded.
+    #[error(transparent)]
+    Model(#[from] model::ModelError),
+    /// Burn's learner stopped with an error.
+    #[error("training failed: {0}")]
+    Learner(String),
+    /// A file of the run directory could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A run directory lacks what `eval` needs.
+    #[error("{0}")]
+    MissingArtifact(String),
+}

@@ -1,0 +1,321 @@
+//! A training run from configuration to evaluated model, and the evaluation of a finished run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::batcher::Batcher;
+use burn::train::checkpoint::{
+    ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
+};
+use burn::train::metric::store::{Aggregate, Direction, Split};
+use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
+use burn::train::{Learner, SupervisedTraining};
+use data::{MnistFiles, MnistSplits, SplitOptions, locate, standard_candidates};
+
+use crate::config::ExperimentConfig;
+use crate::device::{SelectedDevice, select_device};
+use crate::evaluate::{EvaluationReport, evaluate};
+use crate::renderer::LineRenderer;
+use crate::trainee::{StepProbe, StepRecord, Trainee};
+use crate::TrainingError;
+
+/// Where runs go when neither `--artifacts` nor `training.artifacts` says otherwise.
+pub const ARTIFACTS_ROOT: &str = "artifacts";
+/// The resolved configuration of a run, in its directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// The trained weights of a run, in its directory.
+pub const MODEL_FILE: &str = "model.bpk";
+/// The final test evaluation of a run, in its directory.
+pub const EVALUATION_FILE: &str = "evaluation.txt";
+
+/// Files and directories a run writes; removed before a new run in the same directory so
+/// nothing from an older run is mistaken for this one's.
+const RUN_OUTPUTS: [&str; 7] = [
+    CONFIG_FILE,
+    MODEL_FILE,
+    EVALUATION_FILE,
+    "experiment.log",
+    "checkpoint",
+    "train",
+    "valid",
+];
+
+/// Command-line choices that sit beside the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Name of the configuration (its file stem), for the default run directory.
+    pub config_name: Option<String>,
+    /// `--data-dir`: the only place to look for data when given.
+    pub data_dir: Option<PathBuf>,
+    /// `--artifacts`: the run directory.
+    pub artifacts: Option<PathBuf>,
+    /// `--device`: the backend, when several are compiled in.
+    pub device: Option<String>,
+    /// Print progress lines (the CLI does; tests may not).
+    pub verbose: bool,
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The step lines logged during training.
+    pub steps: Vec<StepRecord>,
+    /// The final evaluation on the test split.
+    pub test: EvaluationReport,
+    /// Seconds spent in burn-train's learner (training and validation).
+    pub training_seconds: f64,
+    /// Training images per epoch.
+    pub train_images: usize,
+}
+
+macro_rules! say {
+    ($options:expr, $($arg:tt)*) => {
+        if $options.verbose {
+            println!($($arg)*);
+        }
+    };
+}
+
+/// Trains the model `config` describes, saves it with its configuration and checkpoints, and
+/// evaluates it on the test split.
+pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<TrainOutcome, TrainingError> {
+    config.validate()?;
+    let SelectedDevice { kind, device } = select_device(options.device.as_deref())?;
+    say!(options, "backend: {kind} ({device:?})");
+
+    let files = locate(&standard_candidates(
+        options.data_dir.clone(),
+        config.data.dir.clone(),
+    ))?;
+    let splits = MnistSplits::load(&files, &config.data.split_options())?;
+    let data_dir = data_dir_of(&files);
+    say!(
+        options,
+        "data: {} (train {}, validation {}, test {})",
+        data_dir.display(),
+        splits.train.len(),
+        splits.valid.len(),
+        splits.test.len()
+    );
+
+    let run_dir = run_dir(config, options);
+    prepare_run_dir(&run_dir)?;
+    let mut resolved = config.clone();
+    resolved.data.dir = Some(data_dir);
+    resolved.training.artifacts = Some(run_dir.clone());
+    write_file(&run_dir.join(CONFIG_FILE), &resolved.to_toml())?;
+    say!(options, "run directory: {}", run_dir.display());
+
+    let training = &config.training;
+    let batcher = config.data.batcher();
+    device.seed(training.seed);
+    let classifier = config.model.to_model_config().init(&device.clone().autodiff());
+
+    let steps_per_epoch = splits.train.len().div_ceil(training.batch_size);
+    let probe = (training.log_every > 0).then(|| {
+        let subset = splits.test.take(training.log_eval_size.max(1));
+        let items = (0..subset.len()).filter_map(|i| subset.item(i)).collect();
+        Arc::new(StepProbe::new(
+            batcher.batch(items, &device),
+            training.log_every,
+            steps_per_epoch,
+            training.batch_size,
+            options.verbose,
+        ))
+    });
+    if let Some(probe) = &probe {
+        say!(
+            options,
+            "{} steps per epoch; every {} steps: batch loss and accuracy on the first {} test images",
+            steps_per_epoch,
+            training.log_every,
+            probe.eval_size()
+        );
+    }
+
+    let mut train_loader = DataLoaderBuilder::new(batcher)
+        .batch_size(training.batch_size)
+        .num_workers(config.data.num_workers);
+    if training.shuffle {
+        train_loader = train_loader.shuffle(training.seed);
+    }
+    let train_loader = train_loader.build(splits.train.clone());
+    let valid_loader = DataLoaderBuilder::new(batcher)
+        .batch_size(training.eval_batch_size)
+        .num_workers(config.data.num_workers)
+        .build(splits.valid.clone());
+
+    let checkpointing = ComposedCheckpointingStrategy::builder()
+        .add(KeepLastNCheckpoints::new(training.keep_checkpoints.max(1)))
+        .add(MetricCheckpointingStrategy::new(
+            &LossMetric::new(),
+            Aggregate::Mean,
+            Direction::Lowest,
+            Split::Valid,
+        ))
+        .build();
+    let supervised = SupervisedTraining::new(&run_dir, train_loader, valid_loader)
+        .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .metric_train_numeric(LearningRateMetric::new())
+        .with_default_checkpointers()
+        .with_checkpointing_strategy(checkpointing)
+        .renderer(Box::new(LineRenderer::new()))
+        .num_epochs(training.epochs);
+    let learner = Learner::new(
+        Trainee::new(classifier, probe.clone()),
+        config.optimizer.adam().init(),
+        config.optimizer.learning_rate,
+    );
+
+    let started = Instant::now();
+    let result = supervised.launch(learner);
+    let training_seconds = started.elapsed().as_secs_f64();
+    if let Some(error) = result.error {
+        return Err(TrainingError::Learner(error.to_string()));
+    }
+    if let Some(interruption) = result.interrupted {
+        return Err(TrainingError::Learner(format!(
+            "interrupted before the last epoch: {interruption:?}"
+        )));
+    }
+    let classifier = result.model.classifier;
+    classifier.clone().save(run_dir.join(MODEL_FILE))?;
+    let images = splits.train.len() * training.epochs;
+    say!(
+        options,
+        "trained {} epoch(s) in {:.1} s ({:.0} images/s including validation); model saved to {}",
+        training.epochs,
+        training_seconds,
+        images as f64 / training_seconds.max(1e-9),
+        run_dir.join(MODEL_FILE).display()
+    );
+
+    let test = evaluate(
+        &classifier,
+        &splits.test,
+        &batcher,
+        &device,
+        training.eval_batch_size,
+        config.model.num_classes,
+    );
+    write_file(&run_dir.join(EVALUATION_FILE), &format!("{test}\n"))?;
+    say!(
+        options,
+        "final test accuracy: {:.2}% on {} images (loss {:.4})",
+        100.0 * test.accuracy(),
+        test.count(),
+        test.loss
+    );
+
+    Ok(TrainOutcome {
+        run_dir,
+        steps: probe.map(|p| p.records()).unwrap_or_default(),
+        test,
+        training_seconds,
+        train_images: splits.train.len(),
+    })
+}
+
+/// Evaluates the model of a finished run on the whole test split (its `test_limit` ignored).
+pub fn evaluate_run(run_dir: &Path, options: &RunOptions) -> Result<EvaluationReport, TrainingError> {
+    let config_path = run_dir.join(CONFIG_FILE);
+    let model_path = run_dir.join(MODEL_FILE);
+    for path in [&config_path, &model_path] {
+        if !path.is_file() {
+            return Err(TrainingError::MissingArtifact(format!(
+                "{} not found: is {} the directory of a finished `train` run?",
+                path.display(),
+                run_dir.display()
+            )));
+        }
+    }
+    let config = ExperimentConfig::load(&config_path)?;
+    let SelectedDevice { kind, device } = select_device(options.device.as_deref())?;
+    say!(options, "backend: {kind} ({device:?})");
+    let classifier = config.model.to_model_config().load(&model_path, &device)?;
+    let files = locate(&standard_candidates(
+        options.data_dir.clone(),
+        config.data.dir.clone(),
+    ))?;
+    let test = MnistSplits::load(&files, &SplitOptions::default())?.test;
+    say!(
+        options,
+        "model: {}\ndata: {}",
+        model_path.display(),
+        data_dir_of(&files).display()
+    );
+    Ok(evaluate(
+        &classifier,
+        &test,
+        &config.data.batcher(),
+        &device,
+        config.training.eval_batch_size,
+        config.model.num_classes,
+    ))
+}
+
+/// The run under `root` whose model was written last, if any.
+pub fn latest_run(root: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let modified = entry.path().join(MODEL_FILE).metadata().ok()?.modified().ok()?;
+            Some((modified, entry.path()))
+        })
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, path)| path)
+}
+
+fn run_dir(config: &ExperimentConfig, options: &RunOptions) -> PathBuf {
+    options
+        .artifacts
+        .clone()
+        .or_else(|| config.training.artifacts.clone())
+        .unwrap_or_else(|| {
+            Path::new(ARTIFACTS_ROOT).join(options.config_name.as_deref().unwrap_or("run"))
+        })
+}
+
+fn data_dir_of(files: &MnistFiles) -> PathBuf {
+    let dir = files
+        .train_images
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    std::fs::canonicalize(&dir).unwrap_or(dir)
+}
+
+fn prepare_run_dir(run_dir: &Path) -> Result<(), TrainingError> {
+    let io = |what: String| move |source| TrainingError::Io { what, source };
+    std::fs::create_dir_all(run_dir).map_err(io(format!(
+        "cannot create run directory {}",
+        run_dir.display()
+    )))?;
+    for name in RUN_OUTPUTS {
+        let path = run_dir.join(name);
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else if path.exists() {
+            std::fs::remove_file(&path)
+        } else {
+            Ok(())
+        };
+        removed.map_err(io(format!(
+            "cannot remove {} left by an earlier run",
+            path.display()
+        )))?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<(), TrainingError> {
+    std::fs::write(path, contents).map_err(|source| TrainingError::Io {
+        what: format!("cannot write {}", path.display()),
+        source,
+    })
+}

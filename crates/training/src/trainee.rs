@@ -1,0 +1,193 @@
+//! The classifier as burn-train sees it: one training and one inference step, plus the seed's
+//! habit of logging the loss and the accuracy on a fixed test subset every few steps.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::{Int, Tensor};
+use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
+use data::MnistBatch;
+use model::LstmClassifier;
+
+/// The classifier wrapped for burn-train's `Learner`.
+#[derive(Module, Debug)]
+pub struct Trainee {
+    /// The model being trained.
+    pub classifier: LstmClassifier,
+    /// Step logging; shared by every copy of the module the learner makes.
+    #[module(skip)]
+    probe: Option<Arc<StepProbe>>,
+}
+
+impl Trainee {
+    /// Wraps `classifier`; `probe` logs every few training steps.
+    pub fn new(classifier: LstmClassifier, probe: Option<Arc<StepProbe>>) -> Self {
+        Self { classifier, probe }
+    }
+}
+
+/// Logits, cross-entropy loss and targets of a batch.
+pub fn classify(classifier: &LstmClassifier, batch: MnistBatch) -> ClassificationOutput {
+    let logits = classifier.forward(batch.images);
+    let loss = CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits.clone(), batch.targets.clone());
+    ClassificationOutput::new(loss, logits, batch.targets)
+}
+
+impl TrainStep for Trainee {
+    type Input = MnistBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: MnistBatch) -> TrainOutput<ClassificationOutput> {
+        let output = classify(&self.classifier, batch);
+        let grads = output.loss.backward();
+        if let Some(probe) = &self.probe {
+            probe.after_step(&self.classifier, &output.loss);
+        }
+        TrainOutput::new(self, grads, output)
+    }
+}
+
+impl InferenceStep for Trainee {
+    type Input = MnistBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: MnistBatch) -> ClassificationOutput {
+        classify(&self.classifier, batch)
+    }
+}
+
+/// One step line: what the seed printed every 50 steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Step within the epoch, from 1.
+    pub step: usize,
+    /// Steps since the start of the run, from 1.
+    pub global_step: usize,
+    /// Loss of this step's training batch.
+    pub train_loss: f64,
+    /// Accuracy on the fixed evaluation subset, in [0, 1].
+    pub eval_accuracy: f64,
+    /// Training images per second since the previous line.
+    pub images_per_second: f64,
+}
+
+impl fmt::Display for StepRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "epoch {} step {:>4}  loss {:.4}  eval accuracy {:>6.2}%  {:>6.0} img/s",
+            self.epoch,
+            self.step,
+            self.train_loss,
+            100.0 * self.eval_accuracy,
+            self.images_per_second
+        )
+    }
+}
+
+/// Counts training steps and, every `log_every`, measures the model on a fixed batch of test
+/// images, prints a [`StepRecord`] and keeps it.
+pub struct StepProbe {
+    log_every: usize,
+    steps_per_epoch: usize,
+    batch_size: usize,
+    eval_images: Tensor<3>,
+    eval_targets: Tensor<1, Int>,
+    steps: AtomicUsize,
+    window_start: Mutex<Instant>,
+    records: Mutex<Vec<StepRecord>>,
+    print: bool,
+}
+
+impl fmt::Debug for StepProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepProbe")
+            .field("log_every", &self.log_every)
+            .field("steps", &self.steps.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl StepProbe {
+    /// A probe over `eval` (already on the device without autodiff), logging every `log_every`
+    /// steps of `batch_size` images, `steps_per_epoch` steps an epoch; `print` echoes the lines.
+    pub fn new(
+        eval: MnistBatch,
+        log_every: usize,
+        steps_per_epoch: usize,
+        batch_size: usize,
+        print: bool,
+    ) -> Self {
+        Self {
+            log_every,
+            steps_per_epoch: steps_per_epoch.max(1),
+            batch_size,
+            eval_images: eval.images,
+            eval_targets: eval.targets,
+            steps: AtomicUsize::new(0),
+            window_start: Mutex::new(Instant::now()),
+            records: Mutex::new(Vec::new()),
+            print,
+        }
+    }
+
+    /// Images in the evaluation subset.
+    pub fn eval_size(&self) -> usize {
+        self.eval_targets.dims()[0]
+    }
+
+    /// The lines logged so far.
+    pub fn records(&self) -> Vec<StepRecord> {
+        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn after_step(&self, classifier: &LstmClassifier, loss: &Tensor<1>) {
+        let global_step = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.log_every == 0 || global_step % self.log_every != 0 {
+            return;
+        }
+        let train_loss = f64::from(loss.clone().into_scalar::<f32>());
+        let eval_accuracy = self.eval_accuracy(classifier);
+        let images_per_second = match self.window_start.lock() {
+            Ok(mut start) => {
+                let seconds = start.elapsed().as_secs_f64();
+                *start = Instant::now();
+                (self.log_every * self.batch_size) as f64 / seconds.max(1e-9)
+            }
+            Err(_) => f64::NAN,
+        };
+        let record = StepRecord {
+            epoch: (global_step - 1) / self.steps_per_epoch + 1,
+            step: (global_step - 1) % self.steps_per_epoch + 1,
+            global_step,
+            train_loss,
+            eval_accuracy,
+            images_per_second,
+        };
+        if self.print {
+            println!("{record}");
+        }
+        if let Ok(mut records) = self.records.lock() {
+            records.push(record);
+        }
+    }
+
+    fn eval_accuracy(&self, classifier: &LstmClassifier) -> f64 {
+        let model = classifier.valid();
+        let predictions = model.forward(self.eval_images.clone()).argmax(1).flatten::<1>(0, 1);
+        let correct = predictions
+            .equal(self.eval_targets.clone())
+            .int()
+            .sum()
+            .into_scalar::<i64>();
+        correct as f64 / self.eval_targets.dims()[0].max(1) as f64
+    }
+}
