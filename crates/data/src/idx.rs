@@ -301,3 +301,36 @@ fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     }
     Ok(filled)
 }
+
+/// Writes an IDX file of unsigned bytes with dimensions `dims`, gzip-compressed when `gzip`.
+///
+/// Used to make small data sets for tests and demos; MNIST itself is only ever read.
+pub fn write_idx(path: &Path, dims: &[usize], data: &[u8], gzip: bool) -> std::io::Result<()> {
+    use std::io::Write;
+
+    let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
+    let rank = u8::try_from(dims.len()).map_err(|_| invalid("too many dimensions".into()))?;
+    let declared: usize = dims.iter().product();
+    if declared != data.len() {
+        return Err(invalid(format!(
+            "dimensions {dims:?} declare {declared} bytes but {} were given",
+            data.len()
+        )));
+    }
+    let mut bytes = vec![0, 0, UNSIGNED_BYTE, rank];
+    for &dim in dims {
+        let dim = u32::try_from(dim).map_err(|_| invalid(format!("dimension {dim} too large")))?;
+        bytes.extend_from_slice(&dim.to_be_bytes());
+    }
+    bytes.extend_from_slice(data);
+    let file = File::create(path)?;
+    if gzip {
+        let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+        encoder.write_all(&bytes)?;
+        encoder.finish()?.sync_all()
+    } else {
+        let mut file = file;
+        file.write_all(&bytes)?;
+        file.sync_all()
+    }
+}

@@ -7,6 +7,7 @@ mod batcher;
 mod dataset;
 pub mod idx;
 mod locate;
+pub mod synthetic;
 
 pub use batcher::{MNIST_MEAN_STD, MnistBatch, MnistBatcher};
 pub use dataset::{
@@ -14,6 +15,7 @@ pub use dataset::{
     NUM_CLASSES, SplitOptions, Validation,
 };
 pub use idx::IdxError;
+pub use synthetic::write_synthetic_mnist;
 pub use locate::{Candidate, MNIST_DIR_ENV, cache_dir, locate, standard_candidates};
 
 /// Why the data could not be provided.
