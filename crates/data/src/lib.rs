@@ -48,6 +48,10 @@ fn not_found_message(looked: &[(Candidate, String)]) -> String {
             problem
         ));
     }
+    let searched = |origin: &str| looked.iter().any(|(c, _)| c.origin == origin);
+    if !searched("--data-dir") && !searched(MNIST_DIR_ENV) {
+        message.push_str(&format!("  - ${MNIST_DIR_ENV}: not set\n"));
+    }
     message.push_str(
         "Put train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and \
          t10k-labels-idx1-ubyte (each raw or .gz) in one directory, then pass it with \

@@ -1,0 +1,126 @@
+//! Output shapes and weight files of the classifier.
+
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Tensor};
+use model::{LstmClassifierConfig, ModelError};
+
+fn images(batch: usize, device: &Device) -> Tensor<3> {
+    Tensor::random([batch, 28, 28], Distribution::Uniform(0.0, 1.0), device)
+}
+
+#[test]
+fn one_layer_gives_one_logit_per_class() {
+    let device = Device::default();
+    let model = LstmClassifierConfig::new().init(&device);
+    assert_eq!(model.forward_layers.len(), 1);
+    assert!(model.backward_layers.is_empty());
+    assert_eq!(model.forward(images(3, &device)).dims(), [3, 10]);
+}
+
+#[test]
+fn stacked_layers_and_other_sizes() {
+    let device = Device::default();
+    let config = LstmClassifierConfig::new()
+        .with_num_layers(2)
+        .with_hidden_size(16)
+        .with_num_classes(5)
+        .with_dropout(0.2);
+    let model = config.init(&device);
+    assert_eq!(model.forward_layers.len(), 2);
+    assert_eq!(model.forward(images(4, &device)).dims(), [4, 5]);
+    // Parameters: per layer 4 gates x (input + hidden weights, two biases), plus the head.
+    let layer = |d_in: usize| 4 * (d_in * 16 + 16 * 16 + 2 * 16);
+    assert_eq!(model.num_params(), layer(28) + layer(16) + 16 * 5 + 5);
+}
+
+#[test]
+fn bidirectional_layers_read_both_ways() {
+    let device = Device::default();
+    let config = LstmClassifierConfig::new()
+        .with_bidirectional(true)
+        .with_num_layers(2)
+        .with_hidden_size(8);
+    let model = config.init(&device);
+    assert_eq!(model.backward_layers.len(), 2);
+    assert_eq!(model.head.weight.dims(), [16, 10]);
+    assert_eq!(model.forward(images(2, &device)).dims(), [2, 10]);
+
+}
+
+#[test]
+fn bidirectional_output_is_both_directions_at_the_last_step() {
+    // As PyTorch's `out[:, -1, :]`: the forward direction after all 28 rows, and the backward
+    // direction after its first step, which has read only the last row.
+    let device = Device::default();
+    let model = LstmClassifierConfig::new()
+        .with_bidirectional(true)
+        .with_hidden_size(8)
+        .init(&device);
+    let x = images(3, &device);
+    let forward = model.forward_layers[0].forward(x.clone(), None).0;
+    let backward_last_row = model.backward_layers[0]
+        .forward(x.clone().narrow(1, 27, 1), None)
+        .0;
+    let last = Tensor::cat(
+        vec![
+            forward.narrow(1, 27, 1).squeeze_dim::<2>(1),
+            backward_last_row.squeeze_dim::<2>(1),
+        ],
+        1,
+    );
+    let expected: Vec<f32> = model.head.forward(last).into_data().iter::<f32>().collect();
+    let actual: Vec<f32> = model.forward(x).into_data().iter::<f32>().collect();
+    assert_eq!(expected.len(), actual.len());
+    for (e, a) in expected.iter().zip(&actual) {
+        assert!((e - a).abs() < 1e-5, "{expected:?} vs {actual:?}");
+    }
+}
+
+#[test]
+fn probabilities_sum_to_one() {
+    let device = Device::default();
+    let model = LstmClassifierConfig::new().init(&device);
+    let sums: Vec<f32> = model
+        .probabilities(images(3, &device))
+        .sum_dim(1)
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+}
+
+#[test]
+fn saved_weights_load_back_identically() {
+    let device = Device::default();
+    let dir = tempfile::tempdir().unwrap();
+    let config = LstmClassifierConfig::new().with_hidden_size(12);
+    let model = config.init(&device);
+    let input = images(5, &device);
+    let before: Vec<f32> = model.forward(input.clone()).into_data().iter::<f32>().collect();
+    model.save(dir.path().join("weights")).unwrap();
+    assert!(dir.path().join("weights.bpk").is_file());
+
+    let loaded = config.load(dir.path().join("weights.bpk"), &device).unwrap();
+    let after: Vec<f32> = loaded.forward(input).into_data().iter::<f32>().collect();
+    assert_eq!(before, after);
+
+    // Weights of another shape are refused with the path in the message.
+    let other = LstmClassifierConfig::new().with_hidden_size(13);
+    let error = other.load(dir.path().join("weights.bpk"), &device).unwrap_err();
+    assert!(matches!(error, ModelError::Load { .. }));
+    assert!(error.to_string().contains("weights.bpk"), "{error}");
+    let missing = config.load(dir.path().join("absent.bpk"), &device).unwrap_err();
+    assert!(missing.to_string().contains("absent.bpk"), "{missing}");
+}
+
+#[test]
+fn invalid_configurations_are_errors() {
+    assert!(LstmClassifierConfig::new().validate().is_ok());
+    assert!(LstmClassifierConfig::new().with_num_layers(0).validate().is_err());
+    assert!(LstmClassifierConfig::new().with_hidden_size(0).validate().is_err());
+    let error = LstmClassifierConfig::new()
+        .with_dropout(1.5)
+        .validate()
+        .unwrap_err();
+    assert!(error.to_string().contains("dropout"), "{error}");
+}
