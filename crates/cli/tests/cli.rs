@@ -1,0 +1,107 @@
+//! The command line as a user meets it: a smoke run, eval, and clear errors without panics.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cli(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mnist-lstm"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("MNIST_DIR")
+        .env_remove("BURN_DEVICE")
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn smoke_config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs/smoke.toml")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn train_then_eval_on_synthetic_files() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    data::write_synthetic_mnist(&data_dir, 640, 200, 11, true).unwrap();
+    let data_arg = data_dir.display().to_string();
+
+    let trained = cli(
+        &[
+            "train",
+            &smoke_config(),
+            "--data-dir",
+            &data_arg,
+            "--set",
+            "training.seed=5",
+        ],
+        work.path(),
+    );
+    let stdout = text(&trained.stdout);
+    assert!(trained.status.success(), "{stdout}\n{}", text(&trained.stderr));
+    assert!(stdout.contains("epoch 1 step   10"), "{stdout}");
+    assert!(stdout.contains("valid done"), "{stdout}");
+    let final_line = stdout
+        .lines()
+        .find(|line| line.starts_with("final test accuracy"))
+        .expect("a final accuracy line");
+    let run_dir = work.path().join("artifacts/smoke");
+    assert!(run_dir.join("model.bpk").is_file());
+    assert!(run_dir.join("config.toml").is_file());
+
+    // Without --artifacts, eval takes the newest run under ./artifacts, and finds its data
+    // through the resolved configuration.
+    let evaluated = cli(&["eval"], work.path());
+    let report = text(&evaluated.stdout);
+    assert!(evaluated.status.success(), "{report}\n{}", text(&evaluated.stderr));
+    let accuracy = final_line.split_whitespace().nth(3).unwrap();
+    assert!(
+        report.contains(&format!("accuracy {accuracy}")),
+        "train said {final_line}, eval said:\n{report}"
+    );
+    assert!(report.contains("confusion matrix"), "{report}");
+    assert!(report.contains("first 10 predictions"), "{report}");
+}
+
+fn assert_clean_failure(output: &Output, expected: &str) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn user_mistakes_are_one_clear_error() {
+    let work = tempfile::tempdir().unwrap();
+    let missing = cli(&["train", "no-such.toml"], work.path());
+    assert_clean_failure(&missing, "no-such.toml");
+
+    let bad = work.path().join("bad.toml");
+    std::fs::write(&bad, "[model]\nhidden = 3\n").unwrap();
+    let unknown = cli(&["train", bad.to_str().unwrap()], work.path());
+    assert_clean_failure(&unknown, "unknown field `hidden`");
+
+    let override_error = cli(
+        &["train", &smoke_config(), "--set", "training.epochs=lots"],
+        work.path(),
+    );
+    assert_clean_failure(&override_error, "training.epochs=lots");
+
+    let no_data = cli(
+        &["train", &smoke_config(), "--data-dir", "/nonexistent/mnist"],
+        work.path(),
+    );
+    assert_clean_failure(&no_data, "/nonexistent/mnist (--data-dir): no such directory");
+
+    let device = cli(&["train", &smoke_config(), "--device", "tpu"], work.path());
+    assert_clean_failure(&device, "unknown backend");
+
+    let no_run = cli(&["eval"], work.path());
+    assert_clean_failure(&no_run, "no finished run");
+}
