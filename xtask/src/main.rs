@@ -90,7 +90,7 @@ fn run_cli(features: Option<&str>, args: &[String]) -> Result<ExitCode> {
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace_root())
-        .args(["run", "--release", "--quiet", "--package", "cli"]);
+        .args(["run", "--release", "--package", "cli"]);
     if let Some(features) = features {
         command.args(["--features", features]);
     }

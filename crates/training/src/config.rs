@@ -322,7 +322,7 @@ impl ExperimentConfig {
                 return invalid(format!("{name} must be at least 1"));
             }
         }
-        if !(self.optimizer.learning_rate > 0.0 && self.optimizer.learning_rate.is_finite()) {
+        if !positive(self.optimizer.learning_rate) {
             return invalid(format!(
                 "optimizer.learning_rate must be a positive number, got {}",
                 self.optimizer.learning_rate
@@ -336,7 +336,7 @@ impl ExperimentConfig {
                 return invalid(format!("{name} must be in [0, 1), got {value}"));
             }
         }
-        if !(self.optimizer.epsilon > 0.0) {
+        if !positive(f64::from(self.optimizer.epsilon)) {
             return invalid(format!(
                 "optimizer.epsilon must be positive, got {}",
                 self.optimizer.epsilon
@@ -348,11 +348,16 @@ impl ExperimentConfig {
                 self.optimizer.weight_decay
             ));
         }
-        if self.data.normalize && !(self.data.std > 0.0) {
+        if self.data.normalize && !positive(f64::from(self.data.std)) {
             return invalid(format!("data.std must be positive, got {}", self.data.std));
         }
         Ok(())
     }
+}
+
+/// A finite number above zero (false for NaN).
+fn positive(value: f64) -> bool {
+    value.is_finite() && value > 0.0
 }
 
 fn apply_override(document: &mut toml::Table, assignment: &str) -> Result<(), TrainingError> {
