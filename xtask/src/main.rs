@@ -79,8 +79,8 @@ fn workspace_root() -> PathBuf {
 /// Paths given by the user are relative to where they ran the command, not to the root the
 /// cli runs in.
 fn absolute(path: &Path) -> Result<String> {
-    let absolute = std::path::absolute(path)
-        .with_context(|| format!("cannot resolve {}", path.display()))?;
+    let absolute =
+        std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
     Ok(absolute.to_string_lossy().into_owned())
 }
 

@@ -43,7 +43,11 @@ fn train_then_eval_on_synthetic_files() {
         work.path(),
     );
     let stdout = text(&trained.stdout);
-    assert!(trained.status.success(), "{stdout}\n{}", text(&trained.stderr));
+    assert!(
+        trained.status.success(),
+        "{stdout}\n{}",
+        text(&trained.stderr)
+    );
     assert!(stdout.contains("epoch 1 step   10"), "{stdout}");
     assert!(stdout.contains("valid done"), "{stdout}");
     let final_line = stdout
@@ -58,7 +62,11 @@ fn train_then_eval_on_synthetic_files() {
     // through the resolved configuration.
     let evaluated = cli(&["eval"], work.path());
     let report = text(&evaluated.stdout);
-    assert!(evaluated.status.success(), "{report}\n{}", text(&evaluated.stderr));
+    assert!(
+        evaluated.status.success(),
+        "{report}\n{}",
+        text(&evaluated.stderr)
+    );
     let accuracy = final_line.split_whitespace().nth(3).unwrap();
     assert!(
         report.contains(&format!("accuracy {accuracy}")),
@@ -72,7 +80,10 @@ fn assert_clean_failure(output: &Output, expected: &str) {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
+    assert!(
+        stderr.contains(expected),
+        "expected {expected:?} in:\n{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -97,7 +108,10 @@ fn user_mistakes_are_one_clear_error() {
         &["train", &smoke_config(), "--data-dir", "/nonexistent/mnist"],
         work.path(),
     );
-    assert_clean_failure(&no_data, "/nonexistent/mnist (--data-dir): no such directory");
+    assert_clean_failure(
+        &no_data,
+        "/nonexistent/mnist (--data-dir): no such directory",
+    );
 
     let device = cli(&["train", &smoke_config(), "--device", "tpu"], work.path());
     assert_clean_failure(&device, "unknown backend");

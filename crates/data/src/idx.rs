@@ -213,7 +213,11 @@ pub fn read_idx(path: &Path, rank: u8) -> Result<(Vec<usize>, Vec<u8>), IdxError
 }
 
 /// Parses IDX content from `reader`; `path` only names the source in errors.
-pub fn parse(path: &Path, reader: &mut dyn Read, rank: u8) -> Result<(Vec<usize>, Vec<u8>), IdxError> {
+pub fn parse(
+    path: &Path,
+    reader: &mut dyn Read,
+    rank: u8,
+) -> Result<(Vec<usize>, Vec<u8>), IdxError> {
     let io_error = |source| IdxError::Io {
         path: path.to_path_buf(),
         source,

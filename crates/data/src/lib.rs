@@ -15,8 +15,8 @@ pub use dataset::{
     NUM_CLASSES, SplitOptions, Validation,
 };
 pub use idx::IdxError;
-pub use synthetic::write_synthetic_mnist;
 pub use locate::{Candidate, MNIST_DIR_ENV, cache_dir, locate, standard_candidates};
+pub use synthetic::write_synthetic_mnist;
 
 /// Why the data could not be provided.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,8 @@ pub enum DataError {
 fn not_found_message(looked: &[(Candidate, String)]) -> String {
     let mut message = String::from("the MNIST files were not found. Looked in:\n");
     if looked.is_empty() {
-        message.push_str("  (nowhere: no directory was configured and no cache directory exists)\n");
+        message
+            .push_str("  (nowhere: no directory was configured and no cache directory exists)\n");
     }
     for (candidate, problem) in looked {
         message.push_str(&format!(

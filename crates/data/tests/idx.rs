@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use data::idx::{read_idx, read_images, read_labels, read_pair, write_idx};
-use data::{DataError, IdxError, MnistDataset, MnistFiles, Candidate, locate};
+use data::{Candidate, DataError, IdxError, MnistDataset, MnistFiles, locate};
 
 fn header(rank: u8, dims: &[u32]) -> Vec<u8> {
     let mut bytes = vec![0, 0, 8, rank];
@@ -66,7 +66,11 @@ fn truncated_data_is_reported_with_sizes() {
     bytes.truncate(bytes.len() - 10);
     let path = write_raw(dir.path(), "short-idx3-ubyte", &bytes);
     match read_images(&path, 28, 28) {
-        Err(IdxError::TruncatedData { expected, found, path: p }) => {
+        Err(IdxError::TruncatedData {
+            expected,
+            found,
+            path: p,
+        }) => {
             assert_eq!(expected, 2 * 784);
             assert_eq!(found, 2 * 784 - 10);
             assert_eq!(p, path);
@@ -96,12 +100,20 @@ fn truncated_header_is_reported() {
     let path = write_raw(dir.path(), "tiny", &[0, 0, 8]);
     assert!(matches!(
         read_idx(&path, 3),
-        Err(IdxError::TruncatedHeader { expected: 4, found: 3, .. })
+        Err(IdxError::TruncatedHeader {
+            expected: 4,
+            found: 3,
+            ..
+        })
     ));
     let path = write_raw(dir.path(), "half", &[0, 0, 8, 3, 0, 0, 0, 1, 0, 0]);
     assert!(matches!(
         read_idx(&path, 3),
-        Err(IdxError::TruncatedHeader { expected: 16, found: 10, .. })
+        Err(IdxError::TruncatedHeader {
+            expected: 16,
+            found: 10,
+            ..
+        })
     ));
 }
 
@@ -112,12 +124,27 @@ fn bad_magic_is_reported_with_the_bytes_found() {
     bytes[2] = 0x0d; // float type code
     let path = write_raw(dir.path(), "float-idx3-ubyte", &bytes);
     let error = read_images(&path, 28, 28).unwrap_err();
-    assert!(matches!(error, IdxError::BadMagic { found: [0, 0, 0x0d, 3], .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            IdxError::BadMagic {
+                found: [0, 0, 0x0d, 3],
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     let message = error.to_string();
-    assert!(message.contains("float-idx3-ubyte") && message.contains("magic"), "{message}");
+    assert!(
+        message.contains("float-idx3-ubyte") && message.contains("magic"),
+        "{message}"
+    );
 
     let path = write_raw(dir.path(), "text", b"hello, world, this is not IDX");
-    assert!(matches!(read_images(&path, 28, 28), Err(IdxError::BadMagic { .. })));
+    assert!(matches!(
+        read_images(&path, 28, 28),
+        Err(IdxError::BadMagic { .. })
+    ));
 }
 
 #[test]
@@ -129,13 +156,24 @@ fn wrong_dimensions_are_reported() {
     let path = write_raw(dir.path(), "labels", &labels);
     assert!(matches!(
         read_images(&path, 28, 28),
-        Err(IdxError::WrongRank { expected: 3, found: 1, .. })
+        Err(IdxError::WrongRank {
+            expected: 3,
+            found: 1,
+            ..
+        })
     ));
     // Images of another size.
     let path = write_raw(dir.path(), "small", &images_bytes(2, 20, 28));
     let error = read_images(&path, 28, 28).unwrap_err();
     assert!(
-        matches!(error, IdxError::WrongImageSize { rows: 20, cols: 28, .. }),
+        matches!(
+            error,
+            IdxError::WrongImageSize {
+                rows: 20,
+                cols: 28,
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert!(error.to_string().contains("20x28"), "{error}");
@@ -150,7 +188,14 @@ fn image_and_label_counts_must_match() {
     write_idx(&labels, &[2], &[1, 2], false).unwrap();
     let error = read_pair(&images, &labels, 28, 28, 10).unwrap_err();
     assert!(
-        matches!(error, IdxError::CountMismatch { image_count: 3, label_count: 2, .. }),
+        matches!(
+            error,
+            IdxError::CountMismatch {
+                image_count: 3,
+                label_count: 2,
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert!(error.to_string().contains("3 images") && error.to_string().contains("2 labels"));
@@ -172,7 +217,11 @@ fn trailing_bytes_and_bad_labels_are_rejected() {
     let path = write_raw(dir.path(), "labels", &labels);
     assert!(matches!(
         read_labels(&path, 10),
-        Err(IdxError::LabelOutOfRange { index: 1, value: 12, .. })
+        Err(IdxError::LabelOutOfRange {
+            index: 1,
+            value: 12,
+            ..
+        })
     ));
 }
 
@@ -192,7 +241,11 @@ fn a_header_claiming_billions_of_images_fails_without_allocating_them() {
 fn missing_file_is_an_io_error_naming_it() {
     let error = read_idx(Path::new("/nonexistent/train-images-idx3-ubyte"), 3).unwrap_err();
     assert!(matches!(error, IdxError::Io { .. }));
-    assert!(error.to_string().contains("/nonexistent/train-images-idx3-ubyte"));
+    assert!(
+        error
+            .to_string()
+            .contains("/nonexistent/train-images-idx3-ubyte")
+    );
 }
 
 #[test]
@@ -232,9 +285,18 @@ fn locate_lists_every_place_it_looked() {
     let error = locate(&candidates).unwrap_err();
     assert!(matches!(error, DataError::NotFound { ref looked } if looked.len() == 2));
     let message = error.to_string();
-    assert!(message.contains(&empty.path().display().to_string()), "{message}");
-    assert!(message.contains("--data-dir") && message.contains("MNIST_DIR"), "{message}");
-    assert!(message.contains("missing train-images-idx3-ubyte[.gz]"), "{message}");
+    assert!(
+        message.contains(&empty.path().display().to_string()),
+        "{message}"
+    );
+    assert!(
+        message.contains("--data-dir") && message.contains("MNIST_DIR"),
+        "{message}"
+    );
+    assert!(
+        message.contains("missing train-images-idx3-ubyte[.gz]"),
+        "{message}"
+    );
     assert!(message.contains("no such directory"), "{message}");
 }
 
@@ -243,7 +305,13 @@ fn locate_takes_the_first_complete_directory() {
     let partial = tempfile::tempdir().unwrap();
     let complete = tempfile::tempdir().unwrap();
     data::write_synthetic_mnist(complete.path(), 20, 10, 1, true).unwrap();
-    write_idx(&partial.path().join("train-images-idx3-ubyte"), &[0, 28, 28], &[], false).unwrap();
+    write_idx(
+        &partial.path().join("train-images-idx3-ubyte"),
+        &[0, 28, 28],
+        &[],
+        false,
+    )
+    .unwrap();
     let files = locate(&[
         Candidate::new("a", partial.path()),
         Candidate::new("b", complete.path()),

@@ -150,7 +150,11 @@ impl LstmClassifierConfig {
 
     /// Builds a classifier on `device` and loads the weights of a burnpack (`.bpk`) file saved by
     /// [`LstmClassifier::save`] (or by the training crate) for a model of this configuration.
-    pub fn load(&self, path: impl AsRef<Path>, device: &Device) -> Result<LstmClassifier, ModelError> {
+    pub fn load(
+        &self,
+        path: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<LstmClassifier, ModelError> {
         self.validate()?;
         let path = path.as_ref();
         self.init(device)

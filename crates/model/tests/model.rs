@@ -44,7 +44,6 @@ fn bidirectional_layers_read_both_ways() {
     assert_eq!(model.backward_layers.len(), 2);
     assert_eq!(model.head.weight.dims(), [16, 10]);
     assert_eq!(model.forward(images(2, &device)).dims(), [2, 10]);
-
 }
 
 #[test]
@@ -96,28 +95,48 @@ fn saved_weights_load_back_identically() {
     let config = LstmClassifierConfig::new().with_hidden_size(12);
     let model = config.init(&device);
     let input = images(5, &device);
-    let before: Vec<f32> = model.forward(input.clone()).into_data().iter::<f32>().collect();
+    let before: Vec<f32> = model
+        .forward(input.clone())
+        .into_data()
+        .iter::<f32>()
+        .collect();
     model.save(dir.path().join("weights")).unwrap();
     assert!(dir.path().join("weights.bpk").is_file());
 
-    let loaded = config.load(dir.path().join("weights.bpk"), &device).unwrap();
+    let loaded = config
+        .load(dir.path().join("weights.bpk"), &device)
+        .unwrap();
     let after: Vec<f32> = loaded.forward(input).into_data().iter::<f32>().collect();
     assert_eq!(before, after);
 
     // Weights of another shape are refused with the path in the message.
     let other = LstmClassifierConfig::new().with_hidden_size(13);
-    let error = other.load(dir.path().join("weights.bpk"), &device).unwrap_err();
+    let error = other
+        .load(dir.path().join("weights.bpk"), &device)
+        .unwrap_err();
     assert!(matches!(error, ModelError::Load { .. }));
     assert!(error.to_string().contains("weights.bpk"), "{error}");
-    let missing = config.load(dir.path().join("absent.bpk"), &device).unwrap_err();
+    let missing = config
+        .load(dir.path().join("absent.bpk"), &device)
+        .unwrap_err();
     assert!(missing.to_string().contains("absent.bpk"), "{missing}");
 }
 
 #[test]
 fn invalid_configurations_are_errors() {
     assert!(LstmClassifierConfig::new().validate().is_ok());
-    assert!(LstmClassifierConfig::new().with_num_layers(0).validate().is_err());
-    assert!(LstmClassifierConfig::new().with_hidden_size(0).validate().is_err());
+    assert!(
+        LstmClassifierConfig::new()
+            .with_num_layers(0)
+            .validate()
+            .is_err()
+    );
+    assert!(
+        LstmClassifierConfig::new()
+            .with_hidden_size(0)
+            .validate()
+            .is_err()
+    );
     let error = LstmClassifierConfig::new()
         .with_dropout(1.5)
         .validate()

@@ -268,12 +268,13 @@ impl ExperimentConfig {
         for assignment in overrides {
             apply_override(&mut document, assignment)?;
         }
-        let config: Self = document
-            .try_into()
-            .map_err(|error: toml::de::Error| TrainingError::Config {
-                origin: format!("--set {}", overrides.join(" --set ")),
-                message: error.to_string(),
-            })?;
+        let config: Self =
+            document
+                .try_into()
+                .map_err(|error: toml::de::Error| TrainingError::Config {
+                    origin: format!("--set {}", overrides.join(" --set ")),
+                    message: error.to_string(),
+                })?;
         config.validate()?;
         Ok(config)
     }

@@ -32,7 +32,9 @@ impl EvaluationReport {
 
     /// Images classified correctly.
     pub fn correct(&self) -> usize {
-        (0..self.confusion.len()).map(|c| self.confusion[c][c]).sum()
+        (0..self.confusion.len())
+            .map(|c| self.confusion[c][c])
+            .sum()
     }
 
     /// Fraction classified correctly, in [0, 1].

@@ -14,12 +14,12 @@ use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 use data::{MnistFiles, MnistSplits, SplitOptions, locate, standard_candidates};
 
+use crate::TrainingError;
 use crate::config::ExperimentConfig;
 use crate::device::{SelectedDevice, select_device};
 use crate::evaluate::{EvaluationReport, evaluate};
 use crate::renderer::LineRenderer;
 use crate::trainee::{StepProbe, StepRecord, Trainee};
-use crate::TrainingError;
 
 /// Where runs go when neither `--artifacts` nor `training.artifacts` says otherwise.
 pub const ARTIFACTS_ROOT: &str = "artifacts";
@@ -82,7 +82,10 @@ macro_rules! say {
 
 /// Trains the model `config` describes, saves it with its configuration and checkpoints, and
 /// evaluates it on the test split.
-pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<TrainOutcome, TrainingError> {
+pub fn train(
+    config: &ExperimentConfig,
+    options: &RunOptions,
+) -> Result<TrainOutcome, TrainingError> {
     config.validate()?;
     let SelectedDevice { kind, device } = select_device(options.device.as_deref())?;
     say!(options, "backend: {kind} ({device:?})");
@@ -113,7 +116,10 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<TrainOut
     let training = &config.training;
     let batcher = config.data.batcher();
     device.seed(training.seed);
-    let classifier = config.model.to_model_config().init(&device.clone().autodiff());
+    let classifier = config
+        .model
+        .to_model_config()
+        .init(&device.clone().autodiff());
 
     let steps_per_epoch = splits.train.len().div_ceil(training.batch_size);
     let probe = (training.log_every > 0).then(|| {
@@ -221,7 +227,10 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<TrainOut
 }
 
 /// Evaluates the model of a finished run on the whole test split (its `test_limit` ignored).
-pub fn evaluate_run(run_dir: &Path, options: &RunOptions) -> Result<EvaluationReport, TrainingError> {
+pub fn evaluate_run(
+    run_dir: &Path,
+    options: &RunOptions,
+) -> Result<EvaluationReport, TrainingError> {
     let config_path = run_dir.join(CONFIG_FILE);
     let model_path = run_dir.join(MODEL_FILE);
     for path in [&config_path, &model_path] {
@@ -264,7 +273,13 @@ pub fn latest_run(root: &Path) -> Option<PathBuf> {
         .ok()?
         .filter_map(|entry| entry.ok())
         .filter_map(|entry| {
-            let modified = entry.path().join(MODEL_FILE).metadata().ok()?.modified().ok()?;
+            let modified = entry
+                .path()
+                .join(MODEL_FILE)
+                .metadata()
+                .ok()?
+                .modified()
+                .ok()?;
             Some((modified, entry.path()))
         })
         .max_by_key(|(modified, _)| *modified)

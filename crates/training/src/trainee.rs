@@ -151,7 +151,7 @@ impl StepProbe {
 
     fn after_step(&self, classifier: &LstmClassifier, loss: &Tensor<1>) {
         let global_step = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.log_every == 0 || global_step % self.log_every != 0 {
+        if self.log_every == 0 || !global_step.is_multiple_of(self.log_every) {
             return;
         }
         let train_loss = f64::from(loss.clone().into_scalar::<f32>());
@@ -182,7 +182,10 @@ impl StepProbe {
 
     fn eval_accuracy(&self, classifier: &LstmClassifier) -> f64 {
         let model = classifier.valid();
-        let predictions = model.forward(self.eval_images.clone()).argmax(1).flatten::<1>(0, 1);
+        let predictions = model
+            .forward(self.eval_images.clone())
+            .argmax(1)
+            .flatten::<1>(0, 1);
         let correct = predictions
             .equal(self.eval_targets.clone())
             .int()

@@ -114,7 +114,10 @@ fn bad_overrides_are_errors_naming_them() {
     let wrong_type = ExperimentConfig::default()
         .with_overrides(&["training.epochs=many".to_string()])
         .unwrap_err();
-    assert!(wrong_type.to_string().contains("training.epochs=many"), "{wrong_type}");
+    assert!(
+        wrong_type.to_string().contains("training.epochs=many"),
+        "{wrong_type}"
+    );
     let no_equals = ExperimentConfig::default()
         .with_overrides(&["training.epochs".to_string()])
         .unwrap_err();
@@ -122,7 +125,10 @@ fn bad_overrides_are_errors_naming_them() {
     let out_of_range = ExperimentConfig::default()
         .with_overrides(&["training.batch_size=0".to_string()])
         .unwrap_err();
-    assert!(out_of_range.to_string().contains("batch_size"), "{out_of_range}");
+    assert!(
+        out_of_range.to_string().contains("batch_size"),
+        "{out_of_range}"
+    );
 }
 
 #[test]

@@ -8,8 +8,8 @@ use burn::module::Module;
 use burn::tensor::Device;
 use data::{MnistDataset, write_synthetic_mnist};
 use training::{
-    CONFIG_FILE, EVALUATION_FILE, ExperimentConfig, MODEL_FILE, RunOptions, TrainOutcome,
-    Trainee, evaluate, evaluate_run, latest_run, train,
+    CONFIG_FILE, EVALUATION_FILE, ExperimentConfig, MODEL_FILE, RunOptions, TrainOutcome, Trainee,
+    evaluate, evaluate_run, latest_run, train,
 };
 
 /// Training seeds Burn's global RNG: runs in parallel would draw from each other's stream.
@@ -72,7 +72,10 @@ fn a_short_run_learns_saves_and_reloads() {
     }
     let resolved = ExperimentConfig::load(&run_dir.join(CONFIG_FILE)).unwrap();
     assert_eq!(resolved.model, config.model);
-    assert_eq!(resolved.training.artifacts.as_deref(), Some(run_dir.as_path()));
+    assert_eq!(
+        resolved.training.artifacts.as_deref(),
+        Some(run_dir.as_path())
+    );
     let checkpoints = run_dir.join("checkpoint");
     assert!(checkpoints.join("model-2.bpk").is_file());
     assert!(checkpoints.join("optim-2.bpk").is_file());
@@ -85,7 +88,9 @@ fn a_short_run_learns_saves_and_reloads() {
     )
     .unwrap();
     let model_config = config.model.to_model_config();
-    let reloaded = model_config.load(run_dir.join(MODEL_FILE), &device).unwrap();
+    let reloaded = model_config
+        .load(run_dir.join(MODEL_FILE), &device)
+        .unwrap();
     let batcher = config.data.batcher();
     let report = evaluate(&reloaded, &test, &batcher, &device, 64, 10);
     assert_eq!(report.predictions, outcome.test.predictions);
@@ -166,6 +171,9 @@ fn missing_data_is_an_error_listing_where_it_looked() {
     )
     .unwrap_err();
     let message = error.to_string();
-    assert!(message.contains(&empty.path().display().to_string()), "{message}");
+    assert!(
+        message.contains(&empty.path().display().to_string()),
+        "{message}"
+    );
     assert!(message.contains("--data-dir"), "{message}");
 }
