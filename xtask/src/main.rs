@@ -3,8 +3,10 @@
 //! xtask does not link Burn: it runs the `cli` package through cargo (same target directory,
 //! same release build as `cargo run -p cli --release`), forwarding backend features.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -32,6 +34,19 @@ enum Chore {
         /// Cargo features of the cli build, e.g. `wgpu` or `ndarray` (default: flex).
         #[arg(long, value_name = "FEATURES")]
         features: Option<String>,
+    },
+    /// On a GPU machine: build with wgpu, train one epoch of a config on the GPU, and print the
+    /// adapter, wall time, images/second and test accuracy.
+    GpuCheck {
+        /// The configuration to train.
+        #[arg(long, default_value = "configs/default.toml")]
+        config: PathBuf,
+        /// Directory holding the MNIST files [default: data.dir, $MNIST_DIR, the user cache].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Run directory.
+        #[arg(long, value_name = "DIR", default_value = "artifacts/gpu-check")]
+        artifacts: PathBuf,
     },
 }
 
@@ -65,7 +80,85 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             run_cli(features.as_deref(), &args)
         }
+        Chore::GpuCheck {
+            config,
+            data_dir,
+            artifacts,
+        } => gpu_check(&config, data_dir.as_deref(), &artifacts),
     }
+}
+
+/// Builds the wgpu cli, trains on the GPU and sums up what a reader of the README wants.
+fn gpu_check(config: &Path, data_dir: Option<&Path>, artifacts: &Path) -> Result<ExitCode> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = workspace_root();
+    println!("building the cli with --features wgpu ...");
+    let built = Command::new(&cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "cli",
+            "--features",
+            "wgpu",
+        ])
+        .status()
+        .context("cannot run cargo build")?;
+    if !built.success() {
+        bail!("cargo build --features wgpu failed");
+    }
+    let mut args = vec![
+        "run".to_string(),
+        "--release".into(),
+        "--quiet".into(),
+        "--package".into(),
+        "cli".into(),
+        "--features".into(),
+        "wgpu".into(),
+        "--".into(),
+        "train".into(),
+        absolute(config)?,
+        "--device".into(),
+        "wgpu".into(),
+        "--artifacts".into(),
+        absolute(artifacts)?,
+    ];
+    if let Some(dir) = data_dir {
+        args.extend(["--data-dir".into(), absolute(dir)?]);
+    }
+    let started = Instant::now();
+    let mut child = Command::new(&cargo)
+        .current_dir(&root)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start the cli")?;
+    // Echo the run as it goes, keeping the lines the summary needs.
+    let mut kept = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.context("cannot read the cli's output")?;
+            println!("{line}");
+            if line.starts_with("backend:")
+                || line.starts_with("trained ")
+                || line.starts_with("final test accuracy")
+            {
+                kept.push(line);
+            }
+        }
+    }
+    let status = child.wait().context("the cli did not finish")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("training on the GPU failed (see above)");
+    }
+    println!("\n== gpu-check summary");
+    for line in &kept {
+        println!("{line}");
+    }
+    println!("wall time of `train` (start-up, data, epoch, validation, test): {seconds:.1} s");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The workspace root: xtask lives one level below it.

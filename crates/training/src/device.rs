@@ -70,6 +70,8 @@ pub struct SelectedDevice {
     pub kind: BackendKind,
     /// The device (without autodiff).
     pub device: Device,
+    /// What it is, for people: the CPU backend, or the GPU adapter, its driver and graphics API.
+    pub description: String,
 }
 
 /// Picks the device: `requested` (a `--device` flag) first, then `$BURN_DEVICE`, then the
@@ -115,40 +117,130 @@ pub fn select_device(requested: Option<&str>) -> Result<SelectedDevice, Training
             kind
         }
     };
+    let (device, description) = device_for(kind)?;
     Ok(SelectedDevice {
         kind,
-        device: device_for(kind)?,
+        device,
+        description,
     })
 }
 
 #[allow(unreachable_code, unused_variables)]
-fn device_for(kind: BackendKind) -> Result<Device, TrainingError> {
+fn device_for(kind: BackendKind) -> Result<(Device, String), TrainingError> {
     match kind {
         BackendKind::Flex => {
             #[cfg(feature = "flex")]
-            return Ok(Device::flex());
+            return Ok((Device::flex(), "flex (CPU)".to_string()));
         }
         BackendKind::NdArray => {
             // `Device::ndarray()` is deprecated in Burn 0.22, yet ndarray is one of the backends
             // this project offers and compares.
             #[cfg(feature = "ndarray")]
             #[allow(deprecated)]
-            return Ok(Device::ndarray());
+            return Ok((Device::ndarray(), "ndarray (CPU)".to_string()));
         }
         BackendKind::Wgpu => {
-            // `Device::wgpu(..)` is lazy and panics at the first tensor operation when there is
-            // no adapter; `init` asks for one now and reports failure as an error.
             #[cfg(feature = "wgpu")]
-            return Device::wgpu_options().init().map_err(|error| {
-                TrainingError::Device(format!(
-                    "no usable GPU adapter for wgpu: {error}. Without a GPU, install a software \
-                     Vulkan driver (Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1) \
-                     or run on a CPU backend (--device flex)"
-                ))
-            });
+            return gpu::init();
         }
     }
     Err(TrainingError::Device(format!(
         "the {kind} backend is not compiled in"
     )))
+}
+
+/// Environment variable pinning wgpu's graphics API: `vulkan`, `gl`, `metal`, `dx12` or `auto`.
+pub const WGPU_API_ENV: &str = "BURN_WGPU_API";
+
+#[cfg(feature = "wgpu")]
+mod gpu {
+    use burn::tensor::Device;
+    use burn::tensor::wgpu::{WgpuBackend, wgpu};
+
+    use super::WGPU_API_ENV;
+    use crate::TrainingError;
+
+    /// What to install when no adapter answers.
+    const HINT: &str = "Without a GPU, install a software Vulkan driver (Debian/Ubuntu: \
+        apt-get install mesa-vulkan-drivers libvulkan1), set BURN_WGPU_API=gl to try OpenGL, \
+        or run on a CPU backend (--device flex)";
+
+    /// The graphics API to use: `$BURN_WGPU_API`, else Vulkan on Linux (wgpu's automatic
+    /// choice would quietly fall back to Mesa's OpenGL rasteriser, 50x slower than lavapipe),
+    /// else wgpu's own choice.
+    fn requested_api() -> Result<WgpuBackend, TrainingError> {
+        let value = std::env::var(WGPU_API_ENV).unwrap_or_default();
+        Ok(match value.trim().to_ascii_lowercase().as_str() {
+            "" if cfg!(target_os = "linux") => WgpuBackend::Vulkan,
+            "" | "auto" => WgpuBackend::Auto,
+            "vulkan" => WgpuBackend::Vulkan,
+            "gl" | "opengl" => WgpuBackend::Gl,
+            "metal" => WgpuBackend::Metal,
+            "dx12" => WgpuBackend::Dx12,
+            other => {
+                return Err(TrainingError::Device(format!(
+                    "{WGPU_API_ENV}={other}: expected vulkan, gl, metal, dx12 or auto"
+                )));
+            }
+        })
+    }
+
+    fn backends(api: WgpuBackend) -> wgpu::Backends {
+        match api {
+            WgpuBackend::Vulkan => wgpu::Backends::VULKAN,
+            WgpuBackend::Gl => wgpu::Backends::GL,
+            WgpuBackend::Metal => wgpu::Backends::METAL,
+            WgpuBackend::Dx12 => wgpu::Backends::DX12,
+            _ => wgpu::Backends::all(),
+        }
+    }
+
+    /// The adapters the API offers, asked before Burn opens one, to say which is used.
+    fn adapters(api: WgpuBackend) -> Vec<wgpu::AdapterInfo> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: backends(api),
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        pollster::block_on(instance.enumerate_adapters(backends(api)))
+            .iter()
+            .map(wgpu::Adapter::get_info)
+            .collect()
+    }
+
+    /// Opens the default adapter of the requested API now, so that a machine without one gets
+    /// an error here rather than a panic at the first tensor operation (`Device::wgpu` is lazy).
+    pub(super) fn init() -> Result<(Device, String), TrainingError> {
+        let api = requested_api()?;
+        let found = adapters(api);
+        if found.is_empty() {
+            return Err(TrainingError::Device(format!(
+                "wgpu found no {api:?} adapter on this machine. {HINT}"
+            )));
+        }
+        let device = Device::wgpu_options()
+            .graphics_api(api)
+            .init()
+            .map_err(|error| {
+                TrainingError::Device(format!("wgpu could not open an adapter: {error}. {HINT}"))
+            })?;
+        let name = device.identity().map(|identity| identity.name);
+        let description = match found.iter().find(|info| Some(&info.name) == name.as_ref()) {
+            Some(info) => {
+                let driver = [info.driver.trim(), info.driver_info.trim()]
+                    .into_iter()
+                    .filter(|part| !part.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                format!(
+                    "wgpu: {} ({:?}) via {:?}, driver {}",
+                    info.name, info.device_type, info.backend, driver
+                )
+            }
+            None => format!(
+                "wgpu: {} via {api:?}",
+                name.unwrap_or_else(|| "unnamed adapter".to_string())
+            ),
+        };
+        Ok((device, description))
+    }
 }

@@ -13,7 +13,7 @@ pub use config::{
     DataSection, ExperimentConfig, ModelSection, OptimizerSection, TrainingSection,
     ValidationSource,
 };
-pub use device::{BURN_DEVICE_ENV, BackendKind, SelectedDevice, select_device};
+pub use device::{BURN_DEVICE_ENV, BackendKind, SelectedDevice, WGPU_API_ENV, select_device};
 pub use error::TrainingError;
 pub use evaluate::{EvaluationReport, evaluate};
 pub use renderer::LineRenderer;

@@ -87,8 +87,12 @@ pub fn train(
     options: &RunOptions,
 ) -> Result<TrainOutcome, TrainingError> {
     config.validate()?;
-    let SelectedDevice { kind, device } = select_device(options.device.as_deref())?;
-    say!(options, "backend: {kind} ({device:?})");
+    let SelectedDevice {
+        device,
+        description,
+        ..
+    } = select_device(options.device.as_deref())?;
+    say!(options, "backend: {description}");
 
     let files = locate(&standard_candidates(
         options.data_dir.clone(),
@@ -243,8 +247,12 @@ pub fn evaluate_run(
         }
     }
     let config = ExperimentConfig::load(&config_path)?;
-    let SelectedDevice { kind, device } = select_device(options.device.as_deref())?;
-    say!(options, "backend: {kind} ({device:?})");
+    let SelectedDevice {
+        device,
+        description,
+        ..
+    } = select_device(options.device.as_deref())?;
+    say!(options, "backend: {description}");
     let classifier = config.model.to_model_config().load(&model_path, &device)?;
     let files = locate(&standard_candidates(
         options.data_dir.clone(),
