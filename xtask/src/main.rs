@@ -158,6 +158,15 @@ fn gpu_check(config: &Path, data_dir: Option<&Path>, artifacts: &Path) -> Result
         println!("{line}");
     }
     println!("wall time of `train` (start-up, data, epoch, validation, test): {seconds:.1} s");
+    if kept
+        .iter()
+        .any(|line| line.starts_with("backend:") && line.contains("(Cpu)"))
+    {
+        println!(
+            "warning: the adapter is a software rasteriser, not a GPU: install the GPU's Vulkan \
+             driver (for NVIDIA, the driver's Vulkan ICD) for GPU figures"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
