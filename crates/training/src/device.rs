@@ -165,9 +165,9 @@ mod gpu {
         apt-get install mesa-vulkan-drivers libvulkan1), set BURN_WGPU_API=gl to try OpenGL, \
         or run on a CPU backend (--device flex)";
 
-    /// The graphics API to use: `$BURN_WGPU_API`, else Vulkan on Linux (wgpu's automatic
-    /// choice would quietly fall back to Mesa's OpenGL rasteriser, 50x slower than lavapipe),
-    /// else wgpu's own choice.
+    /// The graphics API to use: `$BURN_WGPU_API`, else Vulkan on Linux (where Vulkan has no
+    /// adapter, wgpu's automatic choice quietly falls back to Mesa's OpenGL software rasteriser,
+    /// which nobody asking for the GPU wants unannounced), else wgpu's own choice.
     fn requested_api() -> Result<WgpuBackend, TrainingError> {
         let value = std::env::var(WGPU_API_ENV).unwrap_or_default();
         Ok(match value.trim().to_ascii_lowercase().as_str() {
