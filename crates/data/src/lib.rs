@@ -15,15 +15,20 @@ pub use dataset::{
     NUM_CLASSES, SplitOptions, Validation,
 };
 pub use idx::IdxError;
-pub use locate::{Candidate, MNIST_DIR_ENV, cache_dir, locate, standard_candidates};
+pub use locate::{
+    Candidate, DatasetKind, FASHION_MNIST_DIR_ENV, MNIST_DIR_ENV, cache_dir, locate,
+    standard_candidates,
+};
 pub use synthetic::write_synthetic_mnist;
 
 /// Why the data could not be provided.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// No candidate directory holds the four MNIST files.
-    #[error("{}", not_found_message(.looked))]
+    /// No candidate directory holds the four files.
+    #[error("{}", not_found_message(*.dataset, .looked))]
     NotFound {
+        /// The data set looked for.
+        dataset: DatasetKind,
         /// Each directory looked at, with its origin, and what was missing there.
         looked: Vec<(Candidate, String)>,
     },
@@ -35,8 +40,8 @@ pub enum DataError {
     InvalidSplit(String),
 }
 
-fn not_found_message(looked: &[(Candidate, String)]) -> String {
-    let mut message = String::from("the MNIST files were not found. Looked in:\n");
+fn not_found_message(dataset: DatasetKind, looked: &[(Candidate, String)]) -> String {
+    let mut message = format!("the {dataset} files were not found. Looked in:\n");
     if looked.is_empty() {
         message
             .push_str("  (nowhere: no directory was configured and no cache directory exists)\n");
@@ -50,13 +55,17 @@ fn not_found_message(looked: &[(Candidate, String)]) -> String {
         ));
     }
     let searched = |origin: &str| looked.iter().any(|(c, _)| c.origin == origin);
-    if !searched("--data-dir") && !searched(MNIST_DIR_ENV) {
-        message.push_str(&format!("  - ${MNIST_DIR_ENV}: not set\n"));
+    let env_var = dataset.env_var();
+    if !searched("--data-dir") && !searched(env_var) {
+        message.push_str(&format!("  - ${env_var}: not set\n"));
     }
-    message.push_str(
+    message.push_str(&format!(
         "Put train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and \
          t10k-labels-idx1-ubyte (each raw or .gz) in one directory, then pass it with \
-         --data-dir, set data.dir in the config, or set MNIST_DIR.",
-    );
+         --data-dir, set data.dir in the config, or set {env_var}."
+    ));
+    if dataset == DatasetKind::FashionMnist {
+        message.push_str(" On Debian: apt-get install dataset-fashion-mnist.");
+    }
     message
 }

@@ -1,14 +1,84 @@
-//! Finding the MNIST files: an ordered list of candidate directories, each with where it came
-//! from, so that a failure can say every place it looked.
+//! Which data set, and finding its files: an ordered list of candidate directories, each with
+//! where it came from, so that a failure can say every place it looked.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::{DataError, MnistFiles};
 
 /// Environment variable naming a directory that holds the MNIST files.
 pub const MNIST_DIR_ENV: &str = "MNIST_DIR";
+/// Environment variable naming a directory that holds the Fashion-MNIST files.
+pub const FASHION_MNIST_DIR_ENV: &str = "FASHION_MNIST_DIR";
 
-/// A directory that may hold the MNIST files, and why it is looked at.
+/// The data sets this crate reads: same IDX format, image size and class count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DatasetKind {
+    /// Handwritten digits.
+    #[default]
+    Mnist,
+    /// Zalando's clothing images (Fashion-MNIST).
+    FashionMnist,
+}
+
+impl DatasetKind {
+    /// The name used in configurations and directories: `mnist`, `fashion-mnist`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mnist => "mnist",
+            Self::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// The name of each class, by label.
+    pub fn class_names(self) -> [&'static str; 10] {
+        match self {
+            Self::Mnist => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            Self::FashionMnist => [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
+        }
+    }
+
+    /// The environment variable that may name the directory of the files.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Self::Mnist => MNIST_DIR_ENV,
+            Self::FashionMnist => FASHION_MNIST_DIR_ENV,
+        }
+    }
+
+    /// Where system packages install the files (Debian's `dataset-fashion-mnist`).
+    pub fn system_dirs(self) -> &'static [&'static str] {
+        match self {
+            Self::Mnist => &[],
+            Self::FashionMnist => &["/usr/share/datasets/fashion-mnist"],
+        }
+    }
+
+    /// The per-user cache directory for the files (`~/.cache/mnist-lstm/<name>` on Linux), if
+    /// the platform has one.
+    pub fn cache_dir(self) -> Option<PathBuf> {
+        dirs::cache_dir().map(|dir| dir.join("mnist-lstm").join(self.name()))
+    }
+}
+
+impl fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A directory that may hold the files, and why it is looked at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     /// Where the directory came from (`--data-dir`, `MNIST_DIR`, ...), for messages.
@@ -27,15 +97,16 @@ impl Candidate {
     }
 }
 
-/// The per-user cache directory for the MNIST files (`$XDG_CACHE_HOME/mnist-lstm/mnist`,
-/// `~/.cache/mnist-lstm/mnist` on Linux), if the platform has one.
+/// The per-user cache directory for the MNIST files; see [`DatasetKind::cache_dir`].
 pub fn cache_dir() -> Option<PathBuf> {
-    dirs::cache_dir().map(|dir| dir.join("mnist-lstm").join("mnist"))
+    DatasetKind::Mnist.cache_dir()
 }
 
-/// The usual search order: an explicit directory (a `--data-dir` flag) is the only place looked
-/// at when given; otherwise the configured directory, then `$MNIST_DIR`, then the cache.
+/// The usual search order for `kind`: an explicit directory (a `--data-dir` flag) is the only
+/// place looked at when given; otherwise the configured directory, then the data set's
+/// environment variable, then where system packages put it, then the user cache.
 pub fn standard_candidates(
+    kind: DatasetKind,
     explicit: Option<PathBuf>,
     configured: Option<PathBuf>,
 ) -> Vec<Candidate> {
@@ -46,18 +117,21 @@ pub fn standard_candidates(
     if let Some(dir) = configured {
         candidates.push(Candidate::new("config data.dir", dir));
     }
-    if let Some(dir) = std::env::var_os(MNIST_DIR_ENV).filter(|v| !v.is_empty()) {
-        candidates.push(Candidate::new(MNIST_DIR_ENV, dir));
+    if let Some(dir) = std::env::var_os(kind.env_var()).filter(|v| !v.is_empty()) {
+        candidates.push(Candidate::new(kind.env_var(), dir));
     }
-    if let Some(dir) = cache_dir() {
+    for dir in kind.system_dirs() {
+        candidates.push(Candidate::new("system package", *dir));
+    }
+    if let Some(dir) = kind.cache_dir() {
         candidates.push(Candidate::new("user cache", dir));
     }
     candidates
 }
 
-/// The files of the first candidate that holds all four, or an error listing every candidate
-/// and what was missing there.
-pub fn locate(candidates: &[Candidate]) -> Result<MnistFiles, DataError> {
+/// The files of `kind` in the first candidate that holds all four, or an error listing every
+/// candidate and what was missing there.
+pub fn locate(kind: DatasetKind, candidates: &[Candidate]) -> Result<MnistFiles, DataError> {
     let mut looked = Vec::with_capacity(candidates.len());
     for candidate in candidates {
         match MnistFiles::in_dir(&candidate.dir) {
@@ -65,5 +139,8 @@ pub fn locate(candidates: &[Candidate]) -> Result<MnistFiles, DataError> {
             Err(problem) => looked.push((candidate.clone(), problem)),
         }
     }
-    Err(DataError::NotFound { looked })
+    Err(DataError::NotFound {
+        dataset: kind,
+        looked,
+    })
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use data::idx::{read_idx, read_images, read_labels, read_pair, write_idx};
-use data::{Candidate, DataError, IdxError, MnistDataset, MnistFiles, locate};
+use data::{Candidate, DataError, DatasetKind, IdxError, MnistDataset, MnistFiles, locate};
 
 fn header(rank: u8, dims: &[u32]) -> Vec<u8> {
     let mut bytes = vec![0, 0, 8, rank];
@@ -282,8 +282,8 @@ fn locate_lists_every_place_it_looked() {
         Candidate::new("--data-dir", empty.path()),
         Candidate::new("MNIST_DIR", "/nonexistent/mnist"),
     ];
-    let error = locate(&candidates).unwrap_err();
-    assert!(matches!(error, DataError::NotFound { ref looked } if looked.len() == 2));
+    let error = locate(DatasetKind::Mnist, &candidates).unwrap_err();
+    assert!(matches!(error, DataError::NotFound { ref looked, .. } if looked.len() == 2));
     let message = error.to_string();
     assert!(
         message.contains(&empty.path().display().to_string()),
@@ -312,12 +312,41 @@ fn locate_takes_the_first_complete_directory() {
         false,
     )
     .unwrap();
-    let files = locate(&[
-        Candidate::new("a", partial.path()),
-        Candidate::new("b", complete.path()),
-    ])
+    let files = locate(
+        DatasetKind::Mnist,
+        &[
+            Candidate::new("a", partial.path()),
+            Candidate::new("b", complete.path()),
+        ],
+    )
     .unwrap();
     assert_eq!(files, MnistFiles::in_dir(complete.path()).unwrap());
     let train = MnistDataset::from_files(&files.train_images, &files.train_labels).unwrap();
     assert_eq!(train.len(), 20);
+}
+
+#[test]
+fn fashion_mnist_is_also_looked_for_where_debian_installs_it() {
+    let candidates = data::standard_candidates(DatasetKind::FashionMnist, None, None);
+    assert!(
+        candidates
+            .iter()
+            .any(|c| c.dir == Path::new("/usr/share/datasets/fashion-mnist")),
+        "{candidates:?}"
+    );
+    let error = locate(
+        DatasetKind::FashionMnist,
+        &[Candidate::new("--data-dir", "/nonexistent/fashion")],
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("the fashion-mnist files were not found"),
+        "{message}"
+    );
+    assert!(
+        message.contains("apt-get install dataset-fashion-mnist"),
+        "{message}"
+    );
+    assert_eq!(DatasetKind::FashionMnist.class_names()[9], "Ankle boot");
 }

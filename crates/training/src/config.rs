@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use data::{MNIST_MEAN_STD, SplitOptions, Validation};
+use data::{DatasetKind, MNIST_MEAN_STD, SplitOptions, Validation};
 use model::LstmClassifierConfig;
 use serde::{Deserialize, Serialize};
 
@@ -81,12 +81,35 @@ pub enum ValidationSource {
     Holdout,
 }
 
+/// Which data set a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetName {
+    /// Handwritten digits.
+    #[default]
+    Mnist,
+    /// Zalando's clothing images, same format and class count.
+    FashionMnist,
+}
+
+impl DatasetName {
+    /// The data crate's kind for this name.
+    pub fn kind(self) -> DatasetKind {
+        match self {
+            Self::Mnist => DatasetKind::Mnist,
+            Self::FashionMnist => DatasetKind::FashionMnist,
+        }
+    }
+}
+
 /// `[data]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataSection {
-    /// Directory holding the four MNIST files; `--data-dir` overrides it, and `MNIST_DIR` and
-    /// the user cache are tried after it.
+    /// `"mnist"` or `"fashion-mnist"`.
+    pub dataset: DatasetName,
+    /// Directory holding the four files; `--data-dir` overrides it, and `MNIST_DIR` (or
+    /// `FASHION_MNIST_DIR`), system package directories and the user cache are tried after it.
     pub dir: Option<PathBuf>,
     /// `"test"` or `"holdout"`.
     pub validation: ValidationSource,
@@ -112,6 +135,7 @@ pub struct DataSection {
 impl Default for DataSection {
     fn default() -> Self {
         Self {
+            dataset: DatasetName::Mnist,
             dir: None,
             validation: ValidationSource::Test,
             holdout: 5_000,

@@ -22,6 +22,8 @@ pub struct EvaluationReport {
     pub labels: Vec<u8>,
     /// `confusion[truth][predicted]` counts.
     pub confusion: Vec<Vec<usize>>,
+    /// The name of each class, by label.
+    pub class_names: Vec<String>,
 }
 
 impl EvaluationReport {
@@ -40,6 +42,14 @@ impl EvaluationReport {
     /// Fraction classified correctly, in [0, 1].
     pub fn accuracy(&self) -> f64 {
         self.correct() as f64 / self.count().max(1) as f64
+    }
+
+    /// `7`, or `7 Sneaker` where the class has a name of its own.
+    pub fn label(&self, class: usize) -> String {
+        match self.class_names.get(class) {
+            Some(name) if *name != class.to_string() => format!("{class} {name}"),
+            _ => class.to_string(),
+        }
     }
 
     /// Accuracy of each true class (`None` for a class absent from the data).
@@ -68,9 +78,10 @@ impl fmt::Display for EvaluationReport {
         )?;
         writeln!(f, "per-class accuracy:")?;
         for (class, accuracy) in self.per_class_accuracy().iter().enumerate() {
+            write!(f, "  {}:", self.label(class))?;
             match accuracy {
-                Some(a) => writeln!(f, "  {class}: {:6.2}%", 100.0 * a)?,
-                None => writeln!(f, "  {class}:      - (no images)")?,
+                Some(a) => writeln!(f, " {:6.2}%", 100.0 * a)?,
+                None => writeln!(f, "      - (no images)")?,
             }
         }
         writeln!(f, "confusion matrix (rows: truth, columns: predicted):")?;
@@ -91,24 +102,26 @@ impl fmt::Display for EvaluationReport {
         let list = |values: &[u8]| {
             values
                 .iter()
-                .map(|v| v.to_string())
+                .map(|&v| self.label(usize::from(v)))
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(", ")
         };
         writeln!(f, "  predicted: {}", list(&self.predictions[..shown]))?;
         write!(f, "  truth:     {}", list(&self.labels[..shown]))
     }
 }
 
-/// Runs `classifier` over all of `dataset` in batches of `batch_size` on `device`.
+/// Runs `classifier` over all of `dataset` in batches of `batch_size` on `device`;
+/// `class_names` names each class, by label.
 pub fn evaluate(
     classifier: &LstmClassifier,
     dataset: &MnistDataset,
     batcher: &MnistBatcher,
     device: &Device,
     batch_size: usize,
-    num_classes: usize,
+    class_names: &[&str],
 ) -> EvaluationReport {
+    let num_classes = class_names.len();
     let classifier = classifier.valid();
     let batch_size = batch_size.max(1);
     let mut loss_sum = 0.0;
@@ -136,5 +149,6 @@ pub fn evaluate(
         predictions,
         labels,
         confusion,
+        class_names: class_names.iter().map(|name| name.to_string()).collect(),
     }
 }

@@ -10,7 +10,7 @@ mod run;
 mod trainee;
 
 pub use config::{
-    DataSection, ExperimentConfig, ModelSection, OptimizerSection, TrainingSection,
+    DataSection, DatasetName, ExperimentConfig, ModelSection, OptimizerSection, TrainingSection,
     ValidationSource,
 };
 pub use device::{BURN_DEVICE_ENV, BackendKind, SelectedDevice, WGPU_API_ENV, select_device};

@@ -94,15 +94,16 @@ pub fn train(
     } = select_device(options.device.as_deref())?;
     say!(options, "backend: {description}");
 
-    let files = locate(&standard_candidates(
-        options.data_dir.clone(),
-        config.data.dir.clone(),
-    ))?;
+    let dataset = config.data.dataset.kind();
+    let files = locate(
+        dataset,
+        &standard_candidates(dataset, options.data_dir.clone(), config.data.dir.clone()),
+    )?;
     let splits = MnistSplits::load(&files, &config.data.split_options())?;
     let data_dir = data_dir_of(&files);
     say!(
         options,
-        "data: {} (train {}, validation {}, test {})",
+        "data: {dataset} in {} (train {}, validation {}, test {})",
         data_dir.display(),
         splits.train.len(),
         splits.valid.len(),
@@ -210,7 +211,7 @@ pub fn train(
         &batcher,
         &device,
         training.eval_batch_size,
-        config.model.num_classes,
+        &dataset.class_names(),
     );
     write_file(&run_dir.join(EVALUATION_FILE), &format!("{test}\n"))?;
     say!(
@@ -254,14 +255,15 @@ pub fn evaluate_run(
     } = select_device(options.device.as_deref())?;
     say!(options, "backend: {description}");
     let classifier = config.model.to_model_config().load(&model_path, &device)?;
-    let files = locate(&standard_candidates(
-        options.data_dir.clone(),
-        config.data.dir.clone(),
-    ))?;
+    let dataset = config.data.dataset.kind();
+    let files = locate(
+        dataset,
+        &standard_candidates(dataset, options.data_dir.clone(), config.data.dir.clone()),
+    )?;
     let test = MnistSplits::load(&files, &SplitOptions::default())?.test;
     say!(
         options,
-        "model: {}\ndata: {}",
+        "model: {}\ndata: {dataset} in {}",
         model_path.display(),
         data_dir_of(&files).display()
     );
@@ -271,7 +273,7 @@ pub fn evaluate_run(
         &config.data.batcher(),
         &device,
         config.training.eval_batch_size,
-        config.model.num_classes,
+        &dataset.class_names(),
     ))
 }
 

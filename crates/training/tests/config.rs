@@ -141,3 +141,18 @@ fn a_written_config_reads_back_equal() {
         config
     );
 }
+
+#[test]
+fn the_dataset_is_chosen_by_name() {
+    use training::DatasetName;
+    assert_eq!(ExperimentConfig::default().data.dataset, DatasetName::Mnist);
+    let fashion =
+        ExperimentConfig::parse("[data]\ndataset = \"fashion-mnist\"\n", "f.toml").unwrap();
+    assert_eq!(fashion.data.dataset, DatasetName::FashionMnist);
+    let error = ExperimentConfig::parse("[data]\ndataset = \"cifar\"\n", "f.toml").unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("cifar") && message.contains("fashion-mnist"),
+        "{message}"
+    );
+}

@@ -180,8 +180,22 @@ fn wgpu_trains_like_the_cpu_and_checkpoints_move_between_them() {
         let path = files.path().join(format!("{name}.bpk"));
         trained.clone().save(&path).unwrap();
         let moved = config.load(&path, there).unwrap();
-        let at_home = evaluate(trained, &data.test, &batcher, here, 500, 10);
-        let moved_report = evaluate(&moved, &data.test, &batcher, there, 500, 10);
+        let at_home = evaluate(
+            trained,
+            &data.test,
+            &batcher,
+            here,
+            500,
+            &data::DatasetKind::Mnist.class_names(),
+        );
+        let moved_report = evaluate(
+            &moved,
+            &data.test,
+            &batcher,
+            there,
+            500,
+            &data::DatasetKind::Mnist.class_names(),
+        );
         println!(
             "{name}: {:.2}% on its own device, {:.2}% after loading on the other",
             100.0 * at_home.accuracy(),
