@@ -119,3 +119,57 @@ fn user_mistakes_are_one_clear_error() {
     let no_run = cli(&["eval"], work.path());
     assert_clean_failure(&no_run, "no finished run");
 }
+
+/// Every file of `tests/bad_configs` is a configuration with one mistake. Its first lines say
+/// what the error must contain (`# expect: ...`) and any extra arguments (`# args: ...`);
+/// `train` must fail with exit code 1 and exactly that one line, without panicking.
+#[test]
+fn every_bad_config_in_the_corpus_is_one_clear_line() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    data::write_synthetic_mnist(&data_dir, 200, 50, 3, false).unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_configs");
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 15,
+        "the corpus has only {} cases",
+        files.len()
+    );
+    for file in &files {
+        let contents = std::fs::read_to_string(file).unwrap();
+        let header = |key: &str| {
+            contents
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("# {key}: ")))
+                .map(str::to_string)
+        };
+        let expected = header("expect").unwrap_or_else(|| panic!("{file:?} lacks # expect:"));
+        let mut args = vec![
+            "train".to_string(),
+            file.display().to_string(),
+            "--data-dir".to_string(),
+            data_dir.display().to_string(),
+            "--artifacts".to_string(),
+            work.path().join("run").display().to_string(),
+        ];
+        if let Some(extra) = header("args") {
+            args.extend(extra.split_whitespace().map(str::to_string));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = cli(&args, work.path());
+        let stderr = text(&output.stderr);
+        let name = file.file_name().unwrap().to_string_lossy();
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name}: not one line:\n{stderr}");
+        assert!(stderr.starts_with("error: "), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&expected),
+            "{name}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}

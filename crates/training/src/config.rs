@@ -272,10 +272,25 @@ impl ExperimentConfig {
     /// Parses TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, TrainingError> {
         let config: Self = toml::from_str(text).map_err(|error| TrainingError::Config {
-            origin: origin.to_string(),
-            message: error.to_string(),
+            origin: match error.span() {
+                Some(span) => {
+                    let (line, column) = line_and_column(text, span.start);
+                    match key_at(text, span.start) {
+                        Some(key) => format!("{origin}:{line}:{column}: {key}"),
+                        None => format!("{origin}:{line}:{column}"),
+                    }
+                }
+                None => origin.to_string(),
+            },
+            message: one_line(error.message()),
         })?;
-        config.validate()?;
+        config.validate().map_err(|error| match error {
+            TrainingError::Config { message, .. } => TrainingError::Config {
+                origin: origin.to_string(),
+                message,
+            },
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -297,7 +312,7 @@ impl ExperimentConfig {
                 .try_into()
                 .map_err(|error: toml::de::Error| TrainingError::Config {
                     origin: format!("--set {}", overrides.join(" --set ")),
-                    message: error.to_string(),
+                    message: one_line(&error.to_string()),
                 })?;
         config.validate()?;
         Ok(config)
@@ -378,6 +393,42 @@ impl ExperimentConfig {
         }
         Ok(())
     }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The `section.key` whose value sits at byte `offset` of `text`, if the offset is in a value.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = before[line_start..].split_once('=')?;
+    let key = key.trim();
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| line.starts_with('['))
+        .map(|line| line.trim_matches(|c| c == '[' || c == ']').trim());
+    Some(match section {
+        Some(section) => format!("{section}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+/// The lines of a message joined into one, so every error is a single line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// A finite number above zero (false for NaN).

@@ -100,6 +100,17 @@ pub fn train(
         &standard_candidates(dataset, options.data_dir.clone(), config.data.dir.clone()),
     )?;
     let splits = MnistSplits::load(&files, &config.data.split_options())?;
+    if config.training.batch_size > splits.train.len() {
+        return Err(TrainingError::Config {
+            origin: "configuration".to_string(),
+            message: format!(
+                "training.batch_size ({}) is larger than the {} training images: lower it, or \
+                 raise or remove data.train_limit",
+                config.training.batch_size,
+                splits.train.len()
+            ),
+        });
+    }
     let data_dir = data_dir_of(&files);
     say!(
         options,

@@ -57,7 +57,7 @@ fn unknown_fields_are_errors_naming_field_and_line() {
     let message = error.to_string();
     assert!(message.contains("bad.toml"), "{message}");
     assert!(message.contains("epochz"), "{message}");
-    assert!(message.contains("line 3"), "{message}");
+    assert!(message.contains("bad.toml:3:1"), "{message}");
 
     let error = ExperimentConfig::parse("[trainer]\nepochs = 2\n", "bad.toml").unwrap_err();
     assert!(error.to_string().contains("trainer"), "{error}");
