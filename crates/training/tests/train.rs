@@ -92,29 +92,20 @@ fn a_short_run_learns_saves_and_reloads() {
         .load(run_dir.join(MODEL_FILE), &device)
         .unwrap();
     let batcher = config.data.batcher();
-    let report = evaluate(
-        &reloaded,
-        &test,
-        &batcher,
-        &device,
-        64,
-        &data::DatasetKind::Mnist.class_names(),
-    );
-    assert_eq!(report.predictions, outcome.test.predictions);
+    let class_names = data::DatasetKind::Mnist.class_names();
+    let predictions = |classifier: &model::LstmClassifier| {
+        evaluate(classifier, &test, &batcher, &device, 64, &class_names).predictions
+    };
+    assert_eq!(predictions(&reloaded), outcome.test.predictions);
 
     // So does the last epoch's checkpoint, which holds the same weights.
     let checkpoint = Trainee::new(model_config.init(&device), None)
         .try_load_file(checkpoints.join("model-2.bpk"))
         .unwrap();
-    let report = evaluate(
-        &checkpoint.classifier,
-        &test,
-        &batcher,
-        &device,
-        64,
-        &data::DatasetKind::Mnist.class_names(),
+    assert_eq!(
+        predictions(&checkpoint.classifier),
+        outcome.test.predictions
     );
-    assert_eq!(report.predictions, outcome.test.predictions);
 
     // `eval` on the run directory finds the same accuracy on the whole test split.
     let evaluated = evaluate_run(&run_dir, &RunOptions::default()).unwrap();
