@@ -90,34 +90,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Builds the wgpu cli, trains on the GPU and sums up what a reader of the README wants.
 fn gpu_check(config: &Path, data_dir: Option<&Path>, artifacts: &Path) -> Result<ExitCode> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let root = workspace_root();
     println!("building the cli with --features wgpu ...");
-    let built = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "cli",
-            "--features",
-            "wgpu",
-        ])
+    let built = cargo_cli("build", Some("wgpu"))
         .status()
         .context("cannot run cargo build")?;
     if !built.success() {
         bail!("cargo build --features wgpu failed");
     }
     let mut args = vec![
-        "run".to_string(),
-        "--release".into(),
-        "--quiet".into(),
-        "--package".into(),
-        "cli".into(),
-        "--features".into(),
-        "wgpu".into(),
-        "--".into(),
-        "train".into(),
+        "train".to_string(),
         absolute(config)?,
         "--device".into(),
         "wgpu".into(),
@@ -128,8 +109,9 @@ fn gpu_check(config: &Path, data_dir: Option<&Path>, artifacts: &Path) -> Result
         args.extend(["--data-dir".into(), absolute(dir)?]);
     }
     let started = Instant::now();
-    let mut child = Command::new(&cargo)
-        .current_dir(&root)
+    let mut child = cargo_cli("run", Some("wgpu"))
+        .arg("--quiet")
+        .arg("--")
         .args(&args)
         .stdout(Stdio::piped())
         .spawn()
@@ -186,16 +168,22 @@ fn absolute(path: &Path) -> Result<String> {
     Ok(absolute.to_string_lossy().into_owned())
 }
 
-/// `cargo run --release -p cli [--features F] -- ARGS` in the workspace root.
-fn run_cli(features: Option<&str>, args: &[String]) -> Result<ExitCode> {
+/// `cargo SUBCOMMAND --release -p cli [--features F]` in the workspace root.
+fn cargo_cli(subcommand: &str, features: Option<&str>) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace_root())
-        .args(["run", "--release", "--package", "cli"]);
+        .args([subcommand, "--release", "--package", "cli"]);
     if let Some(features) = features {
         command.args(["--features", features]);
     }
+    command
+}
+
+/// `cargo run --release -p cli [--features F] -- ARGS` in the workspace root.
+fn run_cli(features: Option<&str>, args: &[String]) -> Result<ExitCode> {
+    let mut command = cargo_cli("run", features);
     command.arg("--").args(args);
     let status = command
         .status()

@@ -16,8 +16,7 @@ pub use dataset::{
 };
 pub use idx::IdxError;
 pub use locate::{
-    Candidate, DatasetKind, FASHION_MNIST_DIR_ENV, MNIST_DIR_ENV, cache_dir, locate,
-    standard_candidates,
+    Candidate, DatasetKind, FASHION_MNIST_DIR_ENV, MNIST_DIR_ENV, locate, standard_candidates,
 };
 pub use synthetic::write_synthetic_mnist;
 

@@ -97,11 +97,6 @@ impl Candidate {
     }
 }
 
-/// The per-user cache directory for the MNIST files; see [`DatasetKind::cache_dir`].
-pub fn cache_dir() -> Option<PathBuf> {
-    DatasetKind::Mnist.cache_dir()
-}
-
 /// The usual search order for `kind`: an explicit directory (a `--data-dir` flag) is the only
 /// place looked at when given; otherwise the configured directory, then the data set's
 /// environment variable, then where system packages put it, then the user cache.

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::Device;
 use burn::train::checkpoint::{
     ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
 };
@@ -87,18 +88,10 @@ pub fn train(
     options: &RunOptions,
 ) -> Result<TrainOutcome, TrainingError> {
     config.validate()?;
-    let SelectedDevice {
-        device,
-        description,
-        ..
-    } = select_device(options.device.as_deref())?;
-    say!(options, "backend: {description}");
+    let device = open_device(options)?;
 
     let dataset = config.data.dataset.kind();
-    let files = locate(
-        dataset,
-        &standard_candidates(dataset, options.data_dir.clone(), config.data.dir.clone()),
-    )?;
+    let files = find_files(config, options)?;
     let splits = MnistSplits::load(&files, &config.data.split_options())?;
     if config.training.batch_size > splits.train.len() {
         return Err(TrainingError::Config {
@@ -259,18 +252,10 @@ pub fn evaluate_run(
         }
     }
     let config = ExperimentConfig::load(&config_path)?;
-    let SelectedDevice {
-        device,
-        description,
-        ..
-    } = select_device(options.device.as_deref())?;
-    say!(options, "backend: {description}");
+    let device = open_device(options)?;
     let classifier = config.model.to_model_config().load(&model_path, &device)?;
     let dataset = config.data.dataset.kind();
-    let files = locate(
-        dataset,
-        &standard_candidates(dataset, options.data_dir.clone(), config.data.dir.clone()),
-    )?;
+    let files = find_files(&config, options)?;
     let test = MnistSplits::load(&files, &SplitOptions::default())?.test;
     say!(
         options,
@@ -305,6 +290,28 @@ pub fn latest_run(root: &Path) -> Option<PathBuf> {
         })
         .max_by_key(|(modified, _)| *modified)
         .map(|(_, path)| path)
+}
+
+/// The device `options` ask for, announced.
+fn open_device(options: &RunOptions) -> Result<Device, TrainingError> {
+    let SelectedDevice {
+        device,
+        description,
+        ..
+    } = select_device(options.device.as_deref())?;
+    say!(options, "backend: {description}");
+    Ok(device)
+}
+
+/// The files of the configured data set, where `options` and the configuration say to look.
+fn find_files(
+    config: &ExperimentConfig,
+    options: &RunOptions,
+) -> Result<MnistFiles, TrainingError> {
+    let dataset = config.data.dataset.kind();
+    let candidates =
+        standard_candidates(dataset, options.data_dir.clone(), config.data.dir.clone());
+    Ok(locate(dataset, &candidates)?)
 }
 
 fn run_dir(config: &ExperimentConfig, options: &RunOptions) -> PathBuf {
