@@ -18,11 +18,14 @@ pub const IMAGE_PIXELS: usize = IMAGE_ROWS * IMAGE_COLS;
 /// Digits 0 to 9.
 pub const NUM_CLASSES: usize = 10;
 
-/// The standard MNIST file names, without the optional `.gz`.
-const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
-const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
-const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
-const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+/// The standard MNIST file names, without the optional `.gz` (Fashion-MNIST uses the same).
+pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+/// Labels of the training images.
+pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+/// The test images.
+pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+/// Labels of the test images.
+pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
 
 /// One image and its label.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -196,6 +196,13 @@ pub fn read_pair(
 ///
 /// Gzip is recognised by its magic bytes, not the file name, so a renamed file still reads.
 pub fn read_idx(path: &Path, rank: u8) -> Result<(Vec<usize>, Vec<u8>), IdxError> {
+    let mut reader = open_content(path)?;
+    parse(path, &mut reader, rank)
+}
+
+/// Opens `path` for reading its content: decompressed when it starts with the gzip magic bytes,
+/// as is otherwise.
+pub fn open_content(path: &Path) -> Result<Box<dyn Read>, IdxError> {
     let io_error = |source| IdxError::Io {
         path: path.to_path_buf(),
         source,
@@ -204,12 +211,16 @@ pub fn read_idx(path: &Path, rank: u8) -> Result<(Vec<usize>, Vec<u8>), IdxError
     let mut first = [0u8; 2];
     let sniffed = read_up_to(&mut file, &mut first).map_err(io_error)?;
     let prefix = std::io::Cursor::new(first[..sniffed].to_vec());
-    let mut reader: Box<dyn Read> = if sniffed == 2 && first == GZIP_MAGIC {
+    Ok(if is_gzip(&first[..sniffed]) {
         Box::new(GzDecoder::new(prefix.chain(file)))
     } else {
         Box::new(prefix.chain(file))
-    };
-    parse(path, &mut reader, rank)
+    })
+}
+
+/// Whether `bytes` begin with the gzip magic number.
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&GZIP_MAGIC)
 }
 
 /// Parses IDX content from `reader`; `path` only names the source in errors.

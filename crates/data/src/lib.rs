@@ -5,31 +5,44 @@
 
 mod batcher;
 mod dataset;
+mod download;
 pub mod idx;
 mod locate;
+mod published;
 pub mod synthetic;
+mod verify;
 
 pub use batcher::{MNIST_MEAN_STD, MnistBatch, MnistBatcher};
 pub use dataset::{
     IMAGE_COLS, IMAGE_PIXELS, IMAGE_ROWS, MnistDataset, MnistFiles, MnistItem, MnistSplits,
     NUM_CLASSES, SplitOptions, Validation,
 };
+pub use download::{
+    DownloadError, DownloadOptions, FailedAttempt, Progress, download, download_files,
+};
 pub use idx::IdxError;
 pub use locate::{
-    Candidate, DatasetKind, FASHION_MNIST_DIR_ENV, MNIST_DIR_ENV, locate, standard_candidates,
+    Candidate, DatasetKind, DownloadAttempt, FASHION_MNIST_DIR_ENV, Fetch, MNIST_DIR_ENV,
+    OFFLINE_ENV, locate, locate_or_download, offline_from_env, standard_candidates,
 };
+pub use published::PublishedFile;
 pub use synthetic::write_synthetic_mnist;
+pub use verify::{
+    ContentDigest, FileVerification, Verification, content_digest, verify_file, verify_files,
+};
 
 /// Why the data could not be provided.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// No candidate directory holds the four files.
-    #[error("{}", not_found_message(*.dataset, .looked))]
+    #[error("{}", not_found_message(*.dataset, .looked, .download))]
     NotFound {
         /// The data set looked for.
         dataset: DatasetKind,
         /// Each directory looked at, with its origin, and what was missing there.
         looked: Vec<(Candidate, String)>,
+        /// Whether a download was tried, and how it failed.
+        download: DownloadAttempt,
     },
     /// A file was found but is not valid MNIST.
     #[error(transparent)]
@@ -39,7 +52,11 @@ pub enum DataError {
     InvalidSplit(String),
 }
 
-fn not_found_message(dataset: DatasetKind, looked: &[(Candidate, String)]) -> String {
+fn not_found_message(
+    dataset: DatasetKind,
+    looked: &[(Candidate, String)],
+    download: &DownloadAttempt,
+) -> String {
     let mut message = format!("the {dataset} files were not found. Looked in:\n");
     if looked.is_empty() {
         message
@@ -58,10 +75,24 @@ fn not_found_message(dataset: DatasetKind, looked: &[(Candidate, String)]) -> St
     if !searched("--data-dir") && !searched(env_var) {
         message.push_str(&format!("  - ${env_var}: not set\n"));
     }
+    match download {
+        DownloadAttempt::NotTried => {}
+        DownloadAttempt::Offline => message.push_str(&format!(
+            "Offline (--offline or {OFFLINE_ENV}): no download was tried.\n"
+        )),
+        DownloadAttempt::Failed { dir, error } => message.push_str(&format!(
+            "Downloading into {} failed: {error}\n",
+            dir.display()
+        )),
+    }
+    let cache = dataset
+        .cache_dir()
+        .map(|dir| format!(", or copy them into {}", dir.display()))
+        .unwrap_or_default();
     message.push_str(&format!(
         "Put train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and \
          t10k-labels-idx1-ubyte (each raw or .gz) in one directory, then pass it with \
-         --data-dir, set data.dir in the config, or set {env_var}."
+         --data-dir, set data.dir in the config, or set {env_var}{cache}."
     ));
     if dataset == DatasetKind::FashionMnist {
         message.push_str(" On Debian: apt-get install dataset-fashion-mnist.");

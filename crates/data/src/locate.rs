@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::download::{DownloadError, DownloadOptions, download};
 use crate::{DataError, MnistFiles};
 
 /// Environment variable naming a directory that holds the MNIST files.
@@ -137,5 +138,97 @@ pub fn locate(kind: DatasetKind, candidates: &[Candidate]) -> Result<MnistFiles,
     Err(DataError::NotFound {
         dataset: kind,
         looked,
+        download: DownloadAttempt::NotTried,
+    })
+}
+
+/// Environment variable that, set to anything but `0`, `false` or empty, forbids downloads.
+pub const OFFLINE_ENV: &str = "MNIST_LSTM_OFFLINE";
+
+/// Whether [`OFFLINE_ENV`] forbids the network.
+pub fn offline_from_env() -> bool {
+    std::env::var(OFFLINE_ENV)
+        .map(|value| !matches!(value.trim(), "" | "0" | "false"))
+        .unwrap_or(false)
+}
+
+/// What to do when no candidate directory holds the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetch {
+    /// Report them missing: the user named the one place to look.
+    Never,
+    /// Report them missing and say the network was forbidden.
+    Offline,
+    /// Download them into `dir`.
+    Download {
+        /// Where the files go (the user cache).
+        dir: PathBuf,
+        /// Mirrors, retries, progress.
+        options: DownloadOptions,
+    },
+}
+
+impl Fetch {
+    /// The usual policy: no download when a directory was given explicitly (`--data-dir`),
+    /// none when `offline` or [`OFFLINE_ENV`] says so, otherwise download into the user cache.
+    pub fn standard(kind: DatasetKind, explicit_dir: bool, offline: bool) -> Self {
+        if explicit_dir {
+            return Self::Never;
+        }
+        if offline || offline_from_env() {
+            return Self::Offline;
+        }
+        match kind.cache_dir() {
+            Some(dir) => Self::Download {
+                dir,
+                options: DownloadOptions::for_dataset(kind),
+            },
+            None => Self::Never,
+        }
+    }
+}
+
+/// Whether and how a download was tried after the local search failed.
+#[derive(Debug)]
+pub enum DownloadAttempt {
+    /// No download: a directory was named explicitly, or there is no cache directory.
+    NotTried,
+    /// No download: offline.
+    Offline,
+    /// The download into `dir` failed.
+    Failed {
+        /// Where the files were to go.
+        dir: PathBuf,
+        /// Why it failed.
+        error: DownloadError,
+    },
+}
+
+/// [`locate`], then, when the files are nowhere, what `fetch` says: the downloaded files, or an
+/// error listing every place looked at and every mirror tried.
+pub fn locate_or_download(
+    kind: DatasetKind,
+    candidates: &[Candidate],
+    fetch: &Fetch,
+) -> Result<MnistFiles, DataError> {
+    let looked = match locate(kind, candidates) {
+        Err(DataError::NotFound { looked, .. }) => looked,
+        found => return found,
+    };
+    let attempt = match fetch {
+        Fetch::Never => DownloadAttempt::NotTried,
+        Fetch::Offline => DownloadAttempt::Offline,
+        Fetch::Download { dir, options } => match download(kind, dir, options) {
+            Ok(files) => return Ok(files),
+            Err(error) => DownloadAttempt::Failed {
+                dir: dir.clone(),
+                error,
+            },
+        },
+    };
+    Err(DataError::NotFound {
+        dataset: kind,
+        looked,
+        download: attempt,
     })
 }
