@@ -207,14 +207,20 @@ pub fn open_content(path: &Path) -> Result<Box<dyn Read>, IdxError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = BufReader::new(File::open(path).map_err(io_error)?);
+    let file = BufReader::new(File::open(path).map_err(io_error)?);
+    content_reader(file).map_err(io_error)
+}
+
+/// Wraps `reader` so that it yields the content: decompressed when it starts with the gzip
+/// magic bytes, as is otherwise.
+pub fn content_reader(mut reader: impl Read + 'static) -> std::io::Result<Box<dyn Read>> {
     let mut first = [0u8; 2];
-    let sniffed = read_up_to(&mut file, &mut first).map_err(io_error)?;
+    let sniffed = read_up_to(&mut reader, &mut first)?;
     let prefix = std::io::Cursor::new(first[..sniffed].to_vec());
     Ok(if is_gzip(&first[..sniffed]) {
-        Box::new(GzDecoder::new(prefix.chain(file)))
+        Box::new(GzDecoder::new(prefix.chain(reader)))
     } else {
-        Box::new(prefix.chain(file))
+        Box::new(prefix.chain(reader))
     })
 }
 
@@ -301,6 +307,19 @@ pub fn parse(
         });
     }
     Ok((dims, data))
+}
+
+/// Reads `bytes`, raw or gzipped, as an IDX label file and as an image file, the way a file
+/// from disk is read, and drops the outcome.
+///
+/// The one body of the `idx` fuzz target and of the test that replays its corpus: it must
+/// return for any input, without panicking, and allocate no more than the decompressed input.
+pub fn check_untrusted(bytes: &[u8]) {
+    for rank in [1u8, 3] {
+        if let Ok(mut reader) = content_reader(std::io::Cursor::new(bytes.to_vec())) {
+            let _ = parse(Path::new("untrusted input"), &mut reader, rank);
+        }
+    }
 }
 
 /// Fills `buf` as far as the reader allows; returns how many bytes were read.

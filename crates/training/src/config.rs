@@ -471,3 +471,22 @@ fn parse_value(raw: &str) -> toml::Value {
         .and_then(|mut table| table.remove("value"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
+
+/// Parses `bytes` as a configuration file; when it parses, writes it back with
+/// [`ExperimentConfig::to_toml`] and checks that reads as the same configuration.
+///
+/// The one body of the `config` fuzz target and of the test that replays its corpus: any input
+/// must give a configuration or an error, never a panic; the round trip failing is a bug, and
+/// panics so that the fuzzer reports it.
+pub fn check_untrusted_config(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    if let Ok(config) = ExperimentConfig::parse(text, "untrusted.toml") {
+        let written = config.to_toml();
+        match ExperimentConfig::parse(&written, "rewritten.toml") {
+            Ok(reread) => assert_eq!(reread, config, "round trip changed the configuration"),
+            Err(error) => panic!("a valid configuration does not read back: {error}\n{written}"),
+        }
+    }
+}
