@@ -1,11 +1,14 @@
-//! `mnist-lstm`: train and evaluate the LSTM MNIST classifier.
+//! `mnist-lstm`: train and evaluate the LSTM MNIST classifier, and classify images with it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand};
-use training::{ARTIFACTS_ROOT, ExperimentConfig, RunOptions, evaluate_run, latest_run, train};
+use training::{
+    ARTIFACTS_ROOT, ExperimentConfig, Predictor, RunOptions, evaluate_run, idx_digit, latest_run,
+    load_digit, train,
+};
 
 /// Train and evaluate an LSTM that reads MNIST digits row by row.
 #[derive(Parser, Debug)]
@@ -39,6 +42,29 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Classify images of digits: prints the digit and the three most likely classes of each.
+    ///
+    /// PNG or JPEG, any size and colour: made grey, inverted when the background is light, and,
+    /// unless already 28x28, cropped to the digit, scaled into 20x20 and centred by mass in
+    /// 28x28, as MNIST's digits were.
+    Predict {
+        /// Run directory of a finished `train` [default: the newest run under artifacts/].
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// PNG or JPEG files, each holding one digit.
+        #[arg(value_name = "IMAGE", required_unless_present = "idx")]
+        images: Vec<PathBuf>,
+        /// Classify images of an IDX file (e.g. t10k-images-idx3-ubyte.gz), chosen by --index.
+        #[arg(long, value_name = "FILE", requires = "index")]
+        idx: Option<PathBuf>,
+        /// Index, from 0, of an image of the --idx file; repeatable.
+        #[arg(long, value_name = "N", requires = "idx")]
+        index: Vec<usize>,
+        /// Backend to run on when several are compiled in: flex, ndarray or wgpu
+        /// [env: BURN_DEVICE].
+        #[arg(long, value_name = "NAME")]
+        device: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -62,8 +88,100 @@ fn main() -> ExitCode {
     }
 }
 
+/// The run directory given, or the newest under `artifacts/`.
+fn run_dir_or_latest(given: Option<PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(dir) => Ok(dir),
+        None => latest_run(Path::new(ARTIFACTS_ROOT)).ok_or_else(|| {
+            anyhow!(
+                "no finished run under {ARTIFACTS_ROOT}/: train one first \
+                 (mnist-lstm train configs/default.toml) or pass the run directory"
+            )
+        }),
+    }
+}
+
+/// Classifies each image and prints a line per image; an image that cannot be read is an
+/// error line on stderr, and makes the command fail once the others are done.
+fn predict(
+    run_dir: &Path,
+    images: &[PathBuf],
+    idx: Option<&Path>,
+    indices: &[usize],
+    device: Option<String>,
+) -> Result<()> {
+    let options = RunOptions {
+        device,
+        ..RunOptions::default()
+    };
+    let predictor = Predictor::from_run(run_dir, &options)
+        .with_context(|| format!("cannot load the model of {}", run_dir.display()))?;
+    // (name, digit, truth) of each image that could be read.
+    let mut digits = Vec::new();
+    let mut failed = 0;
+    for path in images {
+        match load_digit(path) {
+            Ok(digit) => digits.push((path.display().to_string(), digit, None)),
+            Err(error) => {
+                eprintln!("error: {error}");
+                failed += 1;
+            }
+        }
+    }
+    if let Some(idx) = idx {
+        for &index in indices {
+            match idx_digit(idx, index) {
+                Ok((digit, label)) => {
+                    digits.push((format!("{}[{index}]", idx.display()), digit, label))
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    failed += 1;
+                }
+            }
+        }
+    }
+    let pixels: Vec<Vec<u8>> = digits.iter().map(|(_, digit, _)| digit.clone()).collect();
+    let predictions = predictor.predict(&pixels)?;
+    for ((name, _, truth), prediction) in digits.iter().zip(&predictions) {
+        let top: Vec<String> = prediction
+            .top(3)
+            .iter()
+            .map(|&(class, p)| format!("{} {:.2}%", predictor.label(class), 100.0 * p))
+            .collect();
+        let truth = truth
+            .map(|label| format!("  (truth: {})", predictor.label(usize::from(label))))
+            .unwrap_or_default();
+        println!(
+            "{name}: {}  top 3: {}{truth}",
+            predictor.label(prediction.class()),
+            top.join(", ")
+        );
+    }
+    if failed > 0 {
+        return Err(anyhow!(
+            "{failed} of {} images could not be classified (see above)",
+            failed + digits.len()
+        ));
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Predict {
+            model,
+            images,
+            idx,
+            index,
+            device,
+        } => predict(
+            &run_dir_or_latest(model)?,
+            &images,
+            idx.as_deref(),
+            &index,
+            device,
+        ),
         Command::Train {
             config,
             artifacts,

@@ -16,11 +16,27 @@
 //! let logits = classifier.forward(images);
 //! assert_eq!(logits.dims(), [2, 10]);
 //! ```
+//!
+//! A model trained by `mnist-lstm train` is rebuilt from two files of its run directory:
+//! `model.json` (the [`LstmClassifierConfig`]) and `model.bpk` (the weights). The crate's
+//! example `classify` does it end to end (`cargo run -p model --example classify -- RUN_DIR`).
+//!
+//! ```no_run
+//! use burn::tensor::{Device, Tensor};
+//! use model::LstmClassifierConfig;
+//!
+//! let device = Device::default();
+//! let config = LstmClassifierConfig::from_file("artifacts/default/model.json")?;
+//! let classifier = config.load("artifacts/default/model.bpk", &device)?;
+//! let images = Tensor::<3>::zeros([1, 28, 28], &device); // 28 rows of 28 pixels in [0, 1]
+//! let probabilities = classifier.probabilities(images); // [1, 10]
+//! # Ok::<(), model::ModelError>(())
+//! ```
 #![warn(missing_docs)]
 
 use std::path::Path;
 
-use burn::config::Config;
+use burn::config::{Config, ConfigError};
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, Lstm, LstmConfig};
 use burn::store::RecordError;
@@ -63,6 +79,15 @@ pub enum ModelError {
         path: String,
         /// What Burn reported.
         source: RecordError,
+    },
+    /// A configuration file (JSON, as [`LstmClassifierConfig::to_file`] writes) could not be
+    /// read, parsed or written.
+    #[error("model configuration {path}: {message}")]
+    ConfigFile {
+        /// The file that was read or written.
+        path: String,
+        /// What went wrong.
+        message: String,
     },
     /// The weights could not be written.
     #[error("cannot save model weights to {path}: {source}")]
@@ -146,6 +171,45 @@ impl LstmClassifierConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             head: LinearConfig::new(self.hidden_size * directions, self.num_classes).init(device),
         }
+    }
+
+    /// Reads a configuration saved by [`to_file`](Self::to_file) (the `model.json` of a training
+    /// run) and checks it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("model.json");
+    /// use model::LstmClassifierConfig;
+    ///
+    /// let config = LstmClassifierConfig::new().with_hidden_size(32);
+    /// config.to_file(&path)?;
+    /// assert_eq!(LstmClassifierConfig::from_file(&path)?, config);
+    /// # Ok::<(), model::ModelError>(())
+    /// ```
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ModelError> {
+        let path = path.as_ref();
+        let config_error = |message: String| ModelError::ConfigFile {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+        let config = Self::load_binary(text.as_bytes()).map_err(|e| match e {
+            ConfigError::InvalidFormat(message) | ConfigError::FileNotFound(message) => {
+                config_error(format!("not a model configuration: {message}"))
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Writes the configuration as JSON (Burn's [`Config`] format), for
+    /// [`from_file`](Self::from_file).
+    pub fn to_file(&self, path: impl AsRef<Path>) -> Result<(), ModelError> {
+        let path = path.as_ref();
+        Config::save(self, path).map_err(|e| ModelError::ConfigFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// Builds a classifier on `device` and loads the weights of a burnpack (`.bpk`) file saved by

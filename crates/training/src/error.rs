@@ -34,4 +34,23 @@ pub enum TrainingError {
     /// A run directory lacks what `eval` needs.
     #[error("{0}")]
     MissingArtifact(String),
+    /// A curve or the confusion matrix could not be drawn or written.
+    #[error("cannot draw {path}: {message}")]
+    Plot {
+        /// The image file.
+        path: String,
+        /// What plotters or the PNG encoder reported.
+        message: String,
+    },
+    /// An image to classify cannot be read, or holds no digit.
+    #[error("{}: {message}", path.display())]
+    Image {
+        /// The image file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Input given to a function is not of the expected shape.
+    #[error("{0}")]
+    InvalidInput(String),
 }

@@ -2,23 +2,35 @@
 //! selection, the learner, checkpoints and the run directory.
 
 mod config;
+mod curves;
 mod device;
 mod error;
 mod evaluate;
+mod metrics_log;
+mod predict;
 mod renderer;
 mod run;
 mod trainee;
 
 pub use config::{
     DataSection, DatasetName, ExperimentConfig, ModelSection, OptimizerSection, TrainingSection,
-    ValidationSource,
+    ValidationSource, check_untrusted_config,
+};
+pub use curves::{
+    ACCURACY_CURVE, CONFUSION_IMAGE, CONFUSION_SIZE, CURVE_SIZE, LOSS_CURVE,
+    write_confusion_matrix, write_curves,
 };
 pub use device::{BURN_DEVICE_ENV, BackendKind, SelectedDevice, WGPU_API_ENV, select_device};
 pub use error::TrainingError;
 pub use evaluate::{EvaluationReport, evaluate};
+pub use metrics_log::{
+    METRICS_CSV_HEADER, MetricRow, MetricSplit, MetricsLog, metrics_csv, parse_metrics_csv,
+    write_metrics_csv,
+};
+pub use predict::{Prediction, Predictor, idx_digit, load_digit, prepare_grey, prepare_image};
 pub use renderer::LineRenderer;
 pub use run::{
-    ARTIFACTS_ROOT, CONFIG_FILE, EVALUATION_FILE, MODEL_FILE, RunOptions, TrainOutcome,
-    evaluate_run, latest_run, train,
+    ARTIFACTS_ROOT, CONFIG_FILE, EVALUATION_FILE, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_FILE,
+    RunOptions, TrainOutcome, evaluate_run, latest_run, train,
 };
 pub use trainee::{StepProbe, StepRecord, Trainee, classify};

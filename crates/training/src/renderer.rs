@@ -4,17 +4,40 @@
 //! metric values; its TUI waits for a key press at the end. This one prints what a log needs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::train::LearnerSummary;
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
-use burn::train::metric::{MetricDefinition, MetricId};
+use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
 use burn::train::renderer::{
     EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
     MetricsRendererTraining,
 };
 
-/// Prints `epoch 1/1 train: Accuracy 93.12%, Loss 0.2210 (31.0 s)` lines.
+use crate::metrics_log::{MetricSplit, MetricsLog};
+
+/// Loss, accuracy (a fraction) and learning rate gathered for one row of the metrics log.
+#[derive(Debug, Default, Clone, Copy)]
+struct PendingRow {
+    loss: Option<f64>,
+    accuracy: Option<f64>,
+    lr: Option<f64>,
+}
+
+impl PendingRow {
+    fn set(&mut self, name: &str, unit: &str, value: f64) {
+        match name {
+            "Loss" => self.loss = Some(value),
+            "Accuracy" => self.accuracy = Some(if unit == "%" { value / 100.0 } else { value }),
+            "Learning Rate" => self.lr = Some(value),
+            _ => {}
+        }
+    }
+}
+
+/// Prints `epoch 1/1 train: Accuracy 93.12%, Loss 0.2210 (31.0 s)` lines, and feeds a
+/// [`MetricsLog`] when given one: a row per training step and per epoch of each split.
 pub struct LineRenderer {
     names: HashMap<MetricId, (String, String)>,
     values: BTreeMap<String, (f64, String)>,
@@ -22,6 +45,10 @@ pub struct LineRenderer {
     epoch: usize,
     total_epochs: usize,
     split_started: Instant,
+    log: Option<Arc<MetricsLog>>,
+    global_step: usize,
+    step_row: PendingRow,
+    epoch_row: PendingRow,
 }
 
 impl LineRenderer {
@@ -34,7 +61,17 @@ impl LineRenderer {
             epoch: 1,
             total_epochs: 0,
             split_started: Instant::now(),
+            log: None,
+            global_step: 0,
+            step_row: PendingRow::default(),
+            epoch_row: PendingRow::default(),
         }
+    }
+
+    /// Also records every step and epoch into `log`.
+    pub fn with_log(mut self, log: Arc<MetricsLog>) -> Self {
+        self.log = Some(log);
+        self
     }
 
     fn record(&mut self, state: MetricState) {
@@ -43,6 +80,25 @@ impl LineRenderer {
         {
             self.values
                 .insert(name.clone(), (value.current(), unit.clone()));
+            // Per batch, burn-train sends the batch's value; at the end of a split, the epoch's.
+            let row = match value {
+                NumericEntry::Final(_) => &mut self.epoch_row,
+                _ => &mut self.step_row,
+            };
+            row.set(name, unit, value.current());
+        }
+    }
+
+    fn log_row(&mut self, split: MetricSplit, row: PendingRow) {
+        if let Some(log) = &self.log {
+            log.push(
+                self.global_step,
+                self.epoch,
+                split,
+                row.loss,
+                row.accuracy,
+                row.lr,
+            );
         }
     }
 }
@@ -96,12 +152,15 @@ impl TrainingProgressLogger for LineRenderer {
     }
 
     fn update_epoch(&mut self, epoch: usize) {
-        self.epoch = epoch;
+        // burn-train calls this when epoch `epoch` has ended: the next lines are the next one's.
+        self.epoch = epoch + 1;
     }
 
     fn start_split(&mut self, split: &str, total_items: usize) {
         self.split = split.to_string();
         self.values.clear();
+        self.step_row = PendingRow::default();
+        self.epoch_row = PendingRow::default();
         self.split_started = Instant::now();
         println!(
             "epoch {}/{} {}: {} images",
@@ -109,9 +168,25 @@ impl TrainingProgressLogger for LineRenderer {
         );
     }
 
-    fn update_split(&mut self, _items_processed: usize) {}
+    fn update_split(&mut self, _items_processed: usize) {
+        // Called after each batch's metrics: a training batch is a step.
+        if self.split == "train" {
+            self.global_step += 1;
+            let row = std::mem::take(&mut self.step_row);
+            self.log_row(MetricSplit::Train, row);
+        }
+    }
 
     fn end_split(&mut self) {
+        let split = match self.split.as_str() {
+            "train" => Some(MetricSplit::TrainEpoch),
+            "valid" => Some(MetricSplit::Valid),
+            _ => None,
+        };
+        if let Some(split) = split {
+            let row = std::mem::take(&mut self.epoch_row);
+            self.log_row(split, row);
+        }
         let metrics: Vec<String> = self
             .values
             .iter()

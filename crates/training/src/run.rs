@@ -17,8 +17,10 @@ use data::{MnistFiles, MnistSplits, SplitOptions, locate, standard_candidates};
 
 use crate::TrainingError;
 use crate::config::ExperimentConfig;
+use crate::curves::{write_confusion_matrix, write_curves};
 use crate::device::{SelectedDevice, select_device};
 use crate::evaluate::{EvaluationReport, evaluate};
+use crate::metrics_log::{MetricRow, MetricSplit, MetricsLog, write_metrics_csv};
 use crate::renderer::LineRenderer;
 use crate::trainee::{StepProbe, StepRecord, Trainee};
 
@@ -30,13 +32,26 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const MODEL_FILE: &str = "model.bpk";
 /// The final test evaluation of a run, in its directory.
 pub const EVALUATION_FILE: &str = "evaluation.txt";
+/// The model's hyper-parameters as JSON (`LstmClassifierConfig::from_file` reads it), in the
+/// run directory: with `model.bpk`, all another program needs to rebuild the classifier.
+pub const MODEL_CONFIG_FILE: &str = "model.json";
+/// Every step's and epoch's metrics as CSV, in the run directory.
+pub const METRICS_FILE: &str = "metrics.csv";
 
-/// Files and directories a run writes; removed before a new run in the same directory so
-/// nothing from an older run is mistaken for this one's.
-const RUN_OUTPUTS: [&str; 7] = [
+/// Files and directories a run writes (and `eval` adds); removed before a new run in the same
+/// directory so nothing from an older run is mistaken for this one's.
+const RUN_OUTPUTS: [&str; 15] = [
     CONFIG_FILE,
     MODEL_FILE,
+    MODEL_CONFIG_FILE,
     EVALUATION_FILE,
+    METRICS_FILE,
+    "loss.svg",
+    "loss.png",
+    "accuracy.svg",
+    "accuracy.png",
+    "confusion.svg",
+    "confusion.png",
     "experiment.log",
     "checkpoint",
     "train",
@@ -71,6 +86,10 @@ pub struct TrainOutcome {
     pub training_seconds: f64,
     /// Training images per epoch.
     pub train_images: usize,
+    /// Every row written to `metrics.csv`.
+    pub metrics: Vec<MetricRow>,
+    /// Seconds spent writing `metrics.csv` and drawing the curves.
+    pub plotting_seconds: f64,
 }
 
 macro_rules! say {
@@ -131,16 +150,20 @@ pub fn train(
         .init(&device.clone().autodiff());
 
     let steps_per_epoch = splits.train.len().div_ceil(training.batch_size);
+    let log = Arc::new(MetricsLog::new());
     let probe = (training.log_every > 0).then(|| {
         let subset = splits.test.take(training.log_eval_size.max(1));
         let items = (0..subset.len()).filter_map(|i| subset.item(i)).collect();
-        Arc::new(StepProbe::new(
-            batcher.batch(items, &device),
-            training.log_every,
-            steps_per_epoch,
-            training.batch_size,
-            options.verbose,
-        ))
+        Arc::new(
+            StepProbe::new(
+                batcher.batch(items, &device),
+                training.log_every,
+                steps_per_epoch,
+                training.batch_size,
+                options.verbose,
+            )
+            .with_log(log.clone()),
+        )
     });
     if let Some(probe) = &probe {
         say!(
@@ -178,7 +201,7 @@ pub fn train(
         .metric_train_numeric(LearningRateMetric::new())
         .with_default_checkpointers()
         .with_checkpointing_strategy(checkpointing)
-        .renderer(Box::new(LineRenderer::new()))
+        .renderer(Box::new(LineRenderer::new().with_log(log.clone())))
         .num_epochs(training.epochs);
     let learner = Learner::new(
         Trainee::new(classifier, probe.clone()),
@@ -187,6 +210,7 @@ pub fn train(
     );
 
     let started = Instant::now();
+    log.restart_clock();
     let result = supervised.launch(learner);
     let training_seconds = started.elapsed().as_secs_f64();
     if let Some(error) = result.error {
@@ -199,6 +223,10 @@ pub fn train(
     }
     let classifier = result.model.classifier;
     classifier.clone().save(run_dir.join(MODEL_FILE))?;
+    config
+        .model
+        .to_model_config()
+        .to_file(run_dir.join(MODEL_CONFIG_FILE))?;
     let images = splits.train.len() * training.epochs;
     say!(
         options,
@@ -226,12 +254,41 @@ pub fn train(
         test.loss
     );
 
+    log.push(
+        steps_per_epoch * training.epochs,
+        training.epochs,
+        MetricSplit::Test,
+        Some(test.loss),
+        Some(test.accuracy()),
+        None,
+    );
+    let plotting = Instant::now();
+    let metrics = log.rows();
+    write_metrics_csv(&run_dir.join(METRICS_FILE), &metrics)?;
+    let curves = write_curves(&metrics, &run_dir)?;
+    let plotting_seconds = plotting.elapsed().as_secs_f64();
+    say!(
+        options,
+        "metrics: {} ({} rows); curves: {} ({:.2} s)",
+        run_dir.join(METRICS_FILE).display(),
+        metrics.len(),
+        curves
+            .iter()
+            .filter_map(|path| path.file_name())
+            .map(|name| name.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(", "),
+        plotting_seconds
+    );
+
     Ok(TrainOutcome {
         run_dir,
         steps: probe.map(|p| p.records()).unwrap_or_default(),
         test,
         training_seconds,
         train_images: splits.train.len(),
+        metrics,
+        plotting_seconds,
     })
 }
 
@@ -263,14 +320,25 @@ pub fn evaluate_run(
         model_path.display(),
         data_dir_of(&files).display()
     );
-    Ok(evaluate(
+    let report = evaluate(
         &classifier,
         &test,
         &config.data.batcher(),
         &device,
         config.training.eval_batch_size,
         &dataset.class_names(),
-    ))
+    );
+    let images = write_confusion_matrix(&report, run_dir)?;
+    say!(
+        options,
+        "confusion matrix: {}",
+        images
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(report)
 }
 
 /// The run under `root` whose model was written last, if any.
@@ -293,7 +361,7 @@ pub fn latest_run(root: &Path) -> Option<PathBuf> {
 }
 
 /// The device `options` ask for, announced.
-fn open_device(options: &RunOptions) -> Result<Device, TrainingError> {
+pub(crate) fn open_device(options: &RunOptions) -> Result<Device, TrainingError> {
     let SelectedDevice {
         device,
         description,

@@ -13,6 +13,8 @@ use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use data::MnistBatch;
 use model::LstmClassifier;
 
+use crate::metrics_log::{MetricSplit, MetricsLog};
+
 /// The classifier wrapped for burn-train's `Learner`.
 #[derive(Module, Debug)]
 pub struct Trainee {
@@ -75,6 +77,8 @@ pub struct StepRecord {
     pub train_loss: f64,
     /// Accuracy on the fixed evaluation subset, in [0, 1].
     pub eval_accuracy: f64,
+    /// Mean cross-entropy on the fixed evaluation subset.
+    pub eval_loss: f64,
     /// Training images per second since the previous line.
     pub images_per_second: f64,
 }
@@ -105,6 +109,7 @@ pub struct StepProbe {
     window_start: Mutex<Instant>,
     records: Mutex<Vec<StepRecord>>,
     print: bool,
+    log: Option<Arc<MetricsLog>>,
 }
 
 impl fmt::Debug for StepProbe {
@@ -136,7 +141,14 @@ impl StepProbe {
             window_start: Mutex::new(Instant::now()),
             records: Mutex::new(Vec::new()),
             print,
+            log: None,
         }
+    }
+
+    /// Also records each measurement into `log` (split `eval`).
+    pub fn with_log(mut self, log: Arc<MetricsLog>) -> Self {
+        self.log = Some(log);
+        self
     }
 
     /// Images in the evaluation subset.
@@ -155,7 +167,7 @@ impl StepProbe {
             return;
         }
         let train_loss = f64::from(loss.clone().into_scalar::<f32>());
-        let eval_accuracy = self.eval_accuracy(classifier);
+        let (eval_loss, eval_accuracy) = self.measure(classifier);
         let images_per_second = match self.window_start.lock() {
             Ok(mut start) => {
                 let seconds = start.elapsed().as_secs_f64();
@@ -170,27 +182,47 @@ impl StepProbe {
             global_step,
             train_loss,
             eval_accuracy,
+            eval_loss,
             images_per_second,
         };
         if self.print {
             println!("{record}");
+        }
+        if let Some(log) = &self.log {
+            log.push(
+                record.global_step,
+                record.epoch,
+                MetricSplit::Eval,
+                Some(eval_loss),
+                Some(eval_accuracy),
+                None,
+            );
         }
         if let Ok(mut records) = self.records.lock() {
             records.push(record);
         }
     }
 
-    fn eval_accuracy(&self, classifier: &LstmClassifier) -> f64 {
+    /// Loss and accuracy on the evaluation subset.
+    fn measure(&self, classifier: &LstmClassifier) -> (f64, f64) {
         let model = classifier.valid();
-        let predictions = model
-            .forward(self.eval_images.clone())
-            .argmax(1)
-            .flatten::<1>(0, 1);
+        let output = classify(
+            &model,
+            MnistBatch {
+                images: self.eval_images.clone(),
+                targets: self.eval_targets.clone(),
+            },
+        );
+        let loss = f64::from(output.loss.into_scalar::<f32>());
+        let predictions = output.output.argmax(1).flatten::<1>(0, 1);
         let correct = predictions
             .equal(self.eval_targets.clone())
             .int()
             .sum()
             .into_scalar::<i64>();
-        correct as f64 / self.eval_targets.dims()[0].max(1) as f64
+        (
+            loss,
+            correct as f64 / self.eval_targets.dims()[0].max(1) as f64,
+        )
     }
 }

@@ -1,0 +1,352 @@
+//! Classifying single images with a trained run: PNG or JPEG files of any size and colour made
+//! to look like MNIST digits, or images of an IDX file.
+//!
+//! MNIST digits are light on a dark background, scaled to fit a 20x20 box (aspect ratio kept,
+//! anti-aliased) and placed in a 28x28 field so that their centre of mass is at its centre.
+//! [`prepare_grey`] does the same to any picture of a digit.
+
+use std::path::{Path, PathBuf};
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
+use burn::tensor::Device;
+use data::idx::{read_images, read_labels};
+use data::{IMAGE_COLS, IMAGE_PIXELS, IMAGE_ROWS, MnistBatcher, MnistItem};
+use image::imageops::FilterType;
+use model::LstmClassifier;
+
+use crate::TrainingError;
+use crate::config::ExperimentConfig;
+use crate::run::{CONFIG_FILE, MODEL_FILE, RunOptions, open_device};
+
+/// Side of the box the digit is scaled into, as MNIST's.
+const DIGIT_BOX: u32 = 20;
+/// Where MNIST puts the centre of mass (measured on the test set: 14.0, 14.0).
+const CENTRE: f64 = 14.0;
+/// Below this contrast between the digit and the background, there is no digit.
+const MIN_CONTRAST: f64 = 40.0;
+/// Grey levels within this share of the contrast above the background count as background
+/// (paper texture, JPEG noise).
+const NOISE_SHARE: f64 = 0.2;
+
+/// Turns a grey picture (`width` x `height`, row-major, one byte per pixel) into an MNIST
+/// digit: `28 * 28` grey levels, light digit on a dark background.
+///
+/// - When the border of the picture is light, it is inverted (dark ink on paper becomes MNIST's
+///   light ink on black).
+/// - A 28x28 picture is taken as framed like MNIST already: only inverted when light.
+/// - Any other size is cropped to the digit (grey levels in the lowest fifth between
+///   background and ink are background), scaled so its longer side is 20 pixels, and placed so
+///   its centre of mass is at the centre of the 28x28 field.
+///
+/// Fails when the picture has no contrast to find a digit in.
+pub fn prepare_grey(width: u32, height: u32, grey: &[u8]) -> Result<Vec<u8>, String> {
+    let (w, h) = (width as usize, height as usize);
+    if w == 0 || h == 0 {
+        return Err("the image is empty (0 pixels)".into());
+    }
+    if grey.len() != w * h {
+        return Err(format!(
+            "{} grey levels for a {width}x{height} image",
+            grey.len()
+        ));
+    }
+    let mut pixels = grey.to_vec();
+    let background = border_median(&pixels, w, h);
+    let background = if background > 127 {
+        pixels.iter_mut().for_each(|p| *p = 255 - *p);
+        255 - background
+    } else {
+        background
+    };
+    let peak = pixels.iter().copied().max().unwrap_or(0);
+    let contrast = f64::from(peak) - f64::from(background);
+    if contrast < MIN_CONTRAST {
+        return Err(format!(
+            "no digit found: the image is nearly uniform (grey levels {}..{} against a \
+             background of {background}, after inverting a light background)",
+            pixels.iter().copied().min().unwrap_or(0),
+            peak
+        ));
+    }
+    if w == IMAGE_COLS && h == IMAGE_ROWS {
+        return Ok(pixels);
+    }
+
+    // Stretch: noise and background to 0, the ink's peak to 255.
+    let low = f64::from(background) + NOISE_SHARE * contrast;
+    let span = f64::from(peak) - low;
+    let stretched: Vec<u8> = pixels
+        .iter()
+        .map(|&p| {
+            ((f64::from(p) - low) / span * 255.0)
+                .clamp(0.0, 255.0)
+                .round() as u8
+        })
+        .collect();
+
+    // Crop to the ink.
+    let inked = |i: usize| stretched[i] > 0;
+    let (mut left, mut right, mut top, mut bottom) = (w, 0, h, 0);
+    for y in 0..h {
+        for x in 0..w {
+            if inked(y * w + x) {
+                left = left.min(x);
+                right = right.max(x);
+                top = top.min(y);
+                bottom = bottom.max(y);
+            }
+        }
+    }
+    let (crop_w, crop_h) = (right - left + 1, bottom - top + 1);
+    let mut crop = image::GrayImage::new(crop_w as u32, crop_h as u32);
+    for y in 0..crop_h {
+        for x in 0..crop_w {
+            crop.put_pixel(
+                x as u32,
+                y as u32,
+                image::Luma([stretched[(top + y) * w + left + x]]),
+            );
+        }
+    }
+
+    // Fit the longer side into the 20x20 box, keeping the aspect ratio.
+    let scale = f64::from(DIGIT_BOX) / crop_w.max(crop_h) as f64;
+    let new_w = ((crop_w as f64 * scale).round() as u32).clamp(1, DIGIT_BOX);
+    let new_h = ((crop_h as f64 * scale).round() as u32).clamp(1, DIGIT_BOX);
+    let digit = image::imageops::resize(&crop, new_w, new_h, FilterType::Triangle);
+    let digit_peak = digit.pixels().map(|p| p.0[0]).max().unwrap_or(0).max(1);
+
+    // Centre of mass to the centre of the field.
+    let (mut mass, mut mass_x, mut mass_y) = (0.0, 0.0, 0.0);
+    for (x, y, pixel) in digit.enumerate_pixels() {
+        let value = f64::from(pixel.0[0]);
+        mass += value;
+        mass_x += value * f64::from(x);
+        mass_y += value * f64::from(y);
+    }
+    let (offset_x, offset_y) = if mass > 0.0 {
+        (
+            (CENTRE - mass_x / mass).round() as i64,
+            (CENTRE - mass_y / mass).round() as i64,
+        )
+    } else {
+        (
+            i64::from((IMAGE_COLS as u32 - new_w) / 2),
+            i64::from((IMAGE_ROWS as u32 - new_h) / 2),
+        )
+    };
+    let mut field = vec![0u8; IMAGE_PIXELS];
+    for (x, y, pixel) in digit.enumerate_pixels() {
+        let (fx, fy) = (i64::from(x) + offset_x, i64::from(y) + offset_y);
+        if (0..IMAGE_COLS as i64).contains(&fx) && (0..IMAGE_ROWS as i64).contains(&fy) {
+            let value = u32::from(pixel.0[0]) * 255 / u32::from(digit_peak);
+            field[fy as usize * IMAGE_COLS + fx as usize] = value.min(255) as u8;
+        }
+    }
+    Ok(field)
+}
+
+/// The median grey level of the outer frame of the picture (a twentieth of its smaller side,
+/// at least one pixel).
+fn border_median(pixels: &[u8], w: usize, h: usize) -> u8 {
+    let frame = (w.min(h) / 20).max(1);
+    let mut border: Vec<u8> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| x < frame || y < frame || x + frame >= w || y + frame >= h)
+        .map(|(x, y)| pixels[y * w + x])
+        .collect();
+    border.sort_unstable();
+    border[border.len() / 2]
+}
+
+/// An image decoded by the `image` crate, made into an MNIST digit (see [`prepare_grey`]).
+/// Transparent pixels count as white paper.
+pub fn prepare_image(image: &image::DynamicImage) -> Result<Vec<u8>, String> {
+    let with_alpha = image.to_luma_alpha8();
+    let grey: Vec<u8> = with_alpha
+        .pixels()
+        .map(|pixel| {
+            let [value, alpha] = pixel.0;
+            let (value, alpha) = (u32::from(value), u32::from(alpha));
+            ((value * alpha + 255 * (255 - alpha)) / 255) as u8
+        })
+        .collect();
+    prepare_grey(image.width(), image.height(), &grey)
+}
+
+/// Reads a PNG or JPEG file and makes it an MNIST digit (see [`prepare_grey`]).
+pub fn load_digit(path: &Path) -> Result<Vec<u8>, TrainingError> {
+    let image_error = |message: String| TrainingError::Image {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|source| TrainingError::Io {
+        what: format!("cannot read {}", path.display()),
+        source,
+    })?;
+    let format = image::guess_format(&bytes).map_err(|_| {
+        image_error("not a PNG or JPEG image (its first bytes are of no image format)".into())
+    })?;
+    if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
+        return Err(image_error(format!(
+            "a {format:?} image: only PNG and JPEG are read"
+        )));
+    }
+    let decoded = image::load_from_memory_with_format(&bytes, format)
+        .map_err(|error| image_error(format!("cannot decode this {format:?} file: {error}")))?;
+    prepare_image(&decoded).map_err(image_error)
+}
+
+/// Image `index` (from 0) of an IDX image file (raw or gzipped), and its label when the
+/// matching label file lies beside it (`t10k-labels-idx1-ubyte[.gz]` for
+/// `t10k-images-idx3-ubyte[.gz]`).
+pub fn idx_digit(path: &Path, index: usize) -> Result<(Vec<u8>, Option<u8>), TrainingError> {
+    let images = read_images(path, IMAGE_ROWS, IMAGE_COLS).map_err(data::DataError::from)?;
+    if index >= images.count {
+        return Err(TrainingError::Image {
+            path: path.to_path_buf(),
+            message: format!(
+                "there is no image {index}: the file holds {} images (indices 0 to {})",
+                images.count,
+                images.count.saturating_sub(1)
+            ),
+        });
+    }
+    let pixels = images.pixels[index * IMAGE_PIXELS..(index + 1) * IMAGE_PIXELS].to_vec();
+    let label = labels_beside(path)
+        .and_then(|labels| read_labels(&labels, 256).ok())
+        .and_then(|labels| labels.get(index).copied());
+    Ok((pixels, label))
+}
+
+/// `...-labels-idx1-ubyte[.gz]` beside `...-images-idx3-ubyte[.gz]`, if there is one.
+fn labels_beside(images: &Path) -> Option<PathBuf> {
+    let name = images.file_name()?.to_str()?;
+    if !name.contains("images-idx3") {
+        return None;
+    }
+    let labels = name.replace("images-idx3", "labels-idx1");
+    let dir = images.parent()?;
+    [
+        labels.clone(),
+        format!("{labels}.gz"),
+        labels.replace(".gz", ""),
+    ]
+    .into_iter()
+    .map(|candidate| dir.join(candidate))
+    .find(|candidate| candidate.is_file())
+}
+
+/// What the classifier says about one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Probability of each class.
+    pub probabilities: Vec<f32>,
+}
+
+impl Prediction {
+    /// The most likely class.
+    pub fn class(&self) -> usize {
+        self.top(1).first().map_or(0, |(class, _)| *class)
+    }
+
+    /// The `k` most likely classes with their probabilities, most likely first.
+    pub fn top(&self, k: usize) -> Vec<(usize, f32)> {
+        let mut ranked: Vec<(usize, f32)> =
+            self.probabilities.iter().copied().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(k);
+        ranked
+    }
+}
+
+/// The classifier of a finished run, ready to classify MNIST-like digits.
+#[derive(Debug)]
+pub struct Predictor {
+    classifier: LstmClassifier,
+    device: Device,
+    batcher: MnistBatcher,
+    class_names: Vec<String>,
+}
+
+impl Predictor {
+    /// Loads the model of the run in `run_dir` (its `config.toml` and `model.bpk`) on the device
+    /// `options` ask for.
+    pub fn from_run(run_dir: &Path, options: &RunOptions) -> Result<Self, TrainingError> {
+        let config_path = run_dir.join(CONFIG_FILE);
+        let model_path = run_dir.join(MODEL_FILE);
+        for path in [&config_path, &model_path] {
+            if !path.is_file() {
+                return Err(TrainingError::MissingArtifact(format!(
+                    "{} not found: is {} the directory of a finished `train` run?",
+                    path.display(),
+                    run_dir.display()
+                )));
+            }
+        }
+        let config = ExperimentConfig::load(&config_path)?;
+        let device = open_device(options)?;
+        let classifier = config
+            .model
+            .to_model_config()
+            .load(&model_path, &device)?
+            .valid();
+        Ok(Self {
+            classifier,
+            device,
+            batcher: config.data.batcher(),
+            class_names: config
+                .data
+                .dataset
+                .kind()
+                .class_names()
+                .iter()
+                .map(|name| name.to_string())
+                .collect(),
+        })
+    }
+
+    /// `7`, or `7 Sneaker` where the class has a name of its own.
+    pub fn label(&self, class: usize) -> String {
+        match self.class_names.get(class) {
+            Some(name) if *name != class.to_string() => format!("{class} {name}"),
+            _ => class.to_string(),
+        }
+    }
+
+    /// Classifies MNIST digits (`28 * 28` grey levels each, as [`prepare_grey`] makes them),
+    /// with the same pixel scaling as the run's training.
+    pub fn predict(&self, digits: &[Vec<u8>]) -> Result<Vec<Prediction>, TrainingError> {
+        if digits.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some((index, digit)) = digits
+            .iter()
+            .enumerate()
+            .find(|(_, digit)| digit.len() != IMAGE_PIXELS)
+        {
+            return Err(TrainingError::InvalidInput(format!(
+                "digit {index} has {} pixels, not {IMAGE_PIXELS} (28x28)",
+                digit.len()
+            )));
+        }
+        let items = digits
+            .iter()
+            .map(|pixels| MnistItem {
+                pixels: pixels.clone(),
+                label: 0,
+            })
+            .collect();
+        let batch = self.batcher.batch(items, &self.device);
+        let probabilities = self.classifier.probabilities(batch.images).into_data();
+        let values: Vec<f32> = probabilities.iter::<f32>().collect();
+        let classes = values.len() / digits.len();
+        Ok(values
+            .chunks(classes.max(1))
+            .map(|chunk| Prediction {
+                probabilities: chunk.to_vec(),
+            })
+            .collect())
+    }
+}
