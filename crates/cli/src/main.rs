@@ -70,12 +70,16 @@ enum Command {
 #[derive(Args, Debug)]
 struct Common {
     /// Directory holding the four MNIST files; the only place looked at when given
-    /// [otherwise: data.dir, then $MNIST_DIR, then the user cache].
+    /// [otherwise: data.dir, then $MNIST_DIR, then the user cache, then a download into it].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Backend to run on when several are compiled in: flex, ndarray or wgpu [env: BURN_DEVICE].
     #[arg(long, value_name = "NAME")]
     device: Option<String>,
+    /// Never download missing data; say where to put the files instead
+    /// [env: MNIST_LSTM_OFFLINE=1]. Without it, missing files are downloaded into the user cache.
+    #[arg(long)]
+    offline: bool,
 }
 
 fn main() -> ExitCode {
@@ -196,6 +200,7 @@ fn run(cli: Cli) -> Result<()> {
                 data_dir: common.data_dir,
                 artifacts,
                 device: common.device,
+                offline: common.offline,
                 verbose: true,
             };
             let outcome = train(&experiment, &options)?;
@@ -215,6 +220,7 @@ fn run(cli: Cli) -> Result<()> {
             let options = RunOptions {
                 data_dir: common.data_dir,
                 device: common.device,
+                offline: common.offline,
                 verbose: true,
                 ..RunOptions::default()
             };

@@ -9,6 +9,8 @@ fn cli(args: &[&str], cwd: &Path) -> Output {
         .current_dir(cwd)
         .env_remove("MNIST_DIR")
         .env_remove("BURN_DEVICE")
+        // Tests never reach for the internet; the download test below allows its loopback.
+        .env("MNIST_LSTM_OFFLINE", "1")
         .output()
         .expect("the binary runs")
 }
@@ -172,4 +174,82 @@ fn every_bad_config_in_the_corpus_is_one_clear_line() {
             "{name}: expected {expected:?} in:\n{stderr}"
         );
     }
+}
+
+/// Answers every request with 404 on 127.0.0.1 and counts them: a mirror that has nothing.
+fn empty_mirror() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mnist/", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    (url, requests)
+}
+
+/// With no files anywhere and an empty cache, `train` tries the mirrors (here one on the
+/// loopback that has nothing), fails with one message that lists them and says where to put the
+/// files; with `--offline` it makes no request at all.
+#[test]
+fn missing_data_is_downloaded_or_explained_and_offline_means_no_request() {
+    use std::sync::atomic::Ordering;
+
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let (mirror, requests) = empty_mirror();
+    let train = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mnist-lstm"))
+            .args(["train", &smoke_config()])
+            .args(extra)
+            .current_dir(work.path())
+            .env_remove("MNIST_DIR")
+            .env_remove("MNIST_LSTM_OFFLINE")
+            .env("XDG_CACHE_HOME", &cache)
+            .env("MNIST_MIRRORS", &mirror)
+            .output()
+            .expect("the binary runs")
+    };
+
+    let offline = train(&["--offline"]);
+    let stderr = text(&offline.stderr);
+    assert_eq!(offline.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no download was tried"), "{stderr}");
+    assert!(stderr.contains("Put train-images-idx3-ubyte"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        0,
+        "--offline made a request"
+    );
+
+    let online = train(&[]);
+    let stderr = text(&online.stderr);
+    assert_eq!(online.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{mirror}train-images-idx3-ubyte.gz"))
+            && stderr.contains("HTTP status 404"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Put train-images-idx3-ubyte"), "{stderr}");
+    assert!(stderr.contains(&cache.join("mnist-lstm/mnist").display().to_string()));
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "a 404 is not retried");
+    let left: Vec<_> = std::fs::read_dir(cache.join("mnist-lstm/mnist"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    assert!(left.is_empty(), "the cache holds {left:?}");
 }

@@ -13,7 +13,10 @@ use burn::train::checkpoint::{
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
-use data::{MnistFiles, MnistSplits, SplitOptions, locate, standard_candidates};
+use data::{
+    Fetch, MnistFiles, MnistSplits, SplitOptions, locate_or_download, standard_candidates,
+    verify_files,
+};
 
 use crate::TrainingError;
 use crate::config::ExperimentConfig;
@@ -69,6 +72,8 @@ pub struct RunOptions {
     pub artifacts: Option<PathBuf>,
     /// `--device`: the backend, when several are compiled in.
     pub device: Option<String>,
+    /// `--offline`: never download missing data (also `MNIST_LSTM_OFFLINE=1`).
+    pub offline: bool,
     /// Print progress lines (the CLI does; tests may not).
     pub verbose: bool,
 }
@@ -379,7 +384,26 @@ fn find_files(
     let dataset = config.data.dataset.kind();
     let candidates =
         standard_candidates(dataset, options.data_dir.clone(), config.data.dir.clone());
-    Ok(locate(dataset, &candidates)?)
+    let fetch = Fetch::standard(dataset, options.data_dir.is_some(), options.offline);
+    let files = locate_or_download(dataset, &candidates, &fetch)?;
+    // Not an error: a subset or a modified copy is a legitimate choice; it is said, though,
+    // since results on it are not comparable with published ones.
+    let checks = verify_files(dataset, &files).map_err(data::DataError::from)?;
+    let differing: Vec<_> = checks.iter().filter(|check| !check.is_verified()).collect();
+    if differing.is_empty() {
+        say!(
+            options,
+            "data: {dataset} in {}, SHA-256 of all four files verified",
+            data_dir_of(&files).display()
+        );
+    } else {
+        // On standard output with the rest of the run's log: standard error is kept for the
+        // one line that says why a command failed.
+        for check in differing {
+            say!(options, "data: warning: {check}");
+        }
+    }
+    Ok(files)
 }
 
 fn run_dir(config: &ExperimentConfig, options: &RunOptions) -> PathBuf {
