@@ -11,6 +11,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 #[derive(Parser, Debug)]
 #[command(name = "xtask", about = "Project chores for the MNIST LSTM workspace")]
 struct Cli {
@@ -48,6 +50,9 @@ enum Chore {
         #[arg(long, value_name = "DIR", default_value = "artifacts/gpu-check")]
         artifacts: PathBuf,
     },
+    /// Measure the CPU backends (training and inference images/s, one epoch, peak memory,
+    /// accuracy), optionally against PyTorch's seed; writes target/bench/latest.json.
+    Bench(bench::BenchArgs),
     /// Fuzz the IDX reader (`idx`) or the configuration loader (`config`) with cargo-fuzz,
     /// growing fuzz/corpus/<target>, which the tests replay on stable.
     Fuzz {
@@ -96,6 +101,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             artifacts,
         } => gpu_check(&config, data_dir.as_deref(), &artifacts),
         Chore::Fuzz { target, minutes } => fuzz(&target, minutes),
+        Chore::Bench(args) => bench::bench(args).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 use training::{
-    ARTIFACTS_ROOT, ExperimentConfig, Predictor, RunOptions, evaluate_run, idx_digit, latest_run,
-    load_digit, train,
+    ARTIFACTS_ROOT, BenchOptions, ExperimentConfig, Predictor, RunOptions, bench, evaluate_run,
+    idx_digit, latest_run, load_digit, train,
 };
 
 /// Train and evaluate an LSTM that reads MNIST digits row by row.
@@ -64,6 +64,37 @@ enum Command {
         /// [env: BURN_DEVICE].
         #[arg(long, value_name = "NAME")]
         device: Option<String>,
+    },
+    /// Measure one backend: training images/s, inference images/s, a full run of the
+    /// configuration (an epoch by default) with its test accuracy, and peak memory; prints JSON.
+    /// `cargo xtask bench` runs it per backend and beside PyTorch.
+    Bench {
+        /// The configuration [default: the built-in defaults, the same as configs/default.toml].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Override a configuration field; repeatable (e.g. --set training.seed=43).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Untimed training steps before the timed ones.
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+        /// Timed training steps.
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        /// Images per inference batch.
+        #[arg(long, default_value_t = 1000)]
+        infer_batch_size: usize,
+        /// Test images classified in the timed inference.
+        #[arg(long, default_value_t = 10_000)]
+        infer_images: usize,
+        /// Skip the full run (no epoch time, no test accuracy).
+        #[arg(long)]
+        no_epoch: bool,
+        /// Also write the JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -173,6 +204,46 @@ fn predict(
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Bench {
+            config,
+            overrides,
+            warmup,
+            steps,
+            infer_batch_size,
+            infer_images,
+            no_epoch,
+            json,
+            common,
+        } => {
+            let experiment = match &config {
+                Some(path) => ExperimentConfig::load(path)?,
+                None => ExperimentConfig::default(),
+            }
+            .with_overrides(&overrides)?;
+            let options = RunOptions {
+                data_dir: common.data_dir,
+                device: common.device,
+                offline: common.offline,
+                ..RunOptions::default()
+            };
+            let measured = bench(
+                &experiment,
+                &options,
+                &BenchOptions {
+                    warmup_steps: warmup,
+                    steps,
+                    infer_batch_size,
+                    infer_images,
+                    epoch: !no_epoch,
+                    artifacts: None,
+                },
+            )?;
+            if let Some(path) = json {
+                measured.write_json(&path)?;
+            }
+            println!("{}", measured.to_json());
+            Ok(())
+        }
         Command::Predict {
             model,
             images,

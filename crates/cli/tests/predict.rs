@@ -19,6 +19,8 @@ fn cli(args: &[&str], cwd: &Path) -> Output {
         .current_dir(cwd)
         .env_remove("MNIST_DIR")
         .env_remove("BURN_DEVICE")
+        // Tests never reach for the internet.
+        .env("MNIST_LSTM_OFFLINE", "1")
         .output()
         .expect("the binary runs")
 }

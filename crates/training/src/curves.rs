@@ -346,15 +346,16 @@ impl Figure for ConfusionFigure<'_> {
             .margin(20)
             .x_label_area_size(55)
             .y_label_area_size(if named { 150 } else { 70 })
-            .build_cartesian_2d((0..n).into_segmented(), (0..n).into_segmented())
+            // Integer ranges are inclusive for plotters' discrete coordinates: n segments.
+            .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())
             .map_err(plot_error)?;
         // Row 0 at the top: class `c` is drawn at height n - 1 - c.
         let row_of = |value: &SegmentValue<i32>| match value {
-            SegmentValue::CenterOf(y) => report.label((n - 1 - y) as usize),
+            SegmentValue::CenterOf(y) if (0..n).contains(y) => report.label((n - 1 - y) as usize),
             _ => String::new(),
         };
         let column_of = |value: &SegmentValue<i32>| match value {
-            SegmentValue::CenterOf(x) => x.to_string(),
+            SegmentValue::CenterOf(x) if (0..n).contains(x) => x.to_string(),
             _ => String::new(),
         };
         chart
@@ -375,16 +376,22 @@ impl Figure for ConfusionFigure<'_> {
             let y = n - 1 - truth as i32;
             for (predicted, &count) in row.iter().enumerate() {
                 let x = predicted as i32;
-                // White for none of the row, dark blue for all of it.
-                let share = count as f64 / total;
+                // The far edge of the last segment is `Last`, not the start of a segment.
+                let edge = |v: i32| {
+                    if v < n {
+                        SegmentValue::Exact(v)
+                    } else {
+                        SegmentValue::Last
+                    }
+                };
+                // White for none of the row, dark blue for all of it; the square root makes the
+                // few mistakes of a good model visible.
+                let share = (count as f64 / total).sqrt();
                 let shade = |light: f64, dark: f64| (light + share * (dark - light)).round() as u8;
                 let fill = RGBColor(shade(255.0, 8.0), shade(255.0, 48.0), shade(255.0, 107.0));
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [
-                            (SegmentValue::Exact(x), SegmentValue::Exact(y)),
-                            (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
-                        ],
+                        [(edge(x), edge(y)), (edge(x + 1), edge(y + 1))],
                         fill.filled(),
                     )))
                     .map_err(plot_error)?;

@@ -1,6 +1,7 @@
 //! Training and evaluation of the LSTM classifier with burn-train: configuration, device
 //! selection, the learner, checkpoints and the run directory.
 
+mod bench;
 mod config;
 mod curves;
 mod device;
@@ -12,6 +13,7 @@ mod renderer;
 mod run;
 mod trainee;
 
+pub use bench::{BenchOptions, BenchReport, bench, peak_rss_bytes};
 pub use config::{
     DataSection, DatasetName, ExperimentConfig, ModelSection, OptimizerSection, TrainingSection,
     ValidationSource, check_untrusted_config,
