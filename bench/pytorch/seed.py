@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""The seed in PyTorch, measured the way `mnist-lstm bench` measures ours.
+
+nn.LSTM(28, 64) + Linear(64, 10) on the last time step, Adam 0.01, batch 64, pixels / 255 (no
+mean/std: configs/default.toml has normalize = false), PyTorch's default initialisation. It reads
+the same four IDX .gz files (no torchvision, no download) and prints one JSON object whose fields
+are those of `mnist-lstm bench --json` (crates/training/src/bench.rs), so `cargo xtask bench
+--vs-pytorch` can put the two side by side.
+
+Phases, each as in bench.rs:
+  train:  `warmup` Adam steps, then `steps` timed ones, batch 64, over the training images in file
+          order (wrapping around);
+  infer:  one warm-up batch, then the first `infer_images` test images in batches of 1000,
+          timed, the argmax read back;
+  epoch:  (unless --no-epoch) the seed's epoch from a fresh model seeded with --seed: 938 shuffled
+          steps, every 50 steps the loss and the accuracy on the first 2,000 test images, then
+          one pass over the 10,000 test images in batches of 1000 (burn-train's validation pass);
+          its test accuracy is reported.
+"""
+
+import argparse
+import gzip
+import json
+import os
+import struct
+import sys
+import time
+
+import torch
+from torch import nn
+
+
+def read_idx(path):
+    """The array of an IDX file (raw or .gz) as a uint8 tensor of its dimensions."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != 0x08:
+        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    body = data[4 + 4 * ndim :]
+    count = 1
+    for d in dims:
+        count *= d
+    if len(body) != count:
+        raise ValueError(f"{path}: {len(body)} bytes of data, the header says {count}")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(dims)
+
+
+def find(data_dir, stem):
+    for name in (stem + ".gz", stem):
+        path = os.path.join(data_dir, name)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"{stem}(.gz) not found in {data_dir}")
+
+
+def load(data_dir):
+    def images(stem):
+        return read_idx(find(data_dir, stem)).float().div_(255.0)
+
+    def labels(stem):
+        return read_idx(find(data_dir, stem)).long()
+
+    return (
+        images("train-images-idx3-ubyte"),
+        labels("train-labels-idx1-ubyte"),
+        images("t10k-images-idx3-ubyte"),
+        labels("t10k-labels-idx1-ubyte"),
+    )
+
+
+class Seed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(28, 64, batch_first=True)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1, :])
+
+
+def peak_rss_bytes():
+    """VmHWM, the peak resident set of this process, as bench.rs reads it for ours."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def accuracy(model, images, labels, batch):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            correct += (model(images[i : i + batch]).argmax(1) == labels[i : i + batch]).sum().item()
+    model.train()
+    return correct / max(1, len(images))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default=os.environ.get("MNIST_DIR"))
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--infer-batch-size", type=int, default=1000)
+    p.add_argument("--infer-images", type=int, default=10000)
+    p.add_argument("--no-epoch", action="store_true")
+    p.add_argument("--json", help="also write the JSON here")
+    args = p.parse_args()
+    if not args.data_dir:
+        sys.exit("error: give --data-dir or set MNIST_DIR")
+
+    # Ours runs on RAYON_NUM_THREADS=threads; intra-op threads are PyTorch's equivalent, and one
+    # inter-op thread keeps it from using more cores than we do.
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+
+    train_x, train_y, test_x, test_y = load(args.data_dir)
+    n = len(train_x)
+    bs = args.batch_size
+    loss_fn = nn.CrossEntropyLoss()
+
+    # Training throughput.
+    torch.manual_seed(args.seed)
+    model = Seed()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+
+    def step(i):
+        start = (i * bs) % max(1, n - bs + 1)
+        x, y = train_x[start : start + bs], train_y[start : start + bs]
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for i in range(args.warmup):
+        step(i)
+    started = time.perf_counter()
+    for i in range(args.steps):
+        loss = step(args.warmup + i)
+    loss.item()
+    train_seconds = time.perf_counter() - started
+
+    # Inference throughput.
+    infer_x = test_x[: args.infer_images]
+    ib = args.infer_batch_size
+    model.eval()
+    with torch.no_grad():
+        model(infer_x[:ib]).argmax(1).tolist()
+        started = time.perf_counter()
+        for i in range(0, len(infer_x), ib):
+            model(infer_x[i : i + ib]).argmax(1).tolist()
+        infer_seconds = time.perf_counter() - started
+    model.train()
+
+    # The seed's epoch.
+    epoch_seconds = test_accuracy = None
+    if not args.no_epoch:
+        torch.manual_seed(args.seed)
+        model = Seed()
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        probe_x, probe_y = test_x[:2000], test_y[:2000]
+        started = time.perf_counter()
+        order = torch.randperm(n)
+        for s, i in enumerate(range(0, n, bs), start=1):
+            idx = order[i : i + bs]
+            opt.zero_grad()
+            loss = loss_fn(model(train_x[idx]), train_y[idx])
+            loss.backward()
+            opt.step()
+            if s % 50 == 0:
+                loss.item()
+                accuracy(model, probe_x, probe_y, 1000)
+        test_accuracy = accuracy(model, test_x, test_y, 1000)
+        epoch_seconds = time.perf_counter() - started
+
+    report = {
+        "implementation": "pytorch",
+        "backend": "pytorch",
+        "version": torch.__version__,
+        "threads": args.threads,
+        "seed": args.seed,
+        "batch_size": bs,
+        "train_warmup_steps": args.warmup,
+        "train_steps": args.steps,
+        "train_seconds": train_seconds,
+        "train_images_per_second": args.steps * bs / train_seconds,
+        "infer_batch_size": ib,
+        "infer_images": len(infer_x),
+        "infer_seconds": infer_seconds,
+        "infer_images_per_second": len(infer_x) / infer_seconds,
+        "epoch_train_images": None if args.no_epoch else n,
+        "epoch_seconds": epoch_seconds,
+        "epoch_images_per_second": None if epoch_seconds is None else n / epoch_seconds,
+        "test_images": None if args.no_epoch else len(test_x),
+        "test_accuracy": test_accuracy,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "data_dir": os.path.abspath(args.data_dir),
+    }
+    text = json.dumps(report, indent=2)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
