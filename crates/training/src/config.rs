@@ -24,6 +24,10 @@ pub struct ExperimentConfig {
     pub training: TrainingSection,
     /// Adam.
     pub optimizer: OptimizerSection,
+    /// How the learning rate changes over the steps.
+    pub schedule: ScheduleSection,
+    /// When to stop before the last epoch.
+    pub early_stopping: EarlyStoppingSection,
 }
 
 /// `[model]`: the LSTM classifier's hyper-parameters.
@@ -228,6 +232,10 @@ pub struct OptimizerSection {
     pub epsilon: f32,
     /// L2 penalty added to the gradients (0: none).
     pub weight_decay: f32,
+    /// Rescale each parameter's gradient to at most this L2 norm (absent: no clipping).
+    pub grad_clip_norm: Option<f32>,
+    /// Clamp every gradient element to [-value, value] (absent: no clipping).
+    pub grad_clip_value: Option<f32>,
 }
 
 impl Default for OptimizerSection {
@@ -238,6 +246,8 @@ impl Default for OptimizerSection {
             beta2: 0.999,
             epsilon: 1e-8,
             weight_decay: 0.0,
+            grad_clip_norm: None,
+            grad_clip_value: None,
         }
     }
 }
@@ -245,16 +255,104 @@ impl Default for OptimizerSection {
 impl OptimizerSection {
     /// Burn's Adam configuration for these values.
     pub fn adam(&self) -> burn::optim::AdamConfig {
+        use burn::grad_clipping::GradientClippingConfig;
+
+        let clipping = match (self.grad_clip_norm, self.grad_clip_value) {
+            (Some(norm), _) => Some(GradientClippingConfig::Norm(norm)),
+            (None, Some(value)) => Some(GradientClippingConfig::Value(value)),
+            (None, None) => None,
+        };
         let adam = burn::optim::AdamConfig::new()
             .with_beta_1(self.beta1)
             .with_beta_2(self.beta2)
-            .with_epsilon(self.epsilon);
+            .with_epsilon(self.epsilon)
+            .with_grad_clipping(clipping);
         if self.weight_decay > 0.0 {
             adam.with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(
                 self.weight_decay,
             )))
         } else {
             adam
+        }
+    }
+}
+
+/// The shape of the learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// `optimizer.learning_rate` throughout.
+    #[default]
+    Constant,
+    /// Multiplied by `gamma` every `step_size` steps.
+    Step,
+    /// Half a cosine from `optimizer.learning_rate` down to `min_lr` over the run's steps.
+    Cosine,
+}
+
+/// `[schedule]`: the learning rate per optimiser step (Burn's schedulers), after an optional
+/// linear warm-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleSection {
+    /// `constant`, `step` or `cosine`.
+    pub kind: ScheduleKind,
+    /// Steps of linear warm-up before the schedule (0: none).
+    pub warmup_steps: usize,
+    /// The warm-up starts at this fraction of the learning rate.
+    pub warmup_start: f64,
+    /// `step`: steps between two decays.
+    pub step_size: usize,
+    /// `step`: the factor of each decay.
+    pub gamma: f64,
+    /// `cosine`: the learning rate at the last step.
+    pub min_lr: f64,
+}
+
+impl Default for ScheduleSection {
+    fn default() -> Self {
+        Self {
+            kind: ScheduleKind::Constant,
+            warmup_steps: 0,
+            warmup_start: 0.1,
+            step_size: 1_000,
+            gamma: 0.5,
+            min_lr: 0.0,
+        }
+    }
+}
+
+/// The validation metric that early stopping watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoppingMetric {
+    /// Validation loss, lower is better.
+    #[default]
+    Loss,
+    /// Validation accuracy, higher is better.
+    Accuracy,
+}
+
+/// `[early_stopping]`: stop when the validation metric has not improved by more than
+/// `min_delta` for `patience` epochs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EarlyStoppingSection {
+    /// Epochs without improvement before stopping (0: never stop early).
+    pub patience: usize,
+    /// `loss` or `accuracy`, on the validation split.
+    pub metric: StoppingMetric,
+    /// The least change that counts as an improvement (loss: absolute; accuracy: in percent
+    /// points, as burn-train reports it).
+    pub min_delta: f64,
+}
+
+impl Default for EarlyStoppingSection {
+    fn default() -> Self {
+        Self {
+            patience: 0,
+            metric: StoppingMetric::Loss,
+            min_delta: 0.0,
         }
     }
 }
@@ -386,6 +484,58 @@ impl ExperimentConfig {
             return invalid(format!(
                 "optimizer.weight_decay must not be negative, got {}",
                 self.optimizer.weight_decay
+            ));
+        }
+        for (name, value) in [
+            ("optimizer.grad_clip_norm", self.optimizer.grad_clip_norm),
+            ("optimizer.grad_clip_value", self.optimizer.grad_clip_value),
+        ] {
+            if let Some(value) = value
+                && !positive(f64::from(value))
+            {
+                return invalid(format!("{name} must be positive, got {value}"));
+            }
+        }
+        if self.optimizer.grad_clip_norm.is_some() && self.optimizer.grad_clip_value.is_some() {
+            return invalid(
+                "set one of optimizer.grad_clip_norm and optimizer.grad_clip_value, not both"
+                    .to_string(),
+            );
+        }
+        let schedule = &self.schedule;
+        if schedule.kind != ScheduleKind::Constant && self.optimizer.learning_rate > 1.0 {
+            return invalid(format!(
+                "optimizer.learning_rate must be at most 1 with schedule.kind = {:?}, got {}",
+                schedule.kind, self.optimizer.learning_rate
+            ));
+        }
+        if !(schedule.warmup_start > 0.0 && schedule.warmup_start <= 1.0) {
+            return invalid(format!(
+                "schedule.warmup_start must be in (0, 1], got {}",
+                schedule.warmup_start
+            ));
+        }
+        if schedule.kind == ScheduleKind::Step {
+            if schedule.step_size == 0 {
+                return invalid("schedule.step_size must be at least 1".to_string());
+            }
+            if !positive(schedule.gamma) {
+                return invalid(format!(
+                    "schedule.gamma must be positive, got {}",
+                    schedule.gamma
+                ));
+            }
+        }
+        if !(schedule.min_lr >= 0.0 && schedule.min_lr <= self.optimizer.learning_rate) {
+            return invalid(format!(
+                "schedule.min_lr must be in [0, optimizer.learning_rate], got {}",
+                schedule.min_lr
+            ));
+        }
+        if !(self.early_stopping.min_delta.is_finite() && self.early_stopping.min_delta >= 0.0) {
+            return invalid(format!(
+                "early_stopping.min_delta must not be negative, got {}",
+                self.early_stopping.min_delta
             ));
         }
         if self.data.normalize && !positive(f64::from(self.data.std)) {

@@ -20,6 +20,25 @@ pub enum TrainingError {
     /// The model could not be built, saved or loaded.
     #[error(transparent)]
     Model(#[from] model::ModelError),
+    /// A training loss was NaN or infinite; the run stopped there.
+    #[error(
+        "the training loss became {value} at epoch {epoch}, step {step} (step {global_step} of \
+         the run): training stopped, no model was saved; the checkpoints of earlier epochs, if \
+         any, are in {}. Lower optimizer.learning_rate or set optimizer.grad_clip_norm",
+        .checkpoints.display()
+    )]
+    NonFiniteLoss {
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Step within the epoch, from 1.
+        step: usize,
+        /// Step since the start, from 1.
+        global_step: usize,
+        /// The loss.
+        value: f32,
+        /// The run's checkpoint directory.
+        checkpoints: std::path::PathBuf,
+    },
     /// Burn's learner stopped with an error.
     #[error("training failed: {0}")]
     Learner(String),

@@ -11,11 +11,13 @@ mod metrics_log;
 mod predict;
 mod renderer;
 mod run;
+mod schedule;
 mod trainee;
 
 pub use bench::{BenchOptions, BenchReport, bench, peak_rss_bytes};
 pub use config::{
-    DataSection, DatasetName, ExperimentConfig, ModelSection, OptimizerSection, TrainingSection,
+    DataSection, DatasetName, EarlyStoppingSection, ExperimentConfig, ModelSection,
+    OptimizerSection, ScheduleKind, ScheduleSection, StoppingMetric, TrainingSection,
     ValidationSource, check_untrusted_config,
 };
 pub use curves::{
@@ -35,4 +37,5 @@ pub use run::{
     ARTIFACTS_ROOT, CONFIG_FILE, EVALUATION_FILE, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_FILE,
     RunOptions, TrainOutcome, evaluate_run, latest_run, train,
 };
+pub use schedule::{EarlyStopping, lr_scheduler};
 pub use trainee::{StepProbe, StepRecord, Trainee, classify};

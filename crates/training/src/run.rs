@@ -25,6 +25,7 @@ use crate::device::{SelectedDevice, select_device};
 use crate::evaluate::{EvaluationReport, evaluate};
 use crate::metrics_log::{MetricRow, MetricSplit, MetricsLog, write_metrics_csv};
 use crate::renderer::LineRenderer;
+use crate::schedule::{EarlyStopping, lr_scheduler};
 use crate::trainee::{StepProbe, StepRecord, Trainee};
 
 /// Where runs go when neither `--artifacts` nor `training.artifacts` says otherwise.
@@ -156,8 +157,14 @@ pub fn train(
 
     let steps_per_epoch = splits.train.len().div_ceil(training.batch_size);
     let log = Arc::new(MetricsLog::new());
-    let probe = (training.log_every > 0).then(|| {
-        let subset = splits.test.take(training.log_eval_size.max(1));
+    // Always present: besides the step lines, it watches every loss for NaN.
+    let probe = Some({
+        let eval_size = if training.log_every > 0 {
+            training.log_eval_size.max(1)
+        } else {
+            1
+        };
+        let subset = splits.test.take(eval_size);
         let items = (0..subset.len()).filter_map(|i| subset.item(i)).collect();
         Arc::new(
             StepProbe::new(
@@ -170,7 +177,7 @@ pub fn train(
             .with_log(log.clone()),
         )
     });
-    if let Some(probe) = &probe {
+    if let Some(probe) = probe.as_ref().filter(|_| training.log_every > 0) {
         say!(
             options,
             "{} steps per epoch; every {} steps: batch loss and accuracy on the first {} test images",
@@ -208,10 +215,20 @@ pub fn train(
         .with_checkpointing_strategy(checkpointing)
         .renderer(Box::new(LineRenderer::new().with_log(log.clone())))
         .num_epochs(training.epochs);
+    let total_steps = training.epochs * splits.train.len().div_ceil(training.batch_size);
+    let early_stopping = EarlyStopping::from_config(&config.early_stopping);
+    let stopped_early = early_stopping.as_ref().map(EarlyStopping::stopped_at);
+    let supervised = match early_stopping {
+        Some(strategy) => supervised.early_stopping(strategy),
+        None => supervised,
+    };
+    if let Some(probe) = &probe {
+        probe.stop_on_non_finite(supervised.interrupter());
+    }
     let learner = Learner::new(
         Trainee::new(classifier, probe.clone()),
         config.optimizer.adam().init(),
-        config.optimizer.learning_rate,
+        lr_scheduler(config, total_steps)?,
     );
 
     let started = Instant::now();
@@ -220,6 +237,25 @@ pub fn train(
     let training_seconds = started.elapsed().as_secs_f64();
     if let Some(error) = result.error {
         return Err(TrainingError::Learner(error.to_string()));
+    }
+    if let Some(found) = probe.as_ref().and_then(|probe| probe.non_finite()) {
+        return Err(TrainingError::NonFiniteLoss {
+            epoch: found.epoch,
+            step: found.step,
+            global_step: found.global_step,
+            value: found.value,
+            checkpoints: run_dir.join("checkpoint"),
+        });
+    }
+    if let Some(epoch) = stopped_early.and_then(|stopped| stopped.lock().ok().and_then(|e| *e)) {
+        say!(
+            options,
+            "early stopping after epoch {epoch}: validation {:?} did not improve by more than {} \
+             for {} epoch(s)",
+            config.early_stopping.metric,
+            config.early_stopping.min_delta,
+            config.early_stopping.patience
+        );
     }
     if let Some(interruption) = result.interrupted {
         return Err(TrainingError::Learner(format!(

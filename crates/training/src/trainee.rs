@@ -110,6 +110,23 @@ pub struct StepProbe {
     records: Mutex<Vec<StepRecord>>,
     print: bool,
     log: Option<Arc<MetricsLog>>,
+    /// Stops the learner when a loss is not finite; set once the learner exists.
+    interrupter: std::sync::OnceLock<burn::train::Interrupter>,
+    /// The first non-finite loss: (epoch, step of the epoch, global step, value).
+    non_finite: Mutex<Option<NonFiniteLoss>>,
+}
+
+/// Where training met a loss that is NaN or infinite.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NonFiniteLoss {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Step within the epoch, from 1.
+    pub step: usize,
+    /// Step since the start, from 1.
+    pub global_step: usize,
+    /// The loss.
+    pub value: f32,
 }
 
 impl fmt::Debug for StepProbe {
@@ -142,7 +159,19 @@ impl StepProbe {
             records: Mutex::new(Vec::new()),
             print,
             log: None,
+            interrupter: std::sync::OnceLock::new(),
+            non_finite: Mutex::new(None),
         }
+    }
+
+    /// Stop training through `interrupter` at the first loss that is not finite.
+    pub fn stop_on_non_finite(&self, interrupter: burn::train::Interrupter) {
+        let _ = self.interrupter.set(interrupter);
+    }
+
+    /// The first non-finite loss met, if any.
+    pub fn non_finite(&self) -> Option<NonFiniteLoss> {
+        self.non_finite.lock().ok().and_then(|found| *found)
     }
 
     /// Also records each measurement into `log` (split `eval`).
@@ -163,10 +192,28 @@ impl StepProbe {
 
     fn after_step(&self, classifier: &LstmClassifier, loss: &Tensor<1>) {
         let global_step = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
+        // Read every step (burn-train's loss metric reads it anyway): a NaN must stop the run
+        // at the step it appears, before the next checkpoint could keep it.
+        let loss_value = loss.clone().into_scalar::<f32>();
+        if !loss_value.is_finite() {
+            let found = NonFiniteLoss {
+                epoch: (global_step - 1) / self.steps_per_epoch + 1,
+                step: (global_step - 1) % self.steps_per_epoch + 1,
+                global_step,
+                value: loss_value,
+            };
+            if let Ok(mut first) = self.non_finite.lock() {
+                first.get_or_insert(found);
+            }
+            if let Some(interrupter) = self.interrupter.get() {
+                interrupter.stop(Some("the loss is not finite"));
+            }
+            return;
+        }
         if self.log_every == 0 || !global_step.is_multiple_of(self.log_every) {
             return;
         }
-        let train_loss = f64::from(loss.clone().into_scalar::<f32>());
+        let train_loss = f64::from(loss_value);
         let (eval_loss, eval_accuracy) = self.measure(classifier);
         let images_per_second = match self.window_start.lock() {
             Ok(mut start) => {
