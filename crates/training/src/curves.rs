@@ -15,6 +15,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::TrainingError;
+use crate::atomic::write_atomically;
 use crate::evaluate::EvaluationReport;
 use crate::metrics_log::{MetricRow, MetricSplit};
 
@@ -69,12 +70,15 @@ fn write_figure(
         let path = path.display().to_string();
         move |message: String| TrainingError::Plot { path, message }
     };
+    // Drawn in memory, then each file replaced at once: a kill never leaves half an image.
     let svg = dir.join(format!("{stem}.svg"));
+    let mut svg_text = String::new();
     {
-        let root = SVGBackend::new(&svg, size).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg_text, size).into_drawing_area();
         figure.draw(&root).map_err(failed(&svg))?;
         root.present().map_err(plot_error).map_err(failed(&svg))?;
     }
+    write_atomically(&svg, svg_text.as_bytes())?;
     let png = dir.join(format!("{stem}.png"));
     let mut buffer = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
@@ -82,8 +86,9 @@ fn write_figure(
         figure.draw(&root).map_err(failed(&png))?;
         root.present().map_err(plot_error).map_err(failed(&png))?;
     }
-    image::save_buffer_with_format(
-        &png,
+    let mut encoded = std::io::Cursor::new(Vec::new());
+    image::write_buffer_with_format(
+        &mut encoded,
         &buffer,
         size.0,
         size.1,
@@ -92,6 +97,7 @@ fn write_figure(
     )
     .map_err(plot_error)
     .map_err(failed(&png))?;
+    write_atomically(&png, encoded.get_ref())?;
     Ok(vec![svg, png])
 }
 

@@ -1,6 +1,7 @@
 //! Training and evaluation of the LSTM classifier with burn-train: configuration, device
 //! selection, the learner, checkpoints and the run directory.
 
+mod atomic;
 mod bench;
 mod config;
 mod curves;

@@ -216,8 +216,5 @@ pub fn parse_metrics_csv(text: &str) -> Result<Vec<MetricRow>, String> {
 
 /// Writes `rows` as CSV to `path`.
 pub fn write_metrics_csv(path: &Path, rows: &[MetricRow]) -> Result<(), TrainingError> {
-    std::fs::write(path, metrics_csv(rows)).map_err(|source| TrainingError::Io {
-        what: format!("cannot write {}", path.display()),
-        source,
-    })
+    crate::atomic::write_atomically(path, metrics_csv(rows).as_bytes())
 }

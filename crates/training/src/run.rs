@@ -19,6 +19,7 @@ use data::{
 };
 
 use crate::TrainingError;
+use crate::atomic::write_atomically;
 use crate::config::ExperimentConfig;
 use crate::curves::{write_confusion_matrix, write_curves};
 use crate::device::{SelectedDevice, select_device};
@@ -264,10 +265,10 @@ pub fn train(
     }
     let classifier = result.model.classifier;
     classifier.clone().save(run_dir.join(MODEL_FILE))?;
-    config
-        .model
-        .to_model_config()
-        .to_file(run_dir.join(MODEL_CONFIG_FILE))?;
+    write_file(
+        &run_dir.join(MODEL_CONFIG_FILE),
+        &burn::config::config_to_json(&config.model.to_model_config()),
+    )?;
     let images = splits.train.len() * training.epochs;
     say!(
         options,
@@ -485,8 +486,5 @@ fn prepare_run_dir(run_dir: &Path) -> Result<(), TrainingError> {
 }
 
 fn write_file(path: &Path, contents: &str) -> Result<(), TrainingError> {
-    std::fs::write(path, contents).map_err(|source| TrainingError::Io {
-        what: format!("cannot write {}", path.display()),
-        source,
-    })
+    write_atomically(path, contents.as_bytes())
 }
