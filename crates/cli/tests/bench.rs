@@ -1,7 +1,8 @@
 //! `mnist-lstm bench` on synthetic files: a few steps, and JSON with every field
 //! `cargo xtask bench` reads. Timings are not checked: they mean nothing on a shared machine.
 
-use std::process::Command;
+mod common;
+use common::command;
 
 use serde_json::Value;
 
@@ -12,7 +13,7 @@ fn bench_writes_json_with_the_expected_fields() {
     data::write_synthetic_mnist(&data_dir, 640, 200, 3, true).unwrap();
     let json_path = work.path().join("out/bench.json");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_mnist-lstm"))
+    let output = command(work.path())
         .args(["bench", "--data-dir"])
         .arg(&data_dir)
         .arg("--json")
@@ -20,10 +21,6 @@ fn bench_writes_json_with_the_expected_fields() {
         .args(["--warmup", "1", "--steps", "3"])
         .args(["--infer-images", "150", "--infer-batch-size", "100"])
         .args(["--set", "training.log_every=5"])
-        .current_dir(work.path())
-        .env_remove("MNIST_DIR")
-        .env_remove("BURN_DEVICE")
-        .env("MNIST_LSTM_OFFLINE", "1")
         .env("RAYON_NUM_THREADS", "2")
         .output()
         .expect("the binary runs");

@@ -1,23 +1,10 @@
 //! The command line as a user meets it: a smoke run, eval, and clear errors without panics.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn cli(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mnist-lstm"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("MNIST_DIR")
-        .env_remove("BURN_DEVICE")
-        // Tests never reach for the internet; the download test below allows its loopback.
-        .env("MNIST_LSTM_OFFLINE", "1")
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{cli, command, text};
 
 fn smoke_config() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -210,11 +197,9 @@ fn missing_data_is_downloaded_or_explained_and_offline_means_no_request() {
     let cache = work.path().join("cache");
     let (mirror, requests) = empty_mirror();
     let train = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_mnist-lstm"))
+        command(work.path())
             .args(["train", &smoke_config()])
             .args(extra)
-            .current_dir(work.path())
-            .env_remove("MNIST_DIR")
             .env_remove("MNIST_LSTM_OFFLINE")
             .env("XDG_CACHE_HOME", &cache)
             .env("MNIST_MIRRORS", &mirror)

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use image::{GrayImage, ImageFormat, Rgb, RgbImage};
 use training::{
@@ -13,21 +12,8 @@ use training::{
     evaluate_run, parse_metrics_csv, train,
 };
 
-fn cli(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mnist-lstm"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("MNIST_DIR")
-        .env_remove("BURN_DEVICE")
-        // Tests never reach for the internet.
-        .env("MNIST_LSTM_OFFLINE", "1")
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{cli, text};
 
 fn config_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../configs/{name}.toml"))

@@ -16,8 +16,7 @@ use image::imageops::FilterType;
 use model::LstmClassifier;
 
 use crate::TrainingError;
-use crate::config::ExperimentConfig;
-use crate::run::{CONFIG_FILE, MODEL_FILE, RunOptions, open_device};
+use crate::run::{FinishedRun, RunOptions, load_run};
 
 /// Side of the box the digit is scaled into, as MNIST's.
 const DIGIT_BOX: u32 = 20;
@@ -274,24 +273,13 @@ impl Predictor {
     /// Loads the model of the run in `run_dir` (its `config.toml` and `model.bpk`) on the device
     /// `options` ask for.
     pub fn from_run(run_dir: &Path, options: &RunOptions) -> Result<Self, TrainingError> {
-        let config_path = run_dir.join(CONFIG_FILE);
-        let model_path = run_dir.join(MODEL_FILE);
-        for path in [&config_path, &model_path] {
-            if !path.is_file() {
-                return Err(TrainingError::MissingArtifact(format!(
-                    "{} not found: is {} the directory of a finished `train` run?",
-                    path.display(),
-                    run_dir.display()
-                )));
-            }
-        }
-        let config = ExperimentConfig::load(&config_path)?;
-        let device = open_device(options)?;
-        let classifier = config
-            .model
-            .to_model_config()
-            .load(&model_path, &device)?
-            .valid();
+        let FinishedRun {
+            config,
+            device,
+            classifier,
+            ..
+        } = load_run(run_dir, options)?;
+        let classifier = classifier.valid();
         Ok(Self {
             classifier,
             device,

@@ -334,11 +334,17 @@ pub fn train(
     })
 }
 
-/// Evaluates the model of a finished run on the whole test split (its `test_limit` ignored).
-pub fn evaluate_run(
-    run_dir: &Path,
-    options: &RunOptions,
-) -> Result<EvaluationReport, TrainingError> {
+/// What a finished run left: its resolved configuration, and its model on the device asked for.
+pub(crate) struct FinishedRun {
+    pub(crate) config: ExperimentConfig,
+    pub(crate) device: Device,
+    pub(crate) classifier: model::LstmClassifier,
+    pub(crate) model_path: PathBuf,
+}
+
+/// Loads the run in `run_dir` (its `config.toml` and `model.bpk`) on the device `options` ask
+/// for; a missing file is an error saying what the directory should be.
+pub(crate) fn load_run(run_dir: &Path, options: &RunOptions) -> Result<FinishedRun, TrainingError> {
     let config_path = run_dir.join(CONFIG_FILE);
     let model_path = run_dir.join(MODEL_FILE);
     for path in [&config_path, &model_path] {
@@ -353,6 +359,25 @@ pub fn evaluate_run(
     let config = ExperimentConfig::load(&config_path)?;
     let device = open_device(options)?;
     let classifier = config.model.to_model_config().load(&model_path, &device)?;
+    Ok(FinishedRun {
+        config,
+        device,
+        classifier,
+        model_path,
+    })
+}
+
+/// Evaluates the model of a finished run on the whole test split (its `test_limit` ignored).
+pub fn evaluate_run(
+    run_dir: &Path,
+    options: &RunOptions,
+) -> Result<EvaluationReport, TrainingError> {
+    let FinishedRun {
+        config,
+        device,
+        classifier,
+        model_path,
+    } = load_run(run_dir, options)?;
     let dataset = config.data.dataset.kind();
     let files = find_files(&config, options)?;
     let test = MnistSplits::load(&files, &SplitOptions::default())?.test;
