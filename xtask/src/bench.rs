@@ -133,10 +133,16 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if !built.success() {
         bail!("cargo build --release -p cli --features {features} failed");
     }
-    let binary = target.join("release").join("mnist-lstm");
     let runs_dir = target.join("bench").join("runs");
     std::fs::create_dir_all(&runs_dir)
         .with_context(|| format!("cannot create {}", runs_dir.display()))?;
+    // A copy of its own: any other `cargo build -p cli` in the same target directory during
+    // the minutes of measuring would replace target/release/mnist-lstm with a build that may
+    // lack a backend.
+    let built = target.join("release").join("mnist-lstm");
+    let binary = target.join("bench").join("mnist-lstm");
+    std::fs::copy(&built, &binary)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), binary.display()))?;
 
     let mut runs: Vec<Value> = Vec::new();
     let mut data_dir = data_dir;
