@@ -159,7 +159,7 @@ pub fn train(
     let steps_per_epoch = splits.train.len().div_ceil(training.batch_size);
     let log = Arc::new(MetricsLog::new());
     // Always present: besides the step lines, it watches every loss for NaN.
-    let probe = Some({
+    let probe = {
         let eval_size = if training.log_every > 0 {
             training.log_eval_size.max(1)
         } else {
@@ -177,8 +177,8 @@ pub fn train(
             )
             .with_log(log.clone()),
         )
-    });
-    if let Some(probe) = probe.as_ref().filter(|_| training.log_every > 0) {
+    };
+    if training.log_every > 0 {
         say!(
             options,
             "{} steps per epoch; every {} steps: batch loss and accuracy on the first {} test images",
@@ -216,18 +216,16 @@ pub fn train(
         .with_checkpointing_strategy(checkpointing)
         .renderer(Box::new(LineRenderer::new().with_log(log.clone())))
         .num_epochs(training.epochs);
-    let total_steps = training.epochs * splits.train.len().div_ceil(training.batch_size);
+    let total_steps = training.epochs * steps_per_epoch;
     let early_stopping = EarlyStopping::from_config(&config.early_stopping);
     let stopped_early = early_stopping.as_ref().map(EarlyStopping::stopped_at);
     let supervised = match early_stopping {
         Some(strategy) => supervised.early_stopping(strategy),
         None => supervised,
     };
-    if let Some(probe) = &probe {
-        probe.stop_on_non_finite(supervised.interrupter());
-    }
+    probe.stop_on_non_finite(supervised.interrupter());
     let learner = Learner::new(
-        Trainee::new(classifier, probe.clone()),
+        Trainee::new(classifier, Some(probe.clone())),
         config.optimizer.adam().init(),
         lr_scheduler(config, total_steps)?,
     );
@@ -239,7 +237,7 @@ pub fn train(
     if let Some(error) = result.error {
         return Err(TrainingError::Learner(error.to_string()));
     }
-    if let Some(found) = probe.as_ref().and_then(|probe| probe.non_finite()) {
+    if let Some(found) = probe.non_finite() {
         return Err(TrainingError::NonFiniteLoss {
             epoch: found.epoch,
             step: found.step,
@@ -297,7 +295,7 @@ pub fn train(
     );
 
     log.push(
-        steps_per_epoch * training.epochs,
+        total_steps,
         training.epochs,
         MetricSplit::Test,
         Some(test.loss),
@@ -325,7 +323,7 @@ pub fn train(
 
     Ok(TrainOutcome {
         run_dir,
-        steps: probe.map(|p| p.records()).unwrap_or_default(),
+        steps: probe.records(),
         test,
         training_seconds,
         train_images: splits.train.len(),

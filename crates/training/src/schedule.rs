@@ -4,7 +4,7 @@
 use burn::lr_scheduler::LrSchedulerConfig;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
-use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::lr_scheduler::module_lr_scheduler::{ModuleLrScheduler, ModuleLrSchedulerConfig};
 use burn::lr_scheduler::sequential::SequentialLrSchedulerConfig;
 use burn::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::train::EarlyStoppingStrategy;
@@ -31,20 +31,21 @@ pub fn lr_scheduler(
                 .with_min_lr(schedule.min_lr),
         ),
     };
-    let built = if warmup == 0 {
-        match main {
-            LrSchedulerConfig::Constant(lr) => Ok(ModuleLrScheduler::from(lr)),
-            other => SequentialLrSchedulerConfig::new(vec![other], vec![]).init(),
-        }
+    let with_warmup = if warmup == 0 {
+        main
     } else {
         let ramp = LinearLrSchedulerConfig::new(lr * schedule.warmup_start, lr, warmup);
-        SequentialLrSchedulerConfig::new(vec![LrSchedulerConfig::Linear(ramp), main], vec![warmup])
-            .init()
+        LrSchedulerConfig::Sequential(SequentialLrSchedulerConfig::new(
+            vec![LrSchedulerConfig::Linear(ramp), main],
+            vec![warmup],
+        ))
     };
-    built.map_err(|message| TrainingError::Config {
-        origin: "[schedule]".to_string(),
-        message,
-    })
+    ModuleLrSchedulerConfig::new(with_warmup)
+        .init()
+        .map_err(|message| TrainingError::Config {
+            origin: "[schedule]".to_string(),
+            message,
+        })
 }
 
 /// burn-train's early-stopping hook with a minimum improvement, which Burn's own

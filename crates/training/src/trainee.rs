@@ -196,9 +196,10 @@ impl StepProbe {
         // at the step it appears, before the next checkpoint could keep it.
         let loss_value = loss.clone().into_scalar::<f32>();
         if !loss_value.is_finite() {
+            let (epoch, step) = self.position(global_step);
             let found = NonFiniteLoss {
-                epoch: (global_step - 1) / self.steps_per_epoch + 1,
-                step: (global_step - 1) % self.steps_per_epoch + 1,
+                epoch,
+                step,
                 global_step,
                 value: loss_value,
             };
@@ -223,9 +224,10 @@ impl StepProbe {
             }
             Err(_) => f64::NAN,
         };
+        let (epoch, step) = self.position(global_step);
         let record = StepRecord {
-            epoch: (global_step - 1) / self.steps_per_epoch + 1,
-            step: (global_step - 1) % self.steps_per_epoch + 1,
+            epoch,
+            step,
             global_step,
             train_loss,
             eval_accuracy,
@@ -248,6 +250,14 @@ impl StepProbe {
         if let Ok(mut records) = self.records.lock() {
             records.push(record);
         }
+    }
+
+    /// The epoch and the step within it (both from 1) of step `global_step` of the run.
+    fn position(&self, global_step: usize) -> (usize, usize) {
+        (
+            (global_step - 1) / self.steps_per_epoch + 1,
+            (global_step - 1) % self.steps_per_epoch + 1,
+        )
     }
 
     /// Loss and accuracy on the evaluation subset.
