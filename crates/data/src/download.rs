@@ -3,7 +3,6 @@
 //! SHA-256 of its decompressed content matches the published one, so that an interrupted,
 //! truncated or corrupted transfer never leaves a file a later run would take for good.
 
-use std::fmt;
 use std::fs;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::published::PublishedFile;
-use crate::verify::verify_file;
+use crate::verify::{Verification, verify_file};
 use crate::{DatasetKind, MnistFiles};
 
 /// Prefix and suffix of in-progress downloads: hidden, and never one of the names looked for.
@@ -318,10 +317,10 @@ fn fetch_once(
 
     let check = verify_file(part.path(), published)
         .map_err(|error| TryError::Transient(format!("unreadable download: {error}")))?;
-    if !check.is_verified() {
+    if let Verification::Differs(found) = &check.outcome {
         return Err(TryError::Permanent(format!(
-            "wrong content: {}",
-            ContentMismatch(&check.outcome)
+            "wrong content: SHA-256 {} of {} bytes of content differs from the published one",
+            found.sha256, found.size
         )));
     }
 
@@ -348,21 +347,6 @@ fn fetch_once(
         ),
     );
     Ok(target)
-}
-
-struct ContentMismatch<'a>(&'a crate::verify::Verification);
-
-impl fmt::Display for ContentMismatch<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            crate::verify::Verification::Verified => f.write_str("verified"),
-            crate::verify::Verification::Differs(found) => write!(
-                f,
-                "SHA-256 {} of {} bytes of content differs from the published one",
-                found.sha256, found.size
-            ),
-        }
-    }
 }
 
 fn is_gzip_file(path: &Path) -> bool {
