@@ -279,15 +279,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Eval { artifacts, common } => {
-            let run_dir = match artifacts {
-                Some(dir) => dir,
-                None => latest_run(Path::new(ARTIFACTS_ROOT)).ok_or_else(|| {
-                    anyhow!(
-                        "no finished run under {ARTIFACTS_ROOT}/: train one first \
-                         (mnist-lstm train configs/default.toml) or pass --artifacts DIR"
-                    )
-                })?,
-            };
+            let run_dir = run_dir_or_latest(artifacts)?;
             let options = RunOptions {
                 data_dir: common.data_dir,
                 device: common.device,

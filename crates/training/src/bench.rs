@@ -25,13 +25,13 @@ use std::time::Instant;
 use burn::data::dataloader::batcher::Batcher;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use data::{MnistDataset, MnistSplits, locate_or_download, standard_candidates};
+use data::{MnistDataset, MnistSplits};
 use serde::Serialize;
 
 use crate::TrainingError;
 use crate::config::ExperimentConfig;
 use crate::device::select_device;
-use crate::run::{RunOptions, train};
+use crate::run::{RunOptions, data_dir_of, find_files, train};
 use crate::trainee::classify;
 
 /// What to measure, besides the configuration.
@@ -147,16 +147,8 @@ pub fn bench(
     let selected = select_device(options.device.as_deref())?;
     let device = selected.device;
 
-    let dataset = config.data.dataset.kind();
-    let candidates =
-        standard_candidates(dataset, options.data_dir.clone(), config.data.dir.clone());
-    let fetch = data::Fetch::standard(dataset, options.data_dir.is_some(), options.offline);
-    let files = locate_or_download(dataset, &candidates, &fetch)?;
-    let data_dir = files
-        .train_images
-        .parent()
-        .map(|dir| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()))
-        .unwrap_or_default();
+    let files = find_files(config, options)?;
+    let data_dir = data_dir_of(&files);
     let splits = MnistSplits::load(&files, &config.data.split_options())?;
     let batch_size = config.training.batch_size;
     if batch_size > splits.train.len() || splits.test.is_empty() {

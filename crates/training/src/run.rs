@@ -437,7 +437,7 @@ pub(crate) fn open_device(options: &RunOptions) -> Result<Device, TrainingError>
 }
 
 /// The files of the configured data set, where `options` and the configuration say to look.
-fn find_files(
+pub(crate) fn find_files(
     config: &ExperimentConfig,
     options: &RunOptions,
 ) -> Result<MnistFiles, TrainingError> {
@@ -476,7 +476,7 @@ fn run_dir(config: &ExperimentConfig, options: &RunOptions) -> PathBuf {
         })
 }
 
-fn data_dir_of(files: &MnistFiles) -> PathBuf {
+pub(crate) fn data_dir_of(files: &MnistFiles) -> PathBuf {
     let dir = files
         .train_images
         .parent()
