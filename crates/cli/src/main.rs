@@ -6,9 +6,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 use training::{
-    ARTIFACTS_ROOT, BenchOptions, ExperimentConfig, Predictor, RunOptions, bench, evaluate_run,
-    idx_digit, latest_run, load_digit, train,
+    ARTIFACTS_ROOT, BenchOptions, ExperimentConfig, Predictor, Resume, RunOptions, StopRequest,
+    TrainingError, bench, evaluate_run, idx_digit, latest_run, load_digit, train,
 };
+
+/// The exit status of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT), as shells report it.
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// Train and evaluate an LSTM that reads MNIST digits row by row.
 #[derive(Parser, Debug)]
@@ -31,6 +34,11 @@ enum Command {
         /// Override a configuration field; repeatable (e.g. --set training.epochs=3).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// Go on from a checkpoint of the run directory, exactly where it stood: the newest
+        /// complete one of this configuration, or the checkpoint directory given
+        /// (<run>/checkpoint/step-N). Give the same configuration and --set options.
+        #[arg(long, value_name = "CHECKPOINT")]
+        resume: Option<Option<PathBuf>>,
         #[command(flatten)]
         common: Common,
     },
@@ -115,7 +123,7 @@ struct Common {
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -202,7 +210,65 @@ fn predict(
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Makes the first Ctrl-C (or SIGTERM, SIGHUP) ask `stop` to end the run after the step under
+/// way, with a checkpoint; the second exits at once.
+fn stop_on_signals(stop: &StopRequest) -> Result<()> {
+    let stop = stop.clone();
+    ctrlc::set_handler(move || {
+        if stop.is_requested() {
+            eprintln!("\nstopping at once");
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+        stop.request();
+        eprintln!(
+            "\nstopping after this step and writing a checkpoint (Ctrl-C again to quit at once)"
+        );
+    })
+    .context("cannot install the Ctrl-C handler")
+}
+
+/// `text` as one shell word.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// The command that resumes an interrupted `train`.
+fn resume_command(
+    config: &Path,
+    artifacts: Option<&Path>,
+    overrides: &[String],
+    data_dir: Option<&Path>,
+) -> String {
+    let mut words = vec![
+        "mnist-lstm".to_string(),
+        "train".to_string(),
+        shell_word(&config.display().to_string()),
+    ];
+    if let Some(dir) = artifacts {
+        words.push(format!(
+            "--artifacts {}",
+            shell_word(&dir.display().to_string())
+        ));
+    }
+    for assignment in overrides {
+        words.push(format!("--set {}", shell_word(assignment)));
+    }
+    if let Some(dir) = data_dir {
+        words.push(format!(
+            "--data-dir {}",
+            shell_word(&dir.display().to_string())
+        ));
+    }
+    words.push("--resume".to_string());
+    words.join(" ")
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Bench {
             config,
@@ -242,7 +308,7 @@ fn run(cli: Cli) -> Result<()> {
                 measured.write_json(&path)?;
             }
             println!("{}", measured.to_json());
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Predict {
             model,
@@ -256,14 +322,24 @@ fn run(cli: Cli) -> Result<()> {
             idx.as_deref(),
             &index,
             device,
-        ),
+        )
+        .map(|()| ExitCode::SUCCESS),
         Command::Train {
             config,
             artifacts,
             overrides,
+            resume,
             common,
         } => {
             let experiment = ExperimentConfig::load(&config)?.with_overrides(&overrides)?;
+            let stop = StopRequest::new();
+            stop_on_signals(&stop)?;
+            let resume_again = resume_command(
+                &config,
+                artifacts.as_deref(),
+                &overrides,
+                common.data_dir.as_deref(),
+            );
             let options = RunOptions {
                 config_name: config
                     .file_stem()
@@ -273,10 +349,20 @@ fn run(cli: Cli) -> Result<()> {
                 device: common.device,
                 offline: common.offline,
                 verbose: true,
+                resume: resume.map(|checkpoint| checkpoint.map_or(Resume::Latest, Resume::From)),
+                stop,
             };
-            let outcome = train(&experiment, &options)?;
-            println!("run directory: {}", outcome.run_dir.display());
-            Ok(())
+            match train(&experiment, &options) {
+                Ok(outcome) => {
+                    println!("run directory: {}", outcome.run_dir.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(stopped @ TrainingError::Interrupted { .. }) => {
+                    println!("{stopped}\nresume with: {resume_again}");
+                    Ok(ExitCode::from(EXIT_INTERRUPTED))
+                }
+                Err(error) => Err(error.into()),
+            }
         }
         Command::Eval { artifacts, common } => {
             let run_dir = run_dir_or_latest(artifacts)?;
@@ -291,7 +377,7 @@ fn run(cli: Cli) -> Result<()> {
             let report = evaluate_run(&run_dir, &options)
                 .with_context(|| format!("cannot evaluate {}", run_dir.display()))?;
             println!("{report}");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -199,6 +199,7 @@ pub fn bench(
             device: Some(selected.kind.name().to_string()),
             offline: options.offline,
             verbose: false,
+            ..RunOptions::default()
         };
         let outcome = train(config, &run_options);
         if scratch {

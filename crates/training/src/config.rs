@@ -196,8 +196,11 @@ pub struct TrainingSection {
     pub log_every: usize,
     /// The step lines report accuracy on the first this many test images.
     pub log_eval_size: usize,
-    /// Epoch checkpoints kept besides the best one.
+    /// Checkpoints kept, newest first (at least 1).
     pub keep_checkpoints: usize,
+    /// A checkpoint every this many optimiser steps, besides one after every epoch (0: only
+    /// after epochs); a killed run loses at most this many steps.
+    pub checkpoint_every: usize,
     /// Run directory; default `artifacts/<config file name>`.
     pub artifacts: Option<PathBuf>,
 }
@@ -213,6 +216,7 @@ impl Default for TrainingSection {
             log_every: 50,
             log_eval_size: 2_000,
             keep_checkpoints: 2,
+            checkpoint_every: 100,
             artifacts: None,
         }
     }
@@ -420,6 +424,21 @@ impl ExperimentConfig {
     pub fn to_toml(&self) -> String {
         // Serialising plain structs of numbers, strings and paths cannot fail.
         toml::to_string_pretty(self).unwrap_or_else(|error| format!("# unserialisable: {error}\n"))
+    }
+
+    /// The configuration as a checkpoint records it: every field that changes what training
+    /// computes, without where files are or how often to log and checkpoint. A checkpoint whose
+    /// identity differs belongs to another run.
+    pub fn checkpoint_identity(&self) -> String {
+        let mut identity = self.clone();
+        let defaults = TrainingSection::default();
+        identity.data.dir = None;
+        identity.training.artifacts = None;
+        identity.training.log_every = defaults.log_every;
+        identity.training.log_eval_size = defaults.log_eval_size;
+        identity.training.keep_checkpoints = defaults.keep_checkpoints;
+        identity.training.checkpoint_every = defaults.checkpoint_every;
+        identity.to_toml()
     }
 
     /// Range checks that serde cannot express.

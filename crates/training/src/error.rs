@@ -23,7 +23,7 @@ pub enum TrainingError {
     /// A training loss was NaN or infinite; the run stopped there.
     #[error(
         "the training loss became {value} at epoch {epoch}, step {step} (step {global_step} of \
-         the run): training stopped, no model was saved; the checkpoints of earlier epochs, if \
+         the run): training stopped, no model was saved; the checkpoints of earlier steps, if \
          any, are in {}. Lower optimizer.learning_rate or set optimizer.grad_clip_norm",
         .checkpoints.display()
     )]
@@ -38,6 +38,23 @@ pub enum TrainingError {
         value: f32,
         /// The run's checkpoint directory.
         checkpoints: std::path::PathBuf,
+    },
+    /// A run cannot be resumed: no usable checkpoint, or the one named is unusable.
+    #[error("cannot resume: {0}")]
+    Resume(String),
+    /// A checkpoint could not be written; training stopped there.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// A stop was asked for (Ctrl-C, SIGTERM): the run stopped after a step, checkpointed.
+    #[error(
+        "training stopped after step {step} as asked; checkpoint {}",
+        .checkpoint.display()
+    )]
+    Interrupted {
+        /// Steps done.
+        step: usize,
+        /// The checkpoint written at that step, to resume from.
+        checkpoint: std::path::PathBuf,
     },
     /// Burn's learner stopped with an error.
     #[error("training failed: {0}")]

@@ -3,6 +3,7 @@
 
 mod atomic;
 mod bench;
+mod checkpoint;
 mod config;
 mod curves;
 mod device;
@@ -14,8 +15,10 @@ mod renderer;
 mod run;
 mod schedule;
 mod trainee;
+mod training_loop;
 
 pub use bench::{BenchOptions, BenchReport, bench, peak_rss_bytes};
+pub use checkpoint::{CHECKPOINT_DIR, FAULT_ENV};
 pub use config::{
     DataSection, DatasetName, EarlyStoppingSection, ExperimentConfig, ModelSection,
     OptimizerSection, ScheduleKind, ScheduleSection, StoppingMetric, TrainingSection,
@@ -36,7 +39,8 @@ pub use predict::{Prediction, Predictor, idx_digit, load_digit, prepare_grey, pr
 pub use renderer::LineRenderer;
 pub use run::{
     ARTIFACTS_ROOT, CONFIG_FILE, EVALUATION_FILE, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_FILE,
-    RunOptions, TrainOutcome, evaluate_run, latest_run, train,
+    Resume, RunOptions, TrainOutcome, evaluate_run, latest_run, train,
 };
 pub use schedule::{EarlyStopping, lr_scheduler};
 pub use trainee::{StepProbe, StepRecord, Trainee, classify};
+pub use training_loop::StopRequest;

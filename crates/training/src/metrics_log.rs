@@ -107,6 +107,20 @@ impl MetricsLog {
         }
     }
 
+    /// Takes up a resumed run's rows; the clock goes on from `elapsed_seconds`, the training
+    /// time before the checkpoint.
+    pub fn resume(&self, rows: Vec<MetricRow>, elapsed_seconds: f64) {
+        if let Ok(mut kept) = self.rows.lock() {
+            *kept = rows;
+        }
+        if let Ok(mut started) = self.started.lock() {
+            let before = std::time::Duration::from_secs_f64(elapsed_seconds.max(0.0));
+            *started = Instant::now()
+                .checked_sub(before)
+                .unwrap_or_else(Instant::now);
+        }
+    }
+
     /// Seconds since the clock started.
     pub fn elapsed_seconds(&self) -> f64 {
         self.started

@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
+use burn::lr_scheduler::LrSchedulerRecord;
+use burn::module::Module;
+use burn::optim::OptimizerRecord;
+use burn::store::ModuleRecord;
 use burn::tensor::Device;
-use burn::train::checkpoint::{
-    ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
-};
-use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
-use burn::train::{Learner, SupervisedTraining};
+use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use data::{
     Fetch, MnistFiles, MnistSplits, SplitOptions, locate_or_download, standard_candidates,
     verify_files,
@@ -20,6 +20,7 @@ use data::{
 
 use crate::TrainingError;
 use crate::atomic::write_atomically;
+use crate::checkpoint::{CHECKPOINT_DIR, CheckpointStore, FoundCheckpoint};
 use crate::config::ExperimentConfig;
 use crate::curves::{write_confusion_matrix, write_curves};
 use crate::device::{SelectedDevice, select_device};
@@ -28,6 +29,7 @@ use crate::metrics_log::{MetricRow, MetricSplit, MetricsLog, write_metrics_csv};
 use crate::renderer::LineRenderer;
 use crate::schedule::{EarlyStopping, lr_scheduler};
 use crate::trainee::{StepProbe, StepRecord, Trainee};
+use crate::training_loop::{LoopReport, ResumableTraining, StopRequest};
 
 /// Where runs go when neither `--artifacts` nor `training.artifacts` says otherwise.
 pub const ARTIFACTS_ROOT: &str = "artifacts";
@@ -58,7 +60,7 @@ const RUN_OUTPUTS: [&str; 15] = [
     "confusion.svg",
     "confusion.png",
     "experiment.log",
-    "checkpoint",
+    CHECKPOINT_DIR,
     "train",
     "valid",
 ];
@@ -78,6 +80,20 @@ pub struct RunOptions {
     pub offline: bool,
     /// Print progress lines (the CLI does; tests may not).
     pub verbose: bool,
+    /// `--resume`: go on from a checkpoint of the run directory instead of starting afresh.
+    pub resume: Option<Resume>,
+    /// Set (by a Ctrl-C handler) to stop after the step under way, with a checkpoint.
+    pub stop: StopRequest,
+}
+
+/// Which checkpoint `--resume` goes on from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// The newest complete checkpoint of this configuration in the run directory; what cannot
+    /// be used is skipped with a warning.
+    Latest,
+    /// This checkpoint directory (`<run>/checkpoint/step-N`).
+    From(PathBuf),
 }
 
 /// What a finished run produced.
@@ -141,14 +157,26 @@ pub fn train(
     );
 
     let run_dir = run_dir(config, options);
-    prepare_run_dir(&run_dir)?;
+    let training = &config.training;
+    let steps_per_epoch = splits.train.len().div_ceil(training.batch_size);
+    let store = CheckpointStore::new(
+        &run_dir,
+        config.checkpoint_identity(),
+        training.keep_checkpoints,
+    );
+    let resumed = match &options.resume {
+        Some(resume) => Some(find_checkpoint(&store, resume, steps_per_epoch, options)?),
+        None => {
+            prepare_run_dir(&run_dir)?;
+            None
+        }
+    };
     let mut resolved = config.clone();
     resolved.data.dir = Some(data_dir);
     resolved.training.artifacts = Some(run_dir.clone());
     write_file(&run_dir.join(CONFIG_FILE), &resolved.to_toml())?;
     say!(options, "run directory: {}", run_dir.display());
 
-    let training = &config.training;
     let batcher = config.data.batcher();
     device.seed(training.seed);
     let classifier = config
@@ -156,7 +184,6 @@ pub fn train(
         .to_model_config()
         .init(&device.clone().autodiff());
 
-    let steps_per_epoch = splits.train.len().div_ceil(training.batch_size);
     let log = Arc::new(MetricsLog::new());
     // Always present: besides the step lines, it watches every loss for NaN.
     let probe = {
@@ -200,40 +227,89 @@ pub fn train(
         .num_workers(config.data.num_workers)
         .build(splits.valid.clone());
 
-    let checkpointing = ComposedCheckpointingStrategy::builder()
-        .add(KeepLastNCheckpoints::new(training.keep_checkpoints.max(1)))
-        .add(MetricCheckpointingStrategy::new(
-            &LossMetric::new(),
-            Aggregate::Mean,
-            Direction::Lowest,
-            Split::Valid,
-        ))
-        .build();
+    let total_steps = training.epochs * steps_per_epoch;
+    let early_stopping = EarlyStopping::from_config(&config.early_stopping);
+    let early_stopping_best = early_stopping.as_ref().map(EarlyStopping::best);
+    let report = Arc::new(std::sync::Mutex::new(LoopReport::default()));
+    let mut trainee = Trainee::new(classifier, Some(probe.clone()));
+    let start = match resumed {
+        Some(FoundCheckpoint { path, contents }) => {
+            let unusable = |what: &str, error: burn::store::RecordError| {
+                TrainingError::Resume(format!("{}: {what}: {error}", path.display()))
+            };
+            let model = ModuleRecord::from_bytes(contents.model)
+                .and_then(|record| trainee.try_load_record(record))
+                .map_err(|error| unusable("model.bpk does not fit this model", error))?;
+            trainee = model;
+            let optimizer = OptimizerRecord::from_bytes(contents.optimizer)
+                .map_err(|error| unusable("optimizer.bpk", error))?;
+            let scheduler = LrSchedulerRecord::from_bytes(contents.scheduler)
+                .map_err(|error| unusable("scheduler.bpk", error))?;
+            let position = contents.position;
+            probe.resume(position.global_step, position.step_records.clone());
+            if let (Some(best), Some(saved)) = (&early_stopping_best, position.early_stopping_best)
+                && let Ok(mut best) = best.lock()
+            {
+                *best = Some(saved);
+            }
+            Some((optimizer, scheduler, contents.metrics, position))
+        }
+        None => None,
+    };
+    let strategy = ResumableTraining {
+        device: device.clone().autodiff(),
+        base_device: device.clone(),
+        seed: training.seed,
+        steps_per_epoch,
+        checkpoint_every: training.checkpoint_every,
+        store: store.clone(),
+        start: start.as_ref().map(|(_, _, _, position)| position.clone()),
+        stop: options.stop.clone(),
+        log: log.clone(),
+        probe: probe.clone(),
+        early_stopping_best,
+        report: report.clone(),
+    };
     let supervised = SupervisedTraining::new(&run_dir, train_loader, valid_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .metric_train_numeric(LearningRateMetric::new())
-        .with_default_checkpointers()
-        .with_checkpointing_strategy(checkpointing)
         .renderer(Box::new(LineRenderer::new().with_log(log.clone())))
+        .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)))
         .num_epochs(training.epochs);
-    let total_steps = training.epochs * steps_per_epoch;
-    let early_stopping = EarlyStopping::from_config(&config.early_stopping);
-    let stopped_early = early_stopping.as_ref().map(EarlyStopping::stopped_at);
     let supervised = match early_stopping {
         Some(strategy) => supervised.early_stopping(strategy),
         None => supervised,
     };
     probe.stop_on_non_finite(supervised.interrupter());
-    let learner = Learner::new(
-        Trainee::new(classifier, Some(probe.clone())),
+    let mut learner = Learner::new(
+        trainee,
         config.optimizer.adam().init(),
         lr_scheduler(config, total_steps)?,
     );
 
-    let started = Instant::now();
     log.restart_clock();
+    if let Some((optimizer, scheduler, metrics, position)) = start {
+        learner.load_optim(optimizer);
+        learner.load_scheduler(scheduler);
+        log.resume(metrics, position.elapsed_seconds);
+    }
+    let started = Instant::now();
     let result = supervised.launch(learner);
     let training_seconds = started.elapsed().as_secs_f64();
+    let report = std::mem::take(
+        &mut *report
+            .lock()
+            .map_err(|_| TrainingError::Learner("the training loop panicked".to_string()))?,
+    );
+    if let Some(error) = report.checkpoint_error {
+        return Err(TrainingError::Checkpoint(format!(
+            "{error}; training stopped there{}",
+            match &report.last_checkpoint {
+                Some(path) => format!("; the newest complete checkpoint is {}", path.display()),
+                None => String::new(),
+            }
+        )));
+    }
     if let Some(error) = result.error {
         return Err(TrainingError::Learner(error.to_string()));
     }
@@ -243,10 +319,18 @@ pub fn train(
             step: found.step,
             global_step: found.global_step,
             value: found.value,
-            checkpoints: run_dir.join("checkpoint"),
+            checkpoints: store.dir().to_path_buf(),
         });
     }
-    if let Some(epoch) = stopped_early.and_then(|stopped| stopped.lock().ok().and_then(|e| *e)) {
+    if let Some(step) = report.stopped_at_step {
+        return Err(TrainingError::Interrupted {
+            step,
+            checkpoint: report
+                .last_checkpoint
+                .unwrap_or_else(|| store.dir().to_path_buf()),
+        });
+    }
+    if let Some(epoch) = report.stopped_early_after {
         say!(
             options,
             "early stopping after epoch {epoch}: validation {:?} did not improve by more than {} \
@@ -464,6 +548,41 @@ pub(crate) fn find_files(
         }
     }
     Ok(files)
+}
+
+/// The checkpoint `resume` names, checked against this run; warnings are printed.
+fn find_checkpoint(
+    store: &CheckpointStore,
+    resume: &Resume,
+    steps_per_epoch: usize,
+    options: &RunOptions,
+) -> Result<FoundCheckpoint, TrainingError> {
+    let mut warnings = Vec::new();
+    let found = match resume {
+        Resume::Latest => store.latest(&mut warnings),
+        Resume::From(path) => store.open(path),
+    };
+    for warning in &warnings {
+        say!(options, "resume: warning: {warning}");
+    }
+    let found = found?;
+    let position = &found.contents.position;
+    if position.steps_per_epoch != steps_per_epoch {
+        return Err(TrainingError::Resume(format!(
+            "{}: written with {} steps per epoch, this run has {steps_per_epoch}",
+            found.path.display(),
+            position.steps_per_epoch
+        )));
+    }
+    say!(
+        options,
+        "resuming from {}: {} step(s) done (epoch {}, step {} of {steps_per_epoch})",
+        found.path.display(),
+        position.global_step,
+        position.epochs_done() + 1,
+        position.steps_into_epoch()
+    );
+    Ok(found)
 }
 
 fn run_dir(config: &ExperimentConfig, options: &RunOptions) -> PathBuf {

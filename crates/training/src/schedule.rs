@@ -48,6 +48,10 @@ pub fn lr_scheduler(
         })
 }
 
+/// Early stopping's best validation value so far, as (epoch, value), shared by every clone of
+/// the strategy and by the checkpoints that save it.
+pub type BestSoFar = std::sync::Arc<std::sync::Mutex<Option<(usize, f64)>>>;
+
 /// burn-train's early-stopping hook with a minimum improvement, which Burn's own
 /// `MetricEarlyStoppingStrategy` lacks: stops once the validation metric has gone `patience`
 /// epochs without beating its best by more than `min_delta`.
@@ -56,7 +60,8 @@ pub struct EarlyStopping {
     metric: StoppingMetric,
     patience: usize,
     min_delta: f64,
-    best: Option<(usize, f64)>,
+    /// Shared by every clone (burn-train holds one, the training loop's checkpoints read it).
+    best: BestSoFar,
     stopped_at: std::sync::Arc<std::sync::Mutex<Option<usize>>>,
 }
 
@@ -67,7 +72,7 @@ impl EarlyStopping {
             metric: section.metric,
             patience: section.patience,
             min_delta: section.min_delta,
-            best: None,
+            best: Default::default(),
             stopped_at: Default::default(),
         })
     }
@@ -75,6 +80,12 @@ impl EarlyStopping {
     /// A handle that tells, after the run, the epoch at which it stopped the run, if it did.
     pub fn stopped_at(&self) -> std::sync::Arc<std::sync::Mutex<Option<usize>>> {
         self.stopped_at.clone()
+    }
+
+    /// The best validation value so far, as (epoch, value); shared with every clone, so a
+    /// checkpoint can save it and a resumed run restore it.
+    pub fn best(&self) -> BestSoFar {
+        self.best.clone()
     }
 
     fn metric_name(&self) -> &'static str {
@@ -100,14 +111,17 @@ impl EarlyStoppingStrategy for EarlyStopping {
         else {
             return false;
         };
-        match self.best {
-            Some((_, best)) if !self.improves(value, best) => {}
+        let Ok(mut best) = self.best.lock() else {
+            return false;
+        };
+        match *best {
+            Some((_, best_value)) if !self.improves(value, best_value) => {}
             _ => {
-                self.best = Some((epoch, value));
+                *best = Some((epoch, value));
                 return false;
             }
         }
-        let best_epoch = self.best.map_or(epoch, |(best_epoch, _)| best_epoch);
+        let best_epoch = best.map_or(epoch, |(best_epoch, _)| best_epoch);
         let stop = epoch - best_epoch >= self.patience;
         if stop && let Ok(mut stopped_at) = self.stopped_at.lock() {
             *stopped_at = Some(epoch);

@@ -65,7 +65,7 @@ impl InferenceStep for Trainee {
 }
 
 /// One step line: what the seed printed every 50 steps.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepRecord {
     /// Epoch, from 1.
     pub epoch: usize,
@@ -178,6 +178,14 @@ impl StepProbe {
     pub fn with_log(mut self, log: Arc<MetricsLog>) -> Self {
         self.log = Some(log);
         self
+    }
+
+    /// Takes up a resumed run: `global_step` steps done, and the lines printed before.
+    pub fn resume(&self, global_step: usize, records: Vec<StepRecord>) {
+        self.steps.store(global_step, Ordering::Relaxed);
+        if let Ok(mut kept) = self.records.lock() {
+            *kept = records;
+        }
     }
 
     /// Images in the evaluation subset.

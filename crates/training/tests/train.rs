@@ -76,9 +76,17 @@ fn a_short_run_learns_saves_and_reloads() {
         resolved.training.artifacts.as_deref(),
         Some(run_dir.as_path())
     );
-    let checkpoints = run_dir.join("checkpoint");
-    assert!(checkpoints.join("model-2.bpk").is_file());
-    assert!(checkpoints.join("optim-2.bpk").is_file());
+    // One checkpoint kept: the one after the last epoch (2 epochs of 10 steps).
+    let checkpoint_dir = run_dir.join("checkpoint").join("step-00000020");
+    for file in ["model.bpk", "optimizer.bpk", "scheduler.bpk", "state.json"] {
+        assert!(checkpoint_dir.join(file).is_file(), "{file} missing");
+    }
+    assert_eq!(
+        std::fs::read_dir(run_dir.join("checkpoint"))
+            .unwrap()
+            .count(),
+        1
+    );
 
     // The saved model predicts what the trained one did.
     let device = Device::default();
@@ -100,7 +108,7 @@ fn a_short_run_learns_saves_and_reloads() {
 
     // So does the last epoch's checkpoint, which holds the same weights.
     let checkpoint = Trainee::new(model_config.init(&device), None)
-        .try_load_file(checkpoints.join("model-2.bpk"))
+        .try_load_file(checkpoint_dir.join("model.bpk"))
         .unwrap();
     assert_eq!(
         predictions(&checkpoint.classifier),

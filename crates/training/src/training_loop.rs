@@ -1,0 +1,423 @@
+//! burn-train's single-device training loop, as our own `SupervisedLearningStrategy`, so that a
+//! run can stop at any step and start again where it stood:
+//! - a checkpoint every `checkpoint_every` steps and after every epoch's validation;
+//! - a stop request (Ctrl-C) honoured after the step under way, with a checkpoint first;
+//! - the backend's random state re-seeded from (seed, step) before every step, so dropout draws
+//!   the same masks in a resumed run as in an uninterrupted one;
+//! - a resumed run draws each epoch's shuffle from burn's data loader exactly as the first run
+//!   did, and skips the batches already trained on.
+//!
+//! The rest is burn-train's: the Learner's step, optimizer and scheduler, the event processor
+//! and its metrics, the early-stopping hook.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use burn::lr_scheduler::LrSchedulerRecord;
+use burn::module::Module as _;
+use burn::optim::OptimizerRecord;
+use burn::store::ModuleRecord;
+use burn::tensor::Device;
+use burn::train::checkpoint::{
+    AsyncCheckpointer, Checkpoint, Checkpointer, CheckpointerError, CheckpointingAction,
+    CheckpointingStrategy,
+};
+use burn::train::metric::store::EventStoreClient;
+use burn::train::{
+    EventProcessorTraining as _, InferenceStep, Learner, LearnerEvent, LearningCheckpointer,
+    SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents,
+    TrainingItem, ValidLoader,
+};
+
+use crate::TrainingError;
+use crate::checkpoint::{CheckpointContents, CheckpointStore, RunPosition};
+use crate::metrics_log::MetricsLog;
+use crate::schedule::BestSoFar;
+use crate::trainee::{StepProbe, Trainee};
+
+/// Asks a run to stop after the step under way, with a checkpoint; what the CLI's Ctrl-C
+/// handler sets. Clones share one flag.
+#[derive(Debug, Clone, Default)]
+pub struct StopRequest(Arc<AtomicBool>);
+
+impl StopRequest {
+    /// A request not yet made.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the run to stop.
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How the loop ended, beyond what burn-train's result says.
+#[derive(Debug, Default)]
+pub struct LoopReport {
+    /// The newest checkpoint written, if any.
+    pub last_checkpoint: Option<std::path::PathBuf>,
+    /// Set when a stop request ended the run: the steps done.
+    pub stopped_at_step: Option<usize>,
+    /// A checkpoint that could not be written; training stopped there.
+    pub checkpoint_error: Option<TrainingError>,
+    /// Set when early stopping ended the run: the epoch after which it stopped.
+    pub stopped_early_after: Option<usize>,
+}
+
+/// The loop and what it needs besides burn-train's components.
+pub struct ResumableTraining {
+    /// The device to train on, with autodiff.
+    pub device: Device,
+    /// The same device, for re-seeding.
+    pub base_device: Device,
+    /// The run's seed.
+    pub seed: u64,
+    /// Optimiser steps in an epoch.
+    pub steps_per_epoch: usize,
+    /// A checkpoint every this many steps (0: only at the end of epochs).
+    pub checkpoint_every: usize,
+    /// Where checkpoints go.
+    pub store: CheckpointStore,
+    /// Where a resumed run starts (`None`: from the beginning).
+    pub start: Option<RunPosition>,
+    /// The Ctrl-C flag.
+    pub stop: StopRequest,
+    /// The rows of `metrics.csv`, saved in every checkpoint.
+    pub log: Arc<MetricsLog>,
+    /// The step lines, saved in every checkpoint.
+    pub probe: Arc<StepProbe>,
+    /// Early stopping's best value so far, shared with the strategy burn-train holds.
+    pub early_stopping_best: Option<BestSoFar>,
+    /// Filled as the loop ends.
+    pub report: Arc<Mutex<LoopReport>>,
+}
+
+/// The random state of step `global_step` of a run seeded with `seed`.
+fn step_seed(seed: u64, global_step: usize) -> u64 {
+    seed ^ (global_step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// A checkpointer that hands the record over in memory: burn-train's `LearningCheckpointer` is
+/// the public way to read the learner's optimizer and scheduler state.
+struct Handover<R> {
+    slot: Arc<(Mutex<Option<R>>, Condvar)>,
+}
+
+impl<R: Checkpoint> Checkpointer<R> for Handover<R> {
+    fn save(&self, _step: usize, record: R) -> Result<(), CheckpointerError> {
+        let (slot, ready) = &*self.slot;
+        if let Ok(mut slot) = slot.lock() {
+            *slot = Some(record);
+        }
+        ready.notify_all();
+        Ok(())
+    }
+
+    fn delete(&self, _step: usize) -> Result<(), CheckpointerError> {
+        Ok(())
+    }
+
+    fn restore(&self, _step: usize) -> Result<R, CheckpointerError> {
+        Err(CheckpointerError::Unknown(
+            "checkpoints are read by the run's CheckpointStore".to_string(),
+        ))
+    }
+}
+
+struct SaveEveryTime;
+
+impl CheckpointingStrategy for SaveEveryTime {
+    fn checkpointing(&mut self, _step: usize, _: &EventStoreClient) -> Vec<CheckpointingAction> {
+        vec![CheckpointingAction::Save]
+    }
+}
+
+type Slot<R> = Arc<(Mutex<Option<R>>, Condvar)>;
+
+fn wait_for<R>(slot: &Slot<R>) -> Option<R> {
+    let (slot, ready) = &**slot;
+    let mut guard = slot.lock().ok()?;
+    loop {
+        if let Some(record) = guard.take() {
+            return Some(record);
+        }
+        guard = ready.wait(guard).ok()?;
+    }
+}
+
+/// The learner's three records, taken through burn-train's checkpointer.
+struct RecordTap {
+    checkpointer: LearningCheckpointer<Trainee>,
+    model: Slot<ModuleRecord>,
+    optimizer: Slot<OptimizerRecord>,
+    scheduler: Slot<LrSchedulerRecord>,
+}
+
+impl RecordTap {
+    fn new() -> Self {
+        let model = Slot::default();
+        let optimizer = Slot::default();
+        let scheduler = Slot::default();
+        let checkpointer = LearningCheckpointer::new(
+            AsyncCheckpointer::new(Handover {
+                slot: model.clone(),
+            }),
+            AsyncCheckpointer::new(Handover {
+                slot: optimizer.clone(),
+            }),
+            AsyncCheckpointer::new(Handover {
+                slot: scheduler.clone(),
+            }),
+            Box::new(SaveEveryTime),
+        );
+        Self {
+            checkpointer,
+            model,
+            optimizer,
+            scheduler,
+        }
+    }
+
+    fn take(
+        &mut self,
+        learner: &Learner<Trainee>,
+        step: usize,
+        store: &EventStoreClient,
+    ) -> Result<(ModuleRecord, OptimizerRecord, LrSchedulerRecord), TrainingError> {
+        self.checkpointer.checkpoint(learner, step, store);
+        let lost =
+            || TrainingError::Checkpoint("the learner's records were not handed over".into());
+        Ok((
+            wait_for(&self.model).ok_or_else(lost)?,
+            wait_for(&self.optimizer).ok_or_else(lost)?,
+            wait_for(&self.scheduler).ok_or_else(lost)?,
+        ))
+    }
+}
+
+impl ResumableTraining {
+    fn report(&self, update: impl FnOnce(&mut LoopReport)) {
+        if let Ok(mut report) = self.report.lock() {
+            update(&mut report);
+        }
+    }
+
+    /// Writes the checkpoint of step `global_step`; false (and the run told to stop) on failure.
+    fn checkpoint(
+        &self,
+        tap: &mut RecordTap,
+        learner: &Learner<Trainee>,
+        global_step: usize,
+        stopped_early_after: Option<usize>,
+        components: (
+            &mut SupervisedTrainingEventProcessor<Trainee>,
+            &EventStoreClient,
+        ),
+        interrupter: &burn::train::Interrupter,
+    ) -> bool {
+        let (processor, event_store) = components;
+        // Every metric of the steps so far must be in the log the checkpoint keeps.
+        interrupter.fail_on_error(processor.flush());
+        let written = tap.take(learner, global_step, event_store).and_then(
+            |(model, optimizer, scheduler)| {
+                let encode = |result: Result<burn::tensor::Bytes, burn::store::RecordError>| {
+                    result.map_err(|error| TrainingError::Checkpoint(error.to_string()))
+                };
+                let contents = CheckpointContents {
+                    model: encode(model.into_bytes())?,
+                    optimizer: encode(optimizer.into_bytes())?,
+                    scheduler: encode(scheduler.into_bytes())?,
+                    metrics: self.log.rows(),
+                    position: RunPosition {
+                        global_step,
+                        steps_per_epoch: self.steps_per_epoch,
+                        stopped_early_after,
+                        early_stopping_best: self
+                            .early_stopping_best
+                            .as_ref()
+                            .and_then(|best| best.lock().ok().and_then(|best| *best)),
+                        elapsed_seconds: self.log.elapsed_seconds(),
+                        step_records: self.probe.records(),
+                    },
+                };
+                self.store.write(&contents)
+            },
+        );
+        match written {
+            Ok(path) => {
+                self.report(|report| report.last_checkpoint = Some(path));
+                true
+            }
+            Err(error) => {
+                self.report(|report| report.checkpoint_error = Some(error));
+                interrupter.stop(Some("a checkpoint could not be written"));
+                false
+            }
+        }
+    }
+
+    fn stop_here(&self, global_step: usize, interrupter: &burn::train::Interrupter) {
+        self.report(|report| report.stopped_at_step = Some(global_step));
+        interrupter.stop(Some("stop requested"));
+    }
+}
+
+impl SupervisedLearningStrategy<Trainee> for ResumableTraining {
+    fn fit(
+        &self,
+        components: TrainingComponents<Trainee>,
+        mut learner: Learner<Trainee>,
+        dataloader_train: TrainLoader<Trainee>,
+        dataloader_valid: ValidLoader<Trainee>,
+        _starting_epoch: usize,
+    ) -> (Trainee, SupervisedTrainingEventProcessor<Trainee>) {
+        // As burn-train's single-device strategy does, so the shuffles are the same as its.
+        let train = dataloader_train.to_device(&self.device);
+        let valid = dataloader_valid.to_device(&self.device.clone().inner());
+        learner.fork(&self.device);
+        let num_epochs = components.num_epochs;
+        let mut processor = components.event_processor;
+        let interrupter = components.interrupter;
+        let event_store = components.event_store;
+        let mut early_stopping = components.early_stopping;
+        let mut tap = RecordTap::new();
+
+        let steps_per_epoch = self.steps_per_epoch.max(1);
+        let start = self.start.as_ref();
+        if let Some(epoch) = start.and_then(|start| start.stopped_early_after) {
+            self.report(|report| report.stopped_early_after = Some(epoch));
+            return (learner.model(), processor);
+        }
+        let done = start.map_or(0, |start| start.global_step);
+        let first_epoch = done / steps_per_epoch + 1;
+
+        for epoch in 1..=num_epochs {
+            // Every epoch's iterator is made, trained on or not: each draws the next shuffle.
+            let mut batches = train.iter();
+            if epoch < first_epoch {
+                continue;
+            }
+            let mut iteration = 0;
+            if epoch == first_epoch {
+                while iteration < done % steps_per_epoch && batches.next().is_some() {
+                    iteration += 1;
+                }
+            }
+            interrupter.fail_on_error(processor.process_train(LearnerEvent::StartSplit {
+                epoch_number: epoch,
+                total_items: train.num_items(),
+            }));
+            while let Some(item) = batches.next() {
+                let item = match item {
+                    Ok(item) => item,
+                    Err(error) => {
+                        interrupter.fail(error);
+                        break;
+                    }
+                };
+                iteration += 1;
+                let global_step = (epoch - 1) * steps_per_epoch + iteration;
+                self.base_device.seed(step_seed(self.seed, global_step));
+                let progress = batches.progress();
+                let output = learner.train_step(item);
+                learner.lr_step();
+                learner.optimizer_step(output.grads);
+                let item = TrainingItem::new(
+                    output.item,
+                    progress,
+                    Some(iteration),
+                    Some(learner.lr_current()),
+                );
+                interrupter
+                    .fail_on_error(processor.process_train(LearnerEvent::ProcessedItem(item)));
+                // A non-finite loss or a failure: stop, and keep the last good checkpoint.
+                if interrupter.should_stop() {
+                    break;
+                }
+                // The epoch's last step is checkpointed after its validation, below.
+                let stop_requested = self.stop.is_requested();
+                let due =
+                    self.checkpoint_every > 0 && global_step.is_multiple_of(self.checkpoint_every);
+                if iteration < steps_per_epoch && (stop_requested || due) {
+                    let sinks = (&mut processor, &*event_store);
+                    if !self.checkpoint(&mut tap, &learner, global_step, None, sinks, &interrupter)
+                    {
+                        break;
+                    }
+                    if stop_requested {
+                        self.stop_here(global_step, &interrupter);
+                        break;
+                    }
+                }
+            }
+            interrupter.fail_on_error(processor.process_train(LearnerEvent::EndSplit(epoch)));
+            if interrupter.should_stop() {
+                break;
+            }
+
+            interrupter.fail_on_error(processor.process_valid(LearnerEvent::StartSplit {
+                epoch_number: epoch,
+                total_items: valid.num_items(),
+            }));
+            let model = learner.model().valid();
+            let mut valid_batches = valid.iter();
+            let mut valid_iteration = 0;
+            while let Some(item) = valid_batches.next() {
+                let item = match item {
+                    Ok(item) => item,
+                    Err(error) => {
+                        interrupter.fail(error);
+                        break;
+                    }
+                };
+                valid_iteration += 1;
+                let progress = valid_batches.progress();
+                let output = InferenceStep::step(&model, item);
+                let item = TrainingItem::new(output, progress, Some(valid_iteration), None);
+                interrupter
+                    .fail_on_error(processor.process_valid(LearnerEvent::ProcessedItem(item)));
+                if interrupter.should_stop() {
+                    break;
+                }
+            }
+            interrupter.fail_on_error(processor.process_valid(LearnerEvent::EndSplit(epoch)));
+            interrupter.fail_on_error(processor.process_train(LearnerEvent::EndEpoch(epoch)));
+            interrupter.fail_on_error(processor.flush());
+            if interrupter.should_stop() {
+                break;
+            }
+
+            let stop_early = early_stopping
+                .as_mut()
+                .is_some_and(|strategy| strategy.should_stop(epoch, &event_store));
+            let stopped_early_after = stop_early.then_some(epoch);
+            let global_step = epoch * steps_per_epoch;
+            let sinks = (&mut processor, &*event_store);
+            if !self.checkpoint(
+                &mut tap,
+                &learner,
+                global_step,
+                stopped_early_after,
+                sinks,
+                &interrupter,
+            ) {
+                break;
+            }
+            if stop_early {
+                self.report(|report| report.stopped_early_after = Some(epoch));
+                break;
+            }
+            if self.stop.is_requested() && epoch < num_epochs {
+                self.stop_here(global_step, &interrupter);
+                break;
+            }
+        }
+        (learner.model(), processor)
+    }
+}
