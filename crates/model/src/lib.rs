@@ -34,6 +34,8 @@
 //! ```
 #![warn(missing_docs)]
 
+mod fused;
+
 use std::path::Path;
 
 use burn::config::{Config, ConfigError};
@@ -249,8 +251,50 @@ impl LstmClassifier {
     /// Class logits `[batch, classes]` for sequences `[batch, steps, features]` (for MNIST,
     /// images `[batch, 28, 28]`, one row per step), read from the output of the last time step
     /// as PyTorch's `out[:, -1, :]` does.
+    ///
+    /// The LSTM layers run with their four gates fused into one matmul per time step (see
+    /// [`forward_reference`](Self::forward_reference) for Burn's own `Lstm::forward`, which gives
+    /// the same logits and gradients within float rounding). Only the steps the last time step's
+    /// output depends on are computed.
+    ///
+    /// # Panics
+    /// If `sequences` has no time step, or its feature count is not the configured `input_size`.
     pub fn forward(&self, sequences: Tensor<3>) -> Tensor<2> {
         let [_, steps, _] = sequences.dims();
+        assert!(
+            steps > 0,
+            "the classifier needs sequences of at least one step"
+        );
+        let standard = self
+            .forward_layers
+            .iter()
+            .chain(&self.backward_layers)
+            .all(fused::is_standard);
+        if !standard {
+            return self.forward_reference(sequences);
+        }
+        let last_step = fused::last_step_output(
+            &self.forward_layers,
+            &self.backward_layers,
+            &self.dropout,
+            sequences,
+        );
+        self.head.forward(last_step)
+    }
+
+    /// The same logits as [`forward`](Self::forward), computed the unfused way: each layer and
+    /// direction through Burn's `nn::Lstm::forward` (four gate controllers, eight matmuls per
+    /// time step, every step of every direction). It is the reference the fused path is tested
+    /// and measured against, and slower; use `forward`.
+    ///
+    /// # Panics
+    /// If `sequences` has no time step, or its feature count is not the configured `input_size`.
+    pub fn forward_reference(&self, sequences: Tensor<3>) -> Tensor<2> {
+        let [_, steps, _] = sequences.dims();
+        assert!(
+            steps > 0,
+            "the classifier needs sequences of at least one step"
+        );
         let last_layer = self.forward_layers.len() - 1;
         let mut x = sequences;
         for (layer, forward) in self.forward_layers.iter().enumerate() {

@@ -1,0 +1,285 @@
+//! The fused LSTM forward (`LstmClassifier::forward`) against Burn's own `nn::Lstm`
+//! (`LstmClassifier::forward_reference`) on the same weights: logits, and the gradients of a
+//! cross-entropy loss with respect to every parameter and to the input, within 1e-5.
+
+use burn::module::{Module, Param};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{GateController, Linear, Lstm};
+use burn::tensor::{Device, Distribution, Gradients, Int, Tensor, TensorData};
+use model::{LstmClassifier, LstmClassifierConfig};
+
+const TOLERANCE: f32 = 1e-5;
+const BATCH: usize = 16;
+
+fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor.into_data().iter::<f32>().collect()
+}
+
+/// The largest absolute difference between two tensors of the same shape, and the largest
+/// absolute value of `expected`.
+fn max_diff(expected: &[f32], actual: &[f32]) -> (f32, f32) {
+    assert_eq!(expected.len(), actual.len());
+    let diff = expected
+        .iter()
+        .zip(actual)
+        .map(|(e, a)| (e - a).abs())
+        .fold(0.0, f32::max);
+    let scale = expected.iter().map(|e| e.abs()).fold(0.0, f32::max);
+    (diff, scale)
+}
+
+/// A parameter of the classifier: a weight matrix or a bias vector.
+enum Parameter {
+    Weight(Tensor<2>),
+    Bias(Tensor<1>),
+}
+
+impl Parameter {
+    /// The parameter's gradient in `grads`, flattened.
+    fn gradient(&self, grads: &Gradients) -> Option<Vec<f32>> {
+        match self {
+            Parameter::Weight(weight) => weight.grad(grads).map(values),
+            Parameter::Bias(bias) => bias.grad(grads).map(values),
+        }
+    }
+}
+
+/// Every parameter of the classifier, named.
+fn parameters(model: &LstmClassifier) -> Vec<(String, Parameter)> {
+    type Out = Vec<(String, Parameter)>;
+    fn linear(name: String, linear: &Linear, out: &mut Out) {
+        out.push((
+            format!("{name}.weight"),
+            Parameter::Weight(linear.weight.val()),
+        ));
+        if let Some(bias) = &linear.bias {
+            out.push((format!("{name}.bias"), Parameter::Bias(bias.val())));
+        }
+    }
+    fn gate(name: String, gate: &GateController, out: &mut Out) {
+        linear(format!("{name}.input"), &gate.input_transform, out);
+        linear(format!("{name}.hidden"), &gate.hidden_transform, out);
+    }
+    fn lstm(name: String, lstm: &Lstm, out: &mut Out) {
+        gate(format!("{name}.input_gate"), &lstm.input_gate, out);
+        if let Some(forget) = &lstm.forget_gate {
+            gate(format!("{name}.forget_gate"), forget, out);
+        }
+        gate(format!("{name}.output_gate"), &lstm.output_gate, out);
+        gate(format!("{name}.cell_gate"), &lstm.cell_gate, out);
+    }
+    let mut out = Vec::new();
+    for (index, layer) in model.forward_layers.iter().enumerate() {
+        lstm(format!("forward_layers.{index}"), layer, &mut out);
+    }
+    for (index, layer) in model.backward_layers.iter().enumerate() {
+        lstm(format!("backward_layers.{index}"), layer, &mut out);
+    }
+    linear("head".into(), &model.head, &mut out);
+    out
+}
+
+/// Logits, and the gradients of the mean cross-entropy with respect to the input and to every
+/// parameter, through the fused path or the reference.
+fn logits_and_gradients(
+    model: &LstmClassifier,
+    images: &Tensor<3>,
+    targets: &Tensor<1, Int>,
+    fused: bool,
+) -> (Vec<f32>, Vec<(String, Vec<f32>)>) {
+    let device = images.device();
+    let logits = if fused {
+        model.forward(images.clone())
+    } else {
+        model.forward_reference(images.clone())
+    };
+    let loss = CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(logits.clone(), targets.clone());
+    let grads = loss.backward();
+    let mut gradients = vec![(
+        "input".to_string(),
+        values(images.grad(&grads).expect("the input has a gradient")),
+    )];
+    for (name, parameter) in parameters(model) {
+        let gradient = parameter
+            .gradient(&grads)
+            .unwrap_or_else(|| panic!("{name} has no gradient"));
+        gradients.push((name, gradient));
+    }
+    (values(logits), gradients)
+}
+
+fn fused_matches_reference(config: LstmClassifierConfig) {
+    let device = Device::default().autodiff();
+    let model = config.init(&device);
+    let images = Tensor::<3>::random([BATCH, 28, 28], Distribution::Uniform(0.0, 1.0), &device)
+        .require_grad();
+    let classes = config.num_classes as i64;
+    let labels: Vec<i64> = (0..BATCH as i64).map(|i| (i * 7) % classes).collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [BATCH]), &device);
+
+    let (expected_logits, expected) = logits_and_gradients(&model, &images, &targets, false);
+    let (actual_logits, actual) = logits_and_gradients(&model, &images, &targets, true);
+
+    let (diff, scale) = max_diff(&expected_logits, &actual_logits);
+    assert!(
+        diff <= TOLERANCE,
+        "logits differ by {diff} (largest {scale})"
+    );
+    assert!(scale > 1e-2, "logits too small to compare: {scale}");
+    assert_eq!(expected.len(), actual.len());
+    let largest = expected
+        .iter()
+        .zip(&actual)
+        .map(|((_, e), (_, a))| max_diff(e, a).0)
+        .fold(0.0, f32::max);
+    eprintln!("{config:?}: logits differ by {diff} at most, gradients by {largest}");
+    for ((name, expected), (_, actual)) in expected.iter().zip(&actual) {
+        let (diff, scale) = max_diff(expected, actual);
+        assert!(
+            diff <= TOLERANCE,
+            "gradient of {name} differs by {diff} (largest {scale})"
+        );
+        // A gradient that is zero everywhere would compare equal for any path. Only the top
+        // right-to-left direction has some: its output at the last step is its first step, whose
+        // hidden and cell states are zero, so its hidden weights and forget gate do not matter.
+        let top_reverse = format!("backward_layers.{}.", config.num_layers - 1);
+        let unused = name.starts_with(&top_reverse)
+            && (name.contains(".hidden.weight") || name.contains(".forget_gate."));
+        if unused {
+            assert_eq!(scale, 0.0, "gradient of {name}");
+        } else {
+            assert!(scale > 1e-6, "gradient of {name} is zero: {scale}");
+        }
+    }
+}
+
+#[test]
+fn one_layer_matches_burns_lstm() {
+    fused_matches_reference(LstmClassifierConfig::new());
+}
+
+#[test]
+fn two_layers_match_burns_lstm() {
+    fused_matches_reference(LstmClassifierConfig::new().with_num_layers(2));
+}
+
+#[test]
+fn bidirectional_matches_burns_lstm() {
+    fused_matches_reference(LstmClassifierConfig::new().with_bidirectional(true));
+}
+
+#[test]
+fn two_bidirectional_layers_match_burns_lstm() {
+    fused_matches_reference(
+        LstmClassifierConfig::new()
+            .with_num_layers(2)
+            .with_bidirectional(true),
+    );
+}
+
+#[test]
+fn three_layers_of_other_sizes_match_burns_lstm() {
+    fused_matches_reference(
+        LstmClassifierConfig::new()
+            .with_num_layers(3)
+            .with_hidden_size(20)
+            .with_num_classes(7),
+    );
+}
+
+#[test]
+fn larger_weights_match_burns_lstm() {
+    // Weights four times the initial scale, so that gates saturate as in a trained model.
+    let device = Device::default().autodiff();
+    let config = LstmClassifierConfig::new()
+        .with_num_layers(2)
+        .with_bidirectional(true);
+    let mut model = config.init(&device);
+    let scale = |param: &mut Param<Tensor<2>>| {
+        *param = Param::from_tensor(Tensor::from_inner(param.val().inner().mul_scalar(4.0)));
+    };
+    for lstm in model
+        .forward_layers
+        .iter_mut()
+        .chain(model.backward_layers.iter_mut())
+    {
+        for gate in [
+            &mut lstm.input_gate,
+            &mut lstm.output_gate,
+            &mut lstm.cell_gate,
+        ] {
+            scale(&mut gate.input_transform.weight);
+            scale(&mut gate.hidden_transform.weight);
+        }
+        if let Some(gate) = lstm.forget_gate.as_mut() {
+            scale(&mut gate.input_transform.weight);
+            scale(&mut gate.hidden_transform.weight);
+        }
+    }
+    let images = Tensor::<3>::random([BATCH, 28, 28], Distribution::Uniform(0.0, 1.0), &device)
+        .require_grad();
+    let labels: Vec<i64> = (0..BATCH as i64).map(|i| i % 10).collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [BATCH]), &device);
+    let (expected_logits, expected) = logits_and_gradients(&model, &images, &targets, false);
+    let (actual_logits, actual) = logits_and_gradients(&model, &images, &targets, true);
+    let (diff, scale) = max_diff(&expected_logits, &actual_logits);
+    assert!(
+        diff <= TOLERANCE,
+        "logits differ by {diff} (largest {scale})"
+    );
+    for ((name, expected), (_, actual)) in expected.iter().zip(&actual) {
+        let (diff, scale) = max_diff(expected, actual);
+        assert!(
+            diff <= TOLERANCE,
+            "gradient of {name} differs by {diff} (largest {scale})"
+        );
+    }
+}
+
+#[test]
+fn inference_without_autodiff_matches_and_dropout_is_off() {
+    // Dropout acts only when training (an autodiff device), so both paths agree here too.
+    let device = Device::default();
+    let model = LstmClassifierConfig::new()
+        .with_num_layers(2)
+        .with_bidirectional(true)
+        .with_dropout(0.3)
+        .init(&device);
+    for (batch, steps) in [(1, 28), (5, 1), (3, 7)] {
+        let images =
+            Tensor::<3>::random([batch, steps, 28], Distribution::Uniform(0.0, 1.0), &device);
+        let expected = values(model.forward_reference(images.clone()));
+        let actual = values(model.forward(images));
+        let (diff, scale) = max_diff(&expected, &actual);
+        assert!(
+            diff <= TOLERANCE,
+            "batch {batch}, {steps} steps: logits differ by {diff} (largest {scale})"
+        );
+    }
+}
+
+#[test]
+fn dropout_between_layers_when_training() {
+    // With dropout the two paths draw different masks; the fused one must still drop: its
+    // logits differ from the dropout-free ones, and it trains (finite gradients).
+    let device = Device::default().autodiff();
+    let model = LstmClassifierConfig::new()
+        .with_num_layers(2)
+        .with_dropout(0.5)
+        .init(&device);
+    let images = Tensor::<3>::random([4, 28, 28], Distribution::Uniform(0.0, 1.0), &device);
+    let with_dropout = model.forward(images.clone());
+    let without = model.valid().forward(images.clone().inner());
+    let (diff, _) = max_diff(&values(without), &values(with_dropout.clone()));
+    assert!(diff > 1e-4, "dropout changed nothing");
+    let grads = with_dropout.sum().backward();
+    let gradient = model.forward_layers[0]
+        .input_gate
+        .input_transform
+        .weight
+        .grad(&grads)
+        .expect("a gradient");
+    assert!(values(gradient).iter().all(|g| g.is_finite()));
+}
