@@ -35,7 +35,7 @@ enum Path {
 fn logits(model: &LstmClassifier, path: Path, images: Tensor<3>) -> Tensor<2> {
     match path {
         Path::Reference => model.forward_reference(images),
-        Path::Fused => model.forward(images),
+        Path::Fused => model.forward_fused(images),
     }
 }
 

@@ -89,7 +89,7 @@ fn logits_and_gradients(
 ) -> (Vec<f32>, Vec<(String, Vec<f32>)>) {
     let device = images.device();
     let logits = if fused {
-        model.forward(images.clone())
+        model.forward_fused(images.clone())
     } else {
         model.forward_reference(images.clone())
     };
@@ -251,7 +251,7 @@ fn inference_without_autodiff_matches_and_dropout_is_off() {
         let images =
             Tensor::<3>::random([batch, steps, 28], Distribution::Uniform(0.0, 1.0), &device);
         let expected = values(model.forward_reference(images.clone()));
-        let actual = values(model.forward(images));
+        let actual = values(model.forward_fused(images));
         let (diff, scale) = max_diff(&expected, &actual);
         assert!(
             diff <= TOLERANCE,
@@ -270,8 +270,8 @@ fn dropout_between_layers_when_training() {
         .with_dropout(0.5)
         .init(&device);
     let images = Tensor::<3>::random([4, 28, 28], Distribution::Uniform(0.0, 1.0), &device);
-    let with_dropout = model.forward(images.clone());
-    let without = model.valid().forward(images.clone().inner());
+    let with_dropout = model.forward_fused(images.clone());
+    let without = model.valid().forward_fused(images.clone().inner());
     let (diff, _) = max_diff(&values(without), &values(with_dropout.clone()));
     assert!(diff > 1e-4, "dropout changed nothing");
     let grads = with_dropout.sum().backward();
@@ -282,4 +282,27 @@ fn dropout_between_layers_when_training() {
         .grad(&grads)
         .expect("a gradient");
     assert!(values(gradient).iter().all(|g| g.is_finite()));
+}
+
+#[test]
+fn forward_takes_the_path_the_configuration_names() {
+    let device = Device::default();
+    let images = Tensor::<3>::random([3, 28, 28], Distribution::Uniform(0.0, 1.0), &device);
+    for fused in [false, true] {
+        let model = LstmClassifierConfig::new().with_fused(fused).init(&device);
+        assert_eq!(model.fused, fused);
+        let expected = if fused {
+            model.forward_fused(images.clone())
+        } else {
+            model.forward_reference(images.clone())
+        };
+        // Bit for bit: the same path, not merely the same maths.
+        assert_eq!(
+            values(model.forward(images.clone())),
+            values(expected),
+            "fused = {fused}"
+        );
+        // The flag survives what training does to a module.
+        assert_eq!(model.valid().fused, fused);
+    }
 }

@@ -46,6 +46,9 @@ pub struct ModelSection {
     pub dropout: f64,
     /// Output classes.
     pub num_classes: usize,
+    /// Fused LSTM gates: one matmul and one sigmoid per step, the same maths as Burn's
+    /// `nn::Lstm`, faster to train.
+    pub fused: bool,
 }
 
 impl Default for ModelSection {
@@ -58,6 +61,7 @@ impl Default for ModelSection {
             bidirectional: seed.bidirectional,
             dropout: seed.dropout,
             num_classes: seed.num_classes,
+            fused: seed.fused,
         }
     }
 }
@@ -72,6 +76,7 @@ impl ModelSection {
             .with_bidirectional(self.bidirectional)
             .with_dropout(self.dropout)
             .with_num_classes(self.num_classes)
+            .with_fused(self.fused)
     }
 }
 
