@@ -68,6 +68,12 @@ impl LineRenderer {
         }
     }
 
+    /// Numbers the steps of a resumed run on from the `steps_done` before it.
+    pub fn starting_after(mut self, steps_done: usize) -> Self {
+        self.global_step = steps_done;
+        self
+    }
+
     /// Also records every step and epoch into `log`.
     pub fn with_log(mut self, log: Arc<MetricsLog>) -> Self {
         self.log = Some(log);

@@ -270,12 +270,24 @@ pub fn train(
         early_stopping_best,
         report: report.clone(),
     };
+    let steps_done = start
+        .as_ref()
+        .map_or(0, |(_, _, _, position)| position.global_step);
+    let renderer = LineRenderer::new()
+        .with_log(log.clone())
+        .starting_after(steps_done);
     let supervised = SupervisedTraining::new(&run_dir, train_loader, valid_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .metric_train_numeric(LearningRateMetric::new())
-        .renderer(Box::new(LineRenderer::new().with_log(log.clone())))
+        .renderer(Box::new(renderer))
         .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)))
         .num_epochs(training.epochs);
+    // The epoch burn-train announces (and the renderer numbers from). No checkpointer is
+    // registered, so it loads nothing: the records were loaded above.
+    let supervised = match steps_done / steps_per_epoch {
+        0 => supervised,
+        epochs_done => supervised.checkpoint(epochs_done),
+    };
     let supervised = match early_stopping {
         Some(strategy) => supervised.early_stopping(strategy),
         None => supervised,
