@@ -210,12 +210,13 @@ fn predict(
     Ok(())
 }
 
-/// Makes the first Ctrl-C (or SIGTERM, SIGHUP) ask `stop` to end the run after the step under
-/// way, with a checkpoint; the second exits at once.
+/// Makes the first Ctrl-C (or SIGTERM, SIGHUP) during training ask `stop` to end the run after
+/// the step under way, with a checkpoint; the second, or one before or after the training loop
+/// (loading data, the final evaluation), exits at once.
 fn stop_on_signals(stop: &StopRequest) -> Result<()> {
     let stop = stop.clone();
     ctrlc::set_handler(move || {
-        if stop.is_requested() {
+        if stop.is_requested() || !stop.is_training() {
             eprintln!("\nstopping at once");
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         }

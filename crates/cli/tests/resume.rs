@@ -296,7 +296,12 @@ fn ctrl_c_checkpoints_exits_130_and_resume_goes_on() {
         checkpoints(&interrupted)
     );
 
-    let resumed = setup.train_to_end("interrupted", &["--resume"]);
+    // Resumed from the checkpoint named on the command line.
+    let checkpoint = interrupted
+        .join("checkpoint")
+        .join(format!("step-{stopped_at:08}"));
+    let checkpoint = checkpoint.display().to_string();
+    let resumed = setup.train_to_end("interrupted", &["--resume", &checkpoint]);
     assert!(
         resumed.contains(&format!("{stopped_at} step(s) done")),
         "{resumed}"

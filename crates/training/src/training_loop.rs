@@ -24,9 +24,9 @@ use burn::train::checkpoint::{
 };
 use burn::train::metric::store::EventStoreClient;
 use burn::train::{
-    EventProcessorTraining as _, InferenceStep, Learner, LearnerEvent, LearningCheckpointer,
-    SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents,
-    TrainingItem, ValidLoader,
+    CloneEarlyStoppingStrategy, EventProcessorTraining as _, InferenceStep, Learner, LearnerEvent,
+    LearningCheckpointer, SupervisedLearningStrategy, SupervisedTrainingEventProcessor,
+    TrainLoader, TrainingComponents, TrainingItem, ValidLoader,
 };
 
 use crate::TrainingError;
@@ -36,9 +36,14 @@ use crate::schedule::BestSoFar;
 use crate::trainee::{StepProbe, Trainee};
 
 /// Asks a run to stop after the step under way, with a checkpoint; what the CLI's Ctrl-C
-/// handler sets. Clones share one flag.
+/// handler sets. Clones share one state.
 #[derive(Debug, Clone, Default)]
-pub struct StopRequest(Arc<AtomicBool>);
+pub struct StopRequest {
+    requested: Arc<AtomicBool>,
+    /// Set while the training loop runs: only then is there a step to finish and a checkpoint
+    /// to write; before and after it, a signal handler may simply exit.
+    training: Arc<AtomicBool>,
+}
 
 impl StopRequest {
     /// A request not yet made.
@@ -48,12 +53,21 @@ impl StopRequest {
 
     /// Asks the run to stop.
     pub fn request(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.requested.store(true, Ordering::SeqCst);
     }
 
     /// Whether a stop was asked for.
     pub fn is_requested(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    /// Whether the training loop is running, so that a stop is honoured with a checkpoint.
+    pub fn is_training(&self) -> bool {
+        self.training.load(Ordering::SeqCst)
+    }
+
+    fn set_training(&self, training: bool) {
+        self.training.store(training, Ordering::SeqCst);
     }
 }
 
@@ -286,13 +300,40 @@ impl SupervisedLearningStrategy<Trainee> for ResumableTraining {
         let interrupter = components.interrupter;
         let event_store = components.event_store;
         let mut early_stopping = components.early_stopping;
-        let mut tap = RecordTap::new();
 
+        self.stop.set_training(true);
+        let model = self.train_epochs(
+            &mut learner,
+            (train, valid),
+            &mut processor,
+            (&interrupter, &event_store),
+            &mut early_stopping,
+            num_epochs,
+        );
+        self.stop.set_training(false);
+        (model, processor)
+    }
+}
+
+impl ResumableTraining {
+    /// The epochs, from where the run stands; returns the model.
+    fn train_epochs(
+        &self,
+        learner: &mut Learner<Trainee>,
+        loaders: (TrainLoader<Trainee>, ValidLoader<Trainee>),
+        processor: &mut SupervisedTrainingEventProcessor<Trainee>,
+        control: (&burn::train::Interrupter, &EventStoreClient),
+        early_stopping: &mut Option<Box<dyn CloneEarlyStoppingStrategy>>,
+        num_epochs: usize,
+    ) -> Trainee {
+        let (train, valid) = loaders;
+        let (interrupter, event_store) = control;
+        let mut tap = RecordTap::new();
         let steps_per_epoch = self.steps_per_epoch.max(1);
         let start = self.start.as_ref();
         if let Some(epoch) = start.and_then(|start| start.stopped_early_after) {
             self.report(|report| report.stopped_early_after = Some(epoch));
-            return (learner.model(), processor);
+            return learner.model();
         }
         let done = start.map_or(0, |start| start.global_step);
         let first_epoch = done / steps_per_epoch + 1;
@@ -345,13 +386,12 @@ impl SupervisedLearningStrategy<Trainee> for ResumableTraining {
                 let due =
                     self.checkpoint_every > 0 && global_step.is_multiple_of(self.checkpoint_every);
                 if iteration < steps_per_epoch && (stop_requested || due) {
-                    let sinks = (&mut processor, &*event_store);
-                    if !self.checkpoint(&mut tap, &learner, global_step, None, sinks, &interrupter)
-                    {
+                    let sinks = (&mut *processor, event_store);
+                    if !self.checkpoint(&mut tap, learner, global_step, None, sinks, interrupter) {
                         break;
                     }
                     if stop_requested {
-                        self.stop_here(global_step, &interrupter);
+                        self.stop_here(global_step, interrupter);
                         break;
                     }
                 }
@@ -395,17 +435,17 @@ impl SupervisedLearningStrategy<Trainee> for ResumableTraining {
 
             let stop_early = early_stopping
                 .as_mut()
-                .is_some_and(|strategy| strategy.should_stop(epoch, &event_store));
+                .is_some_and(|strategy| strategy.should_stop(epoch, event_store));
             let stopped_early_after = stop_early.then_some(epoch);
             let global_step = epoch * steps_per_epoch;
-            let sinks = (&mut processor, &*event_store);
+            let sinks = (&mut *processor, event_store);
             if !self.checkpoint(
                 &mut tap,
-                &learner,
+                learner,
                 global_step,
                 stopped_early_after,
                 sinks,
-                &interrupter,
+                interrupter,
             ) {
                 break;
             }
@@ -414,10 +454,10 @@ impl SupervisedLearningStrategy<Trainee> for ResumableTraining {
                 break;
             }
             if self.stop.is_requested() && epoch < num_epochs {
-                self.stop_here(global_step, &interrupter);
+                self.stop_here(global_step, interrupter);
                 break;
             }
         }
-        (learner.model(), processor)
+        learner.model()
     }
 }
