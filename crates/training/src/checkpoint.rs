@@ -391,6 +391,7 @@ fn fault_point(step: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::atomic::tests::listing as names;
 
     fn contents(step: usize) -> CheckpointContents {
         CheckpointContents {
@@ -407,15 +408,6 @@ mod tests {
                 step_records: Vec::new(),
             },
         }
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     #[test]
