@@ -156,3 +156,13 @@ fn the_dataset_is_chosen_by_name() {
         "{message}"
     );
 }
+
+#[test]
+fn forget_bias_reaches_the_model_and_must_be_finite() {
+    let config = ExperimentConfig::parse("[model]\nforget_bias = 1.0\n", "f.toml").unwrap();
+    assert_eq!(config.model.forget_bias, 1.0);
+    assert_eq!(config.model.to_model_config().forget_bias, 1.0);
+    assert_eq!(ExperimentConfig::default().model.forget_bias, 0.0);
+    let error = ExperimentConfig::parse("[model]\nforget_bias = nan\n", "f.toml").unwrap_err();
+    assert!(error.to_string().contains("forget_bias"), "{error}");
+}
