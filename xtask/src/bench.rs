@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Map, Value, json};
 
-use crate::{absolute, cargo_cli, workspace_root};
+use crate::{absolute, cargo_cli, time_to, workspace_root};
 
 /// Options of `cargo xtask bench`.
 #[derive(Args, Debug)]
@@ -45,9 +45,21 @@ pub struct BenchArgs {
     /// Python interpreter that has torch, instead of bench/pytorch/.venv.
     #[arg(long, value_name = "PATH")]
     python: Option<PathBuf>,
-    /// Where the combined JSON goes [default: <target dir>/bench/latest.json].
+    /// Where the combined JSON goes [default: <target dir>/bench/latest.json, with
+    /// --time-to-97 <target dir>/bench/time-to-97.json].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Instead of the figures above: the wall time from the start of training to 97 % test
+    /// accuracy, `mnist-lstm train <--config>` on the first of --backends against PyTorch's seed
+    /// recipe epoch after epoch (installs torch like --vs-pytorch), alternating per seed.
+    #[arg(long)]
+    time_to_97: bool,
+    /// With --time-to-97: our configuration (its validation must be the test split).
+    #[arg(long, value_name = "FILE", default_value = "configs/fast.toml")]
+    config: PathBuf,
+    /// With --time-to-97: PyTorch's most epochs before it counts as not reaching 97 %.
+    #[arg(long, default_value_t = 10)]
+    max_epochs: usize,
 }
 
 /// The seed of the first repetition: the default configuration's.
@@ -116,7 +128,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
 
     // Prepare PyTorch first: the install is the slow part and should fail before any timing.
-    let python = if args.vs_pytorch {
+    let python = if args.vs_pytorch || args.time_to_97 {
         Some(match &args.python {
             Some(python) => python.clone(),
             None => ensure_venv(&root)?,
@@ -143,6 +155,40 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let binary = target.join("bench").join("mnist-lstm");
     std::fs::copy(&built, &binary)
         .with_context(|| format!("cannot copy {} to {}", built.display(), binary.display()))?;
+
+    if args.time_to_97 {
+        let (Some(python), Some(data_dir)) = (&python, &data_dir) else {
+            bail!("--time-to-97 needs the data directory: give --data-dir or set MNIST_DIR");
+        };
+        if args.max_epochs == 0 {
+            bail!("--max-epochs must be at least 1");
+        }
+        let Some(backend) = args.backends.first() else {
+            bail!("--backends: name one backend");
+        };
+        let config = PathBuf::from(absolute(&args.config)?);
+        if !config.is_file() {
+            bail!("--config {}: no such file", config.display());
+        }
+        return time_to::time_to_accuracy(time_to::TimeToArgs {
+            binary: &binary,
+            python,
+            root: &root,
+            bench_dir: &target.join("bench"),
+            config: &config,
+            backend,
+            data_dir,
+            threads,
+            seeds: (0..args.seeds).map(|r| FIRST_SEED + r).collect(),
+            target: 0.97,
+            max_epochs: args.max_epochs,
+            out: match &args.out {
+                Some(path) => PathBuf::from(absolute(path)?),
+                None => target.join("bench").join("time-to-97.json"),
+            },
+            cpu: cpu_model(),
+        });
+    }
 
     let mut runs: Vec<Value> = Vec::new();
     let mut data_dir = data_dir;

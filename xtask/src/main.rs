@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod time_to;
 
 #[derive(Parser, Debug)]
 #[command(name = "xtask", about = "Project chores for the MNIST LSTM workspace")]
@@ -51,7 +52,9 @@ enum Chore {
         artifacts: PathBuf,
     },
     /// Measure the CPU backends (training and inference images/s, one epoch, peak memory,
-    /// accuracy), optionally against PyTorch's seed; writes target/bench/latest.json.
+    /// accuracy), optionally against PyTorch's seed; writes target/bench/latest.json. With
+    /// --time-to-97: the time to 97 % test accuracy of configs/fast.toml against PyTorch's seed
+    /// recipe; writes target/bench/time-to-97.json.
     Bench(bench::BenchArgs),
     /// Fuzz the IDX reader (`idx`) or the configuration loader (`config`) with cargo-fuzz,
     /// growing fuzz/corpus/<target>, which the tests replay on stable.

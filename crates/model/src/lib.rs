@@ -73,6 +73,13 @@ pub struct LstmClassifierConfig {
     /// compared over seeds (see the README's performance section).
     #[config(default = false)]
     pub fused: bool,
+    /// Added to the forget gate's bias of every LSTM layer and direction after the usual
+    /// initialisation (the input transform's bias, so the gate's total bias is its two drawn
+    /// biases plus this). A forget bias of 1 keeps the cell state through the early steps of
+    /// training (Gers et al., 2000; Jozefowicz et al., 2015). 0, the default, leaves the
+    /// initialisation exactly as PyTorch's.
+    #[config(default = 0.0)]
+    pub forget_bias: f64,
 }
 
 /// What is wrong with an [`LstmClassifierConfig`] or a weights file.
@@ -109,7 +116,8 @@ pub enum ModelError {
 }
 
 impl LstmClassifierConfig {
-    /// Checks that every size is positive and the dropout is a probability.
+    /// Checks that every size is positive, the dropout is a probability and the forget bias is
+    /// finite.
     pub fn validate(&self) -> Result<(), ModelError> {
         let positive = [
             ("input_size", self.input_size),
@@ -130,6 +138,12 @@ impl LstmClassifierConfig {
                 self.dropout
             )));
         }
+        if !self.forget_bias.is_finite() {
+            return Err(ModelError::InvalidConfig(format!(
+                "forget_bias must be a finite number, got {}",
+                self.forget_bias
+            )));
+        }
         Ok(())
     }
 
@@ -137,7 +151,10 @@ impl LstmClassifierConfig {
     ///
     /// LSTM weights and biases are drawn from U(-1/sqrt(hidden), 1/sqrt(hidden)) and the head
     /// uses Kaiming-uniform, the same schemes as PyTorch's `nn.LSTM` and `nn.Linear`, so the
-    /// seed's recipe (Adam 0.01, batch 64) behaves here as it does there.
+    /// seed's recipe (Adam 0.01, batch 64) behaves here as it does there. A non-zero
+    /// [`forget_bias`](Self::forget_bias) is then added to each forget gate's input-transform
+    /// bias (drawing that bias first; with 0 nothing is touched, so the weights are the same as
+    /// before the field existed).
     ///
     /// # Panics
     /// If the configuration is invalid; call [`validate`](Self::validate) first on values that
@@ -148,13 +165,14 @@ impl LstmClassifierConfig {
         }
         let bound = 1.0 / (self.hidden_size as f64).sqrt();
         let lstm_layer = |d_input: usize, reverse: bool| {
-            LstmConfig::new(d_input, self.hidden_size, true)
+            let lstm = LstmConfig::new(d_input, self.hidden_size, true)
                 .with_initializer(Initializer::Uniform {
                     min: -bound,
                     max: bound,
                 })
                 .with_reverse(reverse)
-                .init(device)
+                .init(device);
+            with_forget_bias(lstm, self.forget_bias)
         };
         let directions = if self.bidirectional { 2 } else { 1 };
         let layer_input = |layer: usize| {
@@ -203,6 +221,8 @@ impl LstmClassifierConfig {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+        let text = with_defaults(&text)
+            .map_err(|message| config_error(format!("not a model configuration: {message}")))?;
         let config = Self::load_binary(text.as_bytes()).map_err(|e| match e {
             ConfigError::InvalidFormat(message) | ConfigError::FileNotFound(message) => {
                 config_error(format!("not a model configuration: {message}"))
@@ -238,6 +258,45 @@ impl LstmClassifierConfig {
                 source,
             })
     }
+}
+
+/// The JSON object `text` with every field it lacks taken from [`LstmClassifierConfig::new`], so
+/// that a `model.json` written before a field existed (`fused`, `forget_bias`) still loads, as the
+/// model it describes: Burn's `Config` deserialisation requires every field.
+fn with_defaults(text: &str) -> Result<String, String> {
+    use serde_json::Value;
+
+    let given: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let Value::Object(given) = given else {
+        return Err("expected a JSON object".to_string());
+    };
+    let defaults = burn::config::config_to_json(&LstmClassifierConfig::new());
+    let Ok(Value::Object(mut merged)) = serde_json::from_str::<Value>(&defaults) else {
+        return Err("the default configuration is not a JSON object".to_string());
+    };
+    merged.extend(given);
+    Ok(Value::Object(merged).to_string())
+}
+
+/// `lstm` with `forget_bias` added to its forget gate's input-transform bias; unchanged (its
+/// lazily drawn parameters untouched) when `forget_bias` is 0.
+fn with_forget_bias(mut lstm: Lstm, forget_bias: f64) -> Lstm {
+    if forget_bias == 0.0 {
+        return lstm;
+    }
+    if let Some(gate) = lstm.forget_gate.as_mut() {
+        gate.input_transform.bias = gate.input_transform.bias.take().map(|bias| {
+            // The sum is a node of the autodiff graph; `detach` makes it a leaf again, which
+            // then requires a gradient as the drawn bias did.
+            bias.map(|bias| {
+                let require_grad = bias.is_require_grad();
+                bias.add_scalar(forget_bias)
+                    .detach()
+                    .set_require_grad(require_grad)
+            })
+        });
+    }
+    lstm
 }
 
 /// A stack of (optionally bidirectional) LSTM layers followed by a linear head.

@@ -143,3 +143,83 @@ fn invalid_configurations_are_errors() {
         .unwrap_err();
     assert!(error.to_string().contains("dropout"), "{error}");
 }
+
+#[test]
+fn forget_bias_shifts_only_the_forget_gates_input_bias() {
+    let device = Device::default();
+    let bound = 1.0 / 64f32.sqrt();
+    let values = |tensor: Tensor<1>| tensor.into_data().try_to_vec::<f32>().unwrap();
+    let within = |values: &[f32], centre: f32| {
+        values
+            .iter()
+            .all(|value| (value - centre).abs() <= bound + 1e-6)
+    };
+    let model = LstmClassifierConfig::new()
+        .with_num_layers(2)
+        .with_bidirectional(true)
+        .with_forget_bias(1.0)
+        .init(&device);
+    for lstm in model.forward_layers.iter().chain(&model.backward_layers) {
+        let forget = lstm.forget_gate.as_ref().unwrap();
+        let shifted = values(forget.input_transform.bias.as_ref().unwrap().val());
+        assert!(within(&shifted, 1.0), "{shifted:?}");
+        let hidden = values(forget.hidden_transform.bias.as_ref().unwrap().val());
+        assert!(within(&hidden, 0.0), "{hidden:?}");
+        for gate in [&lstm.input_gate, &lstm.output_gate, &lstm.cell_gate] {
+            let bias = values(gate.input_transform.bias.as_ref().unwrap().val());
+            assert!(within(&bias, 0.0), "{bias:?}");
+        }
+    }
+    // The shifted bias is still a parameter the optimiser trains.
+    assert_eq!(
+        model.num_params(),
+        LstmClassifierConfig::new()
+            .with_num_layers(2)
+            .with_bidirectional(true)
+            .init(&device)
+            .num_params()
+    );
+    let default = LstmClassifierConfig::new().init(&device);
+    let forget = default.forward_layers[0].forget_gate.as_ref().unwrap();
+    assert!(within(
+        &values(forget.input_transform.bias.as_ref().unwrap().val()),
+        0.0
+    ));
+    let error = LstmClassifierConfig::new()
+        .with_forget_bias(f64::NAN)
+        .validate()
+        .unwrap_err();
+    assert!(error.to_string().contains("forget_bias"), "{error}");
+}
+
+#[test]
+fn a_model_json_without_the_newer_fields_loads_with_their_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.json");
+    std::fs::write(
+        &path,
+        r#"{"input_size": 28, "hidden_size": 64, "num_layers": 1, "bidirectional": false,
+            "dropout": 0.0, "num_classes": 10}"#,
+    )
+    .unwrap();
+    let config = LstmClassifierConfig::from_file(&path).unwrap();
+    assert_eq!(config, LstmClassifierConfig::new());
+    assert_eq!(config.forget_bias, 0.0);
+    assert!(!config.fused);
+}
+
+#[test]
+fn the_shifted_forget_bias_is_trained() {
+    let device = Device::default().autodiff();
+    for fused in [false, true] {
+        let model = LstmClassifierConfig::new()
+            .with_forget_bias(1.0)
+            .with_fused(fused)
+            .init(&device);
+        let grads = model.forward(images(4, &device)).sum().backward();
+        let forget = model.forward_layers[0].forget_gate.as_ref().unwrap();
+        let bias = forget.input_transform.bias.as_ref().unwrap().val();
+        assert!(bias.is_require_grad());
+        assert!(bias.grad(&grads).is_some(), "fused: {fused}");
+    }
+}

@@ -49,6 +49,9 @@ pub struct ModelSection {
     /// Fused LSTM gates: one matmul and one sigmoid per step, the same maths as Burn's
     /// `nn::Lstm`, faster to train.
     pub fused: bool,
+    /// Added to every LSTM forget gate's bias after initialisation (0: PyTorch's
+    /// initialisation; 1 is the usual choice).
+    pub forget_bias: f64,
 }
 
 impl Default for ModelSection {
@@ -62,6 +65,7 @@ impl Default for ModelSection {
             dropout: seed.dropout,
             num_classes: seed.num_classes,
             fused: seed.fused,
+            forget_bias: seed.forget_bias,
         }
     }
 }
@@ -77,6 +81,7 @@ impl ModelSection {
             .with_dropout(self.dropout)
             .with_num_classes(self.num_classes)
             .with_fused(self.fused)
+            .with_forget_bias(self.forget_bias)
     }
 }
 
