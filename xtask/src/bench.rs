@@ -204,11 +204,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 .arg(&json)
                 .args(["--steps", &args.steps.to_string()])
                 .args(["--warmup", &args.warmup.to_string()])
-                .args(["--set", &format!("training.seed={seed}")])
-                // rayon serves flex (and gemm), and ndarray's element-wise work; matrixmultiply,
-                // ndarray's matmul, has a pool of its own.
-                .env("RAYON_NUM_THREADS", threads.to_string())
-                .env("MATMUL_NUM_THREADS", threads.to_string());
+                .args(["--set", &format!("training.seed={seed}")]);
+            pin_ours(&mut command, threads);
             if args.no_epoch {
                 command.arg("--no-epoch");
             }
@@ -238,10 +235,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 .args(["--threads", &threads.to_string()])
                 .args(["--seed", &seed.to_string()])
                 .args(["--steps", &args.steps.to_string()])
-                .args(["--warmup", &args.warmup.to_string()])
-                // The BLAS and OpenMP pools under torch follow the same count.
-                .env("OMP_NUM_THREADS", threads.to_string())
-                .env("MKL_NUM_THREADS", threads.to_string());
+                .args(["--warmup", &args.warmup.to_string()]);
+            pin_torch(&mut command, threads);
             if args.no_epoch {
                 command.arg("--no-epoch");
             }
@@ -311,22 +306,57 @@ fn target_dir(root: &Path) -> PathBuf {
     }
 }
 
-/// Runs one measuring process (its JSON on stdout is not echoed) and reads the JSON it wrote.
-fn run_child(command: &mut Command, json: &Path, what: &str) -> Result<Value> {
-    println!("measuring {what} ...");
+/// Our process's thread pools: rayon serves flex (and gemm) and ndarray's element-wise work;
+/// matrixmultiply, ndarray's matmul, has a pool of its own.
+pub(crate) fn pin_ours(command: &mut Command, threads: usize) {
+    command
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .env("MATMUL_NUM_THREADS", threads.to_string());
+}
+
+/// PyTorch's: the BLAS and OpenMP pools under torch follow the same count as
+/// `torch.set_num_threads` (which seed.py's `--threads` sets).
+pub(crate) fn pin_torch(command: &mut Command, threads: usize) {
+    command
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .env("MKL_NUM_THREADS", threads.to_string());
+}
+
+/// Runs `command` (its stdout not echoed), which writes a JSON report to `json`, and reads it;
+/// `what` names it in errors.
+pub(crate) fn run_for_json(command: &mut Command, json: &Path, what: &str) -> Result<Value> {
     // A stale file from an earlier run must not pass for this one's.
     let _ = std::fs::remove_file(json);
     let status = command
         .stdout(Stdio::null())
         .status()
-        .with_context(|| format!("cannot start the {what} measurement"))?;
+        .with_context(|| format!("cannot start {what}"))?;
     if !status.success() {
-        bail!("the {what} measurement failed ({status})");
+        bail!("{what} failed ({status})");
     }
     let text =
         std::fs::read_to_string(json).with_context(|| format!("cannot read {}", json.display()))?;
-    let report: Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", json.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", json.display()))
+}
+
+/// The median of `values` (sorted in place); `None` when there are none.
+pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    })
+}
+
+/// Runs one measuring process and reads the JSON it wrote, printing its figures.
+fn run_child(command: &mut Command, json: &Path, what: &str) -> Result<Value> {
+    println!("measuring {what} ...");
+    let report = run_for_json(command, json, &format!("the {what} measurement"))?;
     let field =
         |name: &str, scale: f64, decimals: usize| match report.get(name).and_then(Value::as_f64) {
             Some(value) => format!("{:.*}", decimals, value * scale),
@@ -399,15 +429,8 @@ fn medians(runs: &[Value], name: &str) -> Map<String, Value> {
             .filter(|run| run.get("backend").and_then(Value::as_str) == Some(name))
             .filter_map(|run| run.get(*field).and_then(Value::as_f64))
             .collect();
-        if values.is_empty() {
+        let Some(median) = median(&mut values) else {
             continue;
-        }
-        values.sort_by(f64::total_cmp);
-        let middle = values.len() / 2;
-        let median = if values.len() % 2 == 1 {
-            values[middle]
-        } else {
-            (values[middle - 1] + values[middle]) / 2.0
         };
         medians.insert(field.to_string(), json!(median));
         medians.insert(format!("{field}_all"), json!(values));

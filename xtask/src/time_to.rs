@@ -16,6 +16,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::bench::{pin_ours, pin_torch, run_for_json};
+
 /// What one time-to-accuracy comparison needs to know (from `BenchArgs`).
 pub struct TimeToArgs<'a> {
     /// The mnist-lstm binary (a copy of the release build).
@@ -153,15 +155,16 @@ fn run_ours(args: &TimeToArgs<'_>, runs_dir: &Path, seed: u64) -> Result<Value> 
         std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     println!("training ours ({}, seed {seed}) ...", args.config.display());
     let started = Instant::now();
-    let status = Command::new(args.binary)
+    let mut command = Command::new(args.binary);
+    command
         .arg("train")
         .arg(args.config)
         .args(["--device", args.backend, "--data-dir", args.data_dir])
         .arg("--artifacts")
         .arg(&run_dir)
-        .args(["--set", &format!("training.seed={seed}")])
-        .env("RAYON_NUM_THREADS", args.threads.to_string())
-        .env("MATMUL_NUM_THREADS", args.threads.to_string())
+        .args(["--set", &format!("training.seed={seed}")]);
+    pin_ours(&mut command, args.threads);
+    let status = command
         .stdout(log_file)
         .stderr(Stdio::inherit())
         .status()
@@ -209,30 +212,24 @@ fn run_ours(args: &TimeToArgs<'_>, runs_dir: &Path, seed: u64) -> Result<Value> 
 /// `seed.py --time-to-accuracy TARGET` with this seed.
 fn run_pytorch(args: &TimeToArgs<'_>, runs_dir: &Path, seed: u64) -> Result<Value> {
     let json_path = runs_dir.join(format!("{seed}-pytorch.json"));
-    let _ = std::fs::remove_file(&json_path);
     println!("training PyTorch's seed recipe (seed {seed}) ...");
-    let started = Instant::now();
-    let status = Command::new(args.python)
+    let mut command = Command::new(args.python);
+    command
         .arg(args.root.join("bench/pytorch/seed.py"))
         .args(["--data-dir", args.data_dir, "--json"])
         .arg(&json_path)
         .args(["--threads", &args.threads.to_string()])
         .args(["--seed", &seed.to_string()])
         .args(["--time-to-accuracy", &args.target.to_string()])
-        .args(["--max-epochs", &args.max_epochs.to_string()])
-        .env("OMP_NUM_THREADS", args.threads.to_string())
-        .env("MKL_NUM_THREADS", args.threads.to_string())
-        .stdout(Stdio::null())
-        .status()
-        .context("cannot start bench/pytorch/seed.py")?;
+        .args(["--max-epochs", &args.max_epochs.to_string()]);
+    pin_torch(&mut command, args.threads);
+    let started = Instant::now();
+    let mut report = run_for_json(
+        &mut command,
+        &json_path,
+        &format!("seed.py --time-to-accuracy (seed {seed})"),
+    )?;
     let process_seconds = started.elapsed().as_secs_f64();
-    if !status.success() {
-        bail!("seed.py --time-to-accuracy (seed {seed}) failed ({status})");
-    }
-    let text = std::fs::read_to_string(&json_path)
-        .with_context(|| format!("cannot read {}", json_path.display()))?;
-    let mut report: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not JSON", json_path.display()))?;
     if let Some(object) = report.as_object_mut() {
         object.insert("process_seconds".to_string(), json!(process_seconds));
     }
@@ -292,21 +289,11 @@ pub fn valid_rows(csv: &str) -> Result<Vec<ValidRow>> {
 /// The median, with `None` (the target not reached) above every number; `None` when the median
 /// is such a run or there is none.
 pub fn median(values: &[Option<f64>]) -> Option<f64> {
-    let mut sorted: Vec<f64> = values
+    let mut seconds: Vec<f64> = values
         .iter()
         .map(|value| value.unwrap_or(f64::INFINITY))
         .collect();
-    if sorted.is_empty() {
-        return None;
-    }
-    sorted.sort_by(f64::total_cmp);
-    let middle = sorted.len() / 2;
-    let median = if sorted.len() % 2 == 1 {
-        sorted[middle]
-    } else {
-        (sorted[middle - 1] + sorted[middle]) / 2.0
-    };
-    median.is_finite().then_some(median)
+    crate::bench::median(&mut seconds).filter(|median| median.is_finite())
 }
 
 #[cfg(test)]
