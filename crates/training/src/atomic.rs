@@ -32,10 +32,16 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), TrainingErro
     partial.as_file().sync_all().map_err(failed)?;
     partial.persist(path).map_err(|error| failed(error.error))?;
     // The rename itself is durable only once the directory is synced.
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Makes renames and new entries in `dir` durable; not every filesystem allows syncing a
+/// directory, hence no error.
+pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(directory) = std::fs::File::open(dir) {
         let _ = directory.sync_all();
     }
-    Ok(())
 }
 
 #[cfg(test)]

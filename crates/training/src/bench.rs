@@ -31,6 +31,7 @@ use serde::Serialize;
 use crate::TrainingError;
 use crate::config::ExperimentConfig;
 use crate::device::select_device;
+use crate::error::io_error;
 use crate::run::{RunOptions, data_dir_of, find_files, train};
 use crate::trainee::classify;
 
@@ -121,13 +122,12 @@ impl BenchReport {
 
     /// Writes [`to_json`](Self::to_json) to `path`, creating its directory.
     pub fn write_json(&self, path: &Path) -> Result<(), TrainingError> {
-        let io = |what: String| move |source| TrainingError::Io { what, source };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
-                .map_err(io(format!("cannot create {}", parent.display())))?;
+                .map_err(io_error(format!("cannot create {}", parent.display())))?;
         }
         std::fs::write(path, self.to_json() + "\n")
-            .map_err(io(format!("cannot write {}", path.display())))
+            .map_err(io_error(format!("cannot write {}", path.display())))
     }
 }
 

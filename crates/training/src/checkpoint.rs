@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::TrainingError;
+use crate::atomic::sync_dir;
+use crate::error::io_error;
 use crate::metrics_log::{MetricRow, metrics_csv, parse_metrics_csv};
 use crate::trainee::StepRecord;
 
@@ -117,17 +119,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
         let _ = write!(hex, "{byte:02x}");
     }
     hex
-}
-
-fn io_error(what: String) -> impl FnOnce(std::io::Error) -> TrainingError {
-    move |source| TrainingError::Io { what, source }
-}
-
-fn sync_dir(dir: &Path) {
-    // Makes renames and new entries durable; not every filesystem allows it, hence no error.
-    if let Ok(directory) = std::fs::File::open(dir) {
-        let _ = directory.sync_all();
-    }
 }
 
 impl CheckpointStore {

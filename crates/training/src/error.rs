@@ -90,3 +90,9 @@ pub enum TrainingError {
     #[error("{0}")]
     InvalidInput(String),
 }
+
+/// Turns an I/O error into [`TrainingError::Io`] saying `what` was being done:
+/// `.map_err(io_error(format!("cannot write {}", path.display())))`.
+pub(crate) fn io_error(what: String) -> impl FnOnce(std::io::Error) -> TrainingError {
+    move |source| TrainingError::Io { what, source }
+}

@@ -20,10 +20,11 @@ use data::{
 
 use crate::TrainingError;
 use crate::atomic::write_atomically;
-use crate::checkpoint::{CHECKPOINT_DIR, CheckpointStore, FoundCheckpoint};
+use crate::checkpoint::{CHECKPOINT_DIR, CheckpointStore, FoundCheckpoint, RunPosition};
 use crate::config::ExperimentConfig;
 use crate::curves::{write_confusion_matrix, write_curves};
 use crate::device::{SelectedDevice, select_device};
+use crate::error::io_error;
 use crate::evaluate::{EvaluationReport, evaluate};
 use crate::metrics_log::{MetricRow, MetricSplit, MetricsLog, write_metrics_csv};
 use crate::renderer::LineRenderer;
@@ -232,7 +233,8 @@ pub fn train(
     let early_stopping_best = early_stopping.as_ref().map(EarlyStopping::best);
     let report = Arc::new(std::sync::Mutex::new(LoopReport::default()));
     let mut trainee = Trainee::new(classifier, Some(probe.clone()));
-    let start = match resumed {
+    // Where a resumed run stands, and the learner's records and the metrics to take up.
+    let (start, records) = match resumed {
         Some(FoundCheckpoint { path, contents }) => {
             let unusable = |what: &str, error: burn::store::RecordError| {
                 TrainingError::Resume(format!("{}: {what}: {error}", path.display()))
@@ -252,10 +254,18 @@ pub fn train(
             {
                 *best = Some(saved);
             }
-            Some((optimizer, scheduler, contents.metrics, position))
+            (
+                Some(position),
+                Some((optimizer, scheduler, contents.metrics)),
+            )
         }
-        None => None,
+        None => (None, None),
     };
+    let steps_done = start.as_ref().map_or(0, |position| position.global_step);
+    let epochs_done = start.as_ref().map_or(0, RunPosition::epochs_done);
+    let elapsed_before = start
+        .as_ref()
+        .map_or(0.0, |position| position.elapsed_seconds);
     let strategy = ResumableTraining {
         device: device.clone().autodiff(),
         base_device: device.clone(),
@@ -263,16 +273,13 @@ pub fn train(
         steps_per_epoch,
         checkpoint_every: training.checkpoint_every,
         store: store.clone(),
-        start: start.as_ref().map(|(_, _, _, position)| position.clone()),
+        start,
         stop: options.stop.clone(),
         log: log.clone(),
         probe: probe.clone(),
         early_stopping_best,
         report: report.clone(),
     };
-    let steps_done = start
-        .as_ref()
-        .map_or(0, |(_, _, _, position)| position.global_step);
     let renderer = LineRenderer::new()
         .with_log(log.clone())
         .starting_after(steps_done);
@@ -284,7 +291,7 @@ pub fn train(
         .num_epochs(training.epochs);
     // The epoch burn-train announces (and the renderer numbers from). No checkpointer is
     // registered, so it loads nothing: the records were loaded above.
-    let supervised = match steps_done / steps_per_epoch {
+    let supervised = match epochs_done {
         0 => supervised,
         epochs_done => supervised.checkpoint(epochs_done),
     };
@@ -300,10 +307,10 @@ pub fn train(
     );
 
     log.restart_clock();
-    if let Some((optimizer, scheduler, metrics, position)) = start {
+    if let Some((optimizer, scheduler, metrics)) = records {
         learner.load_optim(optimizer);
         learner.load_scheduler(scheduler);
-        log.resume(metrics, position.elapsed_seconds);
+        log.resume(metrics, elapsed_before);
     }
     let started = Instant::now();
     let result = supervised.launch(learner);
@@ -617,8 +624,7 @@ pub(crate) fn data_dir_of(files: &MnistFiles) -> PathBuf {
 }
 
 fn prepare_run_dir(run_dir: &Path) -> Result<(), TrainingError> {
-    let io = |what: String| move |source| TrainingError::Io { what, source };
-    std::fs::create_dir_all(run_dir).map_err(io(format!(
+    std::fs::create_dir_all(run_dir).map_err(io_error(format!(
         "cannot create run directory {}",
         run_dir.display()
     )))?;
@@ -631,7 +637,7 @@ fn prepare_run_dir(run_dir: &Path) -> Result<(), TrainingError> {
         } else {
             Ok(())
         };
-        removed.map_err(io(format!(
+        removed.map_err(io_error(format!(
             "cannot remove {} left by an earlier run",
             path.display()
         )))?;
