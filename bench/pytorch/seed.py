@@ -112,25 +112,37 @@ def accuracy(model, images, labels, batch):
     return correct / max(1, len(images))
 
 
+def seed_recipe(seed):
+    """The seed's model and optimiser (Adam 0.01), initialised from `seed`."""
+    torch.manual_seed(seed)
+    model = Seed()
+    return model, torch.optim.Adam(model.parameters(), lr=0.01)
+
+
+def train_epoch(model, opt, loss_fn, train_x, train_y, bs, after_step=None):
+    """One shuffled pass over the training images in batches of `bs`; calls
+    `after_step(step, loss)` after each step (counted from 1)."""
+    order = torch.randperm(len(train_x))
+    for s, i in enumerate(range(0, len(train_x), bs), start=1):
+        idx = order[i : i + bs]
+        opt.zero_grad()
+        loss = loss_fn(model(train_x[idx]), train_y[idx])
+        loss.backward()
+        opt.step()
+        if after_step is not None:
+            after_step(s, loss)
+
+
 def time_to_accuracy(args, train_x, train_y, test_x, test_y):
     """The seed recipe, epoch after epoch, until the test accuracy reaches args.time_to_accuracy."""
-    n = len(train_x)
     bs = args.batch_size
     loss_fn = nn.CrossEntropyLoss()
-    torch.manual_seed(args.seed)
-    model = Seed()
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model, opt = seed_recipe(args.seed)
     epochs = []
     reached = None
     started = time.perf_counter()
     for epoch in range(1, args.max_epochs + 1):
-        order = torch.randperm(n)
-        for i in range(0, n, bs):
-            idx = order[i : i + bs]
-            opt.zero_grad()
-            loss = loss_fn(model(train_x[idx]), train_y[idx])
-            loss.backward()
-            opt.step()
+        train_epoch(model, opt, loss_fn, train_x, train_y, bs)
         acc = accuracy(model, test_x, test_y, 1000)
         elapsed = time.perf_counter() - started
         epochs.append({"epoch": epoch, "test_accuracy": acc, "elapsed_s": elapsed})
@@ -196,9 +208,7 @@ def main():
     loss_fn = nn.CrossEntropyLoss()
 
     # Training throughput.
-    torch.manual_seed(args.seed)
-    model = Seed()
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model, opt = seed_recipe(args.seed)
 
     def step(i):
         start = (i * bs) % max(1, n - bs + 1)
@@ -232,21 +242,17 @@ def main():
     # The seed's epoch.
     epoch_seconds = test_accuracy = None
     if not args.no_epoch:
-        torch.manual_seed(args.seed)
-        model = Seed()
-        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        model, opt = seed_recipe(args.seed)
         probe_x, probe_y = test_x[:2000], test_y[:2000]
-        started = time.perf_counter()
-        order = torch.randperm(n)
-        for s, i in enumerate(range(0, n, bs), start=1):
-            idx = order[i : i + bs]
-            opt.zero_grad()
-            loss = loss_fn(model(train_x[idx]), train_y[idx])
-            loss.backward()
-            opt.step()
+
+        def probe(s, loss):
+            # The step lines: every 50 steps, the loss and the accuracy on 2,000 test images.
             if s % 50 == 0:
                 loss.item()
                 accuracy(model, probe_x, probe_y, 1000)
+
+        started = time.perf_counter()
+        train_epoch(model, opt, loss_fn, train_x, train_y, bs, probe)
         test_accuracy = accuracy(model, test_x, test_y, 1000)
         epoch_seconds = time.perf_counter() - started
 
