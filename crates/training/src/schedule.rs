@@ -62,7 +62,6 @@ pub struct EarlyStopping {
     min_delta: f64,
     /// Shared by every clone (burn-train holds one, the training loop's checkpoints read it).
     best: BestSoFar,
-    stopped_at: std::sync::Arc<std::sync::Mutex<Option<usize>>>,
 }
 
 impl EarlyStopping {
@@ -73,13 +72,7 @@ impl EarlyStopping {
             patience: section.patience,
             min_delta: section.min_delta,
             best: Default::default(),
-            stopped_at: Default::default(),
         })
-    }
-
-    /// A handle that tells, after the run, the epoch at which it stopped the run, if it did.
-    pub fn stopped_at(&self) -> std::sync::Arc<std::sync::Mutex<Option<usize>>> {
-        self.stopped_at.clone()
     }
 
     /// The best validation value so far, as (epoch, value); shared with every clone, so a
@@ -122,10 +115,6 @@ impl EarlyStoppingStrategy for EarlyStopping {
             }
         }
         let best_epoch = best.map_or(epoch, |(best_epoch, _)| best_epoch);
-        let stop = epoch - best_epoch >= self.patience;
-        if stop && let Ok(mut stopped_at) = self.stopped_at.lock() {
-            *stopped_at = Some(epoch);
-        }
-        stop
+        epoch - best_epoch >= self.patience
     }
 }
