@@ -173,8 +173,68 @@ impl FusedDirection {
 
 /// The output of the top layer at the last time step, `[batch, directions * hidden]`, of the
 /// classifier's stacked LSTM layers (standard ones, see [`is_standard`]) over `sequences`
-/// `[batch, steps, features]`, `steps >= 1`.
+/// `[batch, steps, features]`, `steps >= 1`: through the whole-sequence operation of
+/// [`crate::kernel`] where the device has it and `kernel` is set, else in tensor operations.
 pub(crate) fn last_step_output(
+    forward_layers: &[Lstm],
+    backward_layers: &[Lstm],
+    dropout: &Dropout,
+    sequences: Tensor<3>,
+    kernel: bool,
+) -> Tensor<2> {
+    #[cfg(feature = "cpu-kernel")]
+    if kernel && crate::kernel::runs_on(&sequences.device()) {
+        return kernel_last_step_output(forward_layers, backward_layers, dropout, sequences);
+    }
+    let _ = kernel;
+    tensor_ops_last_step_output(forward_layers, backward_layers, dropout, sequences)
+}
+
+/// [`last_step_output`] with one kernel call per layer and direction.
+#[cfg(feature = "cpu-kernel")]
+fn kernel_last_step_output(
+    forward_layers: &[Lstm],
+    backward_layers: &[Lstm],
+    dropout: &Dropout,
+    sequences: Tensor<3>,
+) -> Tensor<2> {
+    use crate::kernel::lstm_sequence;
+    let [batch, steps, _] = sequences.dims();
+    let weights = |lstm: &Lstm| FusedDirection::new(lstm).weights;
+    let top = forward_layers.len() - 1;
+    let mut x = sequences;
+    for (forward, backward) in forward_layers[..top]
+        .iter()
+        .zip(layer_iter(backward_layers))
+    {
+        let forward_out = lstm_sequence(x.clone(), weights(forward), false);
+        x = match backward {
+            None => forward_out,
+            Some(backward) => Tensor::cat(
+                vec![forward_out, lstm_sequence(x, weights(backward), true)],
+                2,
+            ),
+        };
+        x = dropout.forward(x);
+    }
+    let top_forward = &forward_layers[top];
+    let last = lstm_sequence(x.clone(), weights(top_forward), false)
+        .narrow(1, steps - 1, 1)
+        .reshape([batch, top_forward.d_hidden]);
+    match backward_layers.get(top) {
+        Some(backward) => {
+            // The right-to-left direction's output at the last step is its first step: one step
+            // from the zero state over the last input.
+            let first = lstm_sequence(x.narrow(1, steps - 1, 1), weights(backward), false)
+                .reshape([batch, backward.d_hidden]);
+            Tensor::cat(vec![last, first], 1)
+        }
+        None => last,
+    }
+}
+
+/// [`last_step_output`] in Burn tensor operations, which every backend runs.
+fn tensor_ops_last_step_output(
     forward_layers: &[Lstm],
     backward_layers: &[Lstm],
     dropout: &Dropout,

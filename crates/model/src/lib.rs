@@ -35,6 +35,8 @@
 #![warn(missing_docs)]
 
 mod fused;
+#[cfg(feature = "cpu-kernel")]
+mod kernel;
 
 use std::path::Path;
 
@@ -340,10 +342,27 @@ impl LstmClassifier {
     /// matmul per time step, over the same parameters. Only the steps the last time step's output
     /// depends on are computed.
     ///
+    /// On a CPU backend this crate was built for (its `flex` and `ndarray` features), each layer
+    /// and direction is one operation with a handwritten backward pass over the whole sequence;
+    /// elsewhere (wgpu) it is [`forward_fused_tensor_ops`](Self::forward_fused_tensor_ops).
+    ///
     /// # Panics
     /// If `sequences` has no time step, or its feature count is not the configured `input_size`.
     pub fn forward_fused(&self, sequences: Tensor<3>) -> Tensor<2> {
-        let [_, steps, _] = sequences.dims();
+        self.fused_forward(sequences, true)
+    }
+
+    /// [`forward_fused`](Self::forward_fused) written in Burn tensor operations on every backend:
+    /// the path GPU backends take, and the one the CPU kernel is checked against.
+    ///
+    /// # Panics
+    /// If `sequences` has no time step, or its feature count is not the configured `input_size`.
+    pub fn forward_fused_tensor_ops(&self, sequences: Tensor<3>) -> Tensor<2> {
+        self.fused_forward(sequences, false)
+    }
+
+    fn fused_forward(&self, sequences: Tensor<3>, kernel: bool) -> Tensor<2> {
+        let [_, steps, features] = sequences.dims();
         assert!(
             steps > 0,
             "the classifier needs sequences of at least one step"
@@ -356,11 +375,21 @@ impl LstmClassifier {
         if !standard {
             return self.forward_reference(sequences);
         }
+        let input_size = self.forward_layers[0]
+            .input_gate
+            .input_transform
+            .weight
+            .dims()[0];
+        assert_eq!(
+            features, input_size,
+            "the classifier reads {input_size} features per step, got {features}"
+        );
         let last_step = fused::last_step_output(
             &self.forward_layers,
             &self.backward_layers,
             &self.dropout,
             sequences,
+            kernel,
         );
         self.head.forward(last_step)
     }

@@ -79,20 +79,38 @@ fn parameters(model: &LstmClassifier) -> Vec<(String, Parameter)> {
     out
 }
 
+/// The ways the classifier computes its logits.
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    /// Burn's `nn::Lstm`.
+    Reference,
+    /// `forward_fused`: on flex (these tests' device), the whole-sequence kernel with its own
+    /// backward pass.
+    Fused,
+    /// `forward_fused_tensor_ops`: the fused gates in Burn tensor operations (the GPU path).
+    FusedTensorOps,
+}
+
+const FUSED_PATHS: [Path; 2] = [Path::Fused, Path::FusedTensorOps];
+
+fn logits(model: &LstmClassifier, images: Tensor<3>, path: Path) -> Tensor<2> {
+    match path {
+        Path::Reference => model.forward_reference(images),
+        Path::Fused => model.forward_fused(images),
+        Path::FusedTensorOps => model.forward_fused_tensor_ops(images),
+    }
+}
+
 /// Logits, and the gradients of the mean cross-entropy with respect to the input and to every
-/// parameter, through the fused path or the reference.
+/// parameter, through one of the paths.
 fn logits_and_gradients(
     model: &LstmClassifier,
     images: &Tensor<3>,
     targets: &Tensor<1, Int>,
-    fused: bool,
+    path: Path,
 ) -> (Vec<f32>, Vec<(String, Vec<f32>)>) {
     let device = images.device();
-    let logits = if fused {
-        model.forward_fused(images.clone())
-    } else {
-        model.forward_reference(images.clone())
-    };
+    let logits = logits(model, images.clone(), path);
     let loss = CrossEntropyLossConfig::new()
         .init(&device)
         .forward(logits.clone(), targets.clone());
@@ -119,27 +137,47 @@ fn fused_matches_reference(config: LstmClassifierConfig) {
     let labels: Vec<i64> = (0..BATCH as i64).map(|i| (i * 7) % classes).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [BATCH]), &device);
 
-    let (expected_logits, expected) = logits_and_gradients(&model, &images, &targets, false);
-    let (actual_logits, actual) = logits_and_gradients(&model, &images, &targets, true);
+    let (expected_logits, expected) =
+        logits_and_gradients(&model, &images, &targets, Path::Reference);
+    for path in FUSED_PATHS {
+        let (actual_logits, actual) = logits_and_gradients(&model, &images, &targets, path);
+        compare(
+            &config,
+            path,
+            &expected_logits,
+            &expected,
+            &actual_logits,
+            &actual,
+        );
+    }
+}
 
-    let (diff, scale) = max_diff(&expected_logits, &actual_logits);
+fn compare(
+    config: &LstmClassifierConfig,
+    path: Path,
+    expected_logits: &[f32],
+    expected: &[(String, Vec<f32>)],
+    actual_logits: &[f32],
+    actual: &[(String, Vec<f32>)],
+) {
+    let (diff, scale) = max_diff(expected_logits, actual_logits);
     assert!(
         diff <= TOLERANCE,
-        "logits differ by {diff} (largest {scale})"
+        "{path:?}: logits differ by {diff} (largest {scale})"
     );
     assert!(scale > 1e-2, "logits too small to compare: {scale}");
     assert_eq!(expected.len(), actual.len());
     let largest = expected
         .iter()
-        .zip(&actual)
+        .zip(actual)
         .map(|((_, e), (_, a))| max_diff(e, a).0)
         .fold(0.0, f32::max);
-    eprintln!("{config:?}: logits differ by {diff} at most, gradients by {largest}");
-    for ((name, expected), (_, actual)) in expected.iter().zip(&actual) {
+    eprintln!("{path:?}, {config:?}: logits differ by {diff} at most, gradients by {largest}");
+    for ((name, expected), (_, actual)) in expected.iter().zip(actual) {
         let (diff, scale) = max_diff(expected, actual);
         assert!(
             diff <= TOLERANCE,
-            "gradient of {name} differs by {diff} (largest {scale})"
+            "{path:?}: gradient of {name} differs by {diff} (largest {scale})"
         );
         // A gradient that is zero everywhere would compare equal for any path. Only the top
         // right-to-left direction has some: its output at the last step is its first step, whose
@@ -148,9 +186,12 @@ fn fused_matches_reference(config: LstmClassifierConfig) {
         let unused = name.starts_with(&top_reverse)
             && (name.contains(".hidden.weight") || name.contains(".forget_gate."));
         if unused {
-            assert_eq!(scale, 0.0, "gradient of {name}");
+            assert_eq!(scale, 0.0, "{path:?}: gradient of {name}");
         } else {
-            assert!(scale > 1e-6, "gradient of {name} is zero: {scale}");
+            assert!(
+                scale > 1e-6,
+                "{path:?}: gradient of {name} is zero: {scale}"
+            );
         }
     }
 }
@@ -222,19 +263,22 @@ fn larger_weights_match_burns_lstm() {
         .require_grad();
     let labels: Vec<i64> = (0..BATCH as i64).map(|i| i % 10).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [BATCH]), &device);
-    let (expected_logits, expected) = logits_and_gradients(&model, &images, &targets, false);
-    let (actual_logits, actual) = logits_and_gradients(&model, &images, &targets, true);
-    let (diff, scale) = max_diff(&expected_logits, &actual_logits);
-    assert!(
-        diff <= TOLERANCE,
-        "logits differ by {diff} (largest {scale})"
-    );
-    for ((name, expected), (_, actual)) in expected.iter().zip(&actual) {
-        let (diff, scale) = max_diff(expected, actual);
+    let (expected_logits, expected) =
+        logits_and_gradients(&model, &images, &targets, Path::Reference);
+    for path in FUSED_PATHS {
+        let (actual_logits, actual) = logits_and_gradients(&model, &images, &targets, path);
+        let (diff, scale) = max_diff(&expected_logits, &actual_logits);
         assert!(
             diff <= TOLERANCE,
-            "gradient of {name} differs by {diff} (largest {scale})"
+            "{path:?}: logits differ by {diff} (largest {scale})"
         );
+        for ((name, expected), (_, actual)) in expected.iter().zip(&actual) {
+            let (diff, scale) = max_diff(expected, actual);
+            assert!(
+                diff <= TOLERANCE,
+                "{path:?}: gradient of {name} differs by {diff} (largest {scale})"
+            );
+        }
     }
 }
 
@@ -251,12 +295,14 @@ fn inference_without_autodiff_matches_and_dropout_is_off() {
         let images =
             Tensor::<3>::random([batch, steps, 28], Distribution::Uniform(0.0, 1.0), &device);
         let expected = values(model.forward_reference(images.clone()));
-        let actual = values(model.forward_fused(images));
-        let (diff, scale) = max_diff(&expected, &actual);
-        assert!(
-            diff <= TOLERANCE,
-            "batch {batch}, {steps} steps: logits differ by {diff} (largest {scale})"
-        );
+        for path in FUSED_PATHS {
+            let actual = values(logits(&model, images.clone(), path));
+            let (diff, scale) = max_diff(&expected, &actual);
+            assert!(
+                diff <= TOLERANCE,
+                "{path:?}, batch {batch}, {steps} steps: logits differ by {diff} (largest {scale})"
+            );
+        }
     }
 }
 
@@ -270,18 +316,20 @@ fn dropout_between_layers_when_training() {
         .with_dropout(0.5)
         .init(&device);
     let images = Tensor::<3>::random([4, 28, 28], Distribution::Uniform(0.0, 1.0), &device);
-    let with_dropout = model.forward_fused(images.clone());
-    let without = model.valid().forward_fused(images.clone().inner());
-    let (diff, _) = max_diff(&values(without), &values(with_dropout.clone()));
-    assert!(diff > 1e-4, "dropout changed nothing");
-    let grads = with_dropout.sum().backward();
-    let gradient = model.forward_layers[0]
-        .input_gate
-        .input_transform
-        .weight
-        .grad(&grads)
-        .expect("a gradient");
-    assert!(values(gradient).iter().all(|g| g.is_finite()));
+    for path in FUSED_PATHS {
+        let with_dropout = logits(&model, images.clone(), path);
+        let without = logits(&model.valid(), images.clone().inner(), path);
+        let (diff, _) = max_diff(&values(without), &values(with_dropout.clone()));
+        assert!(diff > 1e-4, "{path:?}: dropout changed nothing");
+        let grads = with_dropout.sum().backward();
+        let gradient = model.forward_layers[0]
+            .input_gate
+            .input_transform
+            .weight
+            .grad(&grads)
+            .expect("a gradient");
+        assert!(values(gradient).iter().all(|g| g.is_finite()), "{path:?}");
+    }
 }
 
 #[test]

@@ -1,0 +1,322 @@
+//! A whole LSTM sequence as one Burn operation with its own backward pass, for the CPU backends.
+//!
+//! Written in tensor operations (`fused.rs`), a time step is still a dozen nodes of the autodiff
+//! graph, each a small kernel call, an allocation and a scalar `exp` per element. Here one
+//! direction of one layer over all its time steps is a single operation, added to Burn through its
+//! backend extension mechanism:
+//!
+//! - on the CPU backends compiled in (flex, ndarray: this crate's features of the same names), it
+//!   runs [`sequence::Forward`], plain Rust over host memory: one matrix product for every step's
+//!   input projection, one per step for the recurrence, vectorised activations, the batch split
+//!   across rayon's threads;
+//! - under autodiff, the forward pass keeps its gate activations and the handwritten backward pass
+//!   (`Forward::backward`) gives the gradients of the fused weights and, where the inputs are
+//!   tracked (upper layers), of the inputs; Burn carries them on through the concatenation of the
+//!   weights to each gate's own parameters, as for the tensor-op path.
+//!
+//! Other backends (wgpu) keep the tensor-op path: [`runs_on`] says which path a device takes.
+
+mod sequence;
+mod simd;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, TensorMetadata, backend_extension};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+use sequence::{Dims, Forward};
+
+/// The LSTM sequence operation, implemented for the CPU backends and for autodiff over them.
+#[backend_extension(
+    Flex: cfg(feature = "flex"),
+    NdArray: cfg(feature = "ndarray"),
+    Autodiff
+)]
+pub(crate) trait LstmSequenceOps: Backend {
+    /// The hidden state of every step, `[batch, steps, hidden]`, of one LSTM direction over
+    /// `inputs` `[batch, steps, input]` from a zero state, with the fused `weights`
+    /// `[input + 1 + hidden, 4 hidden]` of `fused.rs`; right to left when `reverse`.
+    fn lstm_sequence(
+        inputs: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        reverse: bool,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether [`lstm_sequence`] runs on `device`: a CPU backend whose feature this crate was built
+/// with, with or without autodiff.
+pub(crate) fn runs_on(device: &Device) -> bool {
+    #[allow(unused_imports)]
+    use burn::backend::DispatchDevice;
+    match device.clone().inner().as_dispatch() {
+        #[cfg(feature = "flex")]
+        DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "ndarray")]
+        DispatchDevice::NdArray(_) => true,
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}
+
+/// [`LstmSequenceOps::lstm_sequence`] on tensors.
+///
+/// # Panics
+/// If the device is not one [`runs_on`] accepts, or the shapes disagree.
+pub(crate) fn lstm_sequence(inputs: Tensor<3>, weights: Tensor<2>, reverse: bool) -> Tensor<3> {
+    let output = <Dispatch as LstmSequenceOps>::lstm_sequence(
+        inputs.into_dispatch(),
+        weights.into_dispatch(),
+        reverse,
+    );
+    Tensor::from_dispatch(output)
+}
+
+/// The value of a future that a CPU backend has already resolved (its reads never wait); polls
+/// again, yielding the thread, should one not be.
+fn resolved<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut context) {
+            return value;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// A host copy of a float tensor as `f32`, with its dtype (to give results back in it).
+fn to_host<B: Backend>(tensor: FloatTensor<B>) -> (Vec<f32>, DType) {
+    let data = match resolved(B::float_into_data(tensor)) {
+        Ok(data) => data,
+        // A CPU backend's read does not fail; there is no error path to report it through.
+        Err(error) => panic!("reading a tensor of the CPU backend failed: {error:?}"),
+    };
+    let dtype = data.dtype();
+    let values = match data.convert::<f32>().try_into_vec::<f32>() {
+        Ok(values) => values,
+        Err(error) => panic!("a tensor converted to f32 does not read as f32: {error:?}"),
+    };
+    (values, dtype)
+}
+
+fn from_host<B: Backend>(
+    values: Vec<f32>,
+    shape: Vec<usize>,
+    dtype: DType,
+    device: &B::Device,
+) -> FloatTensor<B> {
+    B::float_from_data(TensorData::new(values, shape).convert_dtype(dtype), device)
+}
+
+/// The sizes of a call, checked.
+fn dims(inputs: &impl TensorMetadata, weights: &impl TensorMetadata) -> Dims {
+    let (inputs, weights) = (inputs.shape(), weights.shape());
+    assert!(
+        inputs.num_dims() == 3 && weights.num_dims() == 2,
+        "lstm_sequence: inputs [batch, steps, input] and weights [input + 1 + hidden, 4 hidden], \
+         got {inputs:?} and {weights:?}"
+    );
+    let (batch, steps, input) = (inputs[0], inputs[1], inputs[2]);
+    let hidden = weights[1] / 4;
+    assert!(
+        weights[1] == 4 * hidden && weights[0] == input + 1 + hidden,
+        "lstm_sequence: weights {weights:?} do not fit inputs {inputs:?}"
+    );
+    Dims {
+        batch,
+        steps,
+        input,
+        hidden,
+    }
+}
+
+/// The forward pass on a CPU backend's primitives.
+fn run_forward<B: Backend>(
+    inputs: FloatTensor<B>,
+    weights: FloatTensor<B>,
+    reverse: bool,
+) -> (Forward, DType, B::Device) {
+    let dims = dims(&inputs, &weights);
+    let device = inputs.device();
+    let (inputs, dtype) = to_host::<B>(inputs);
+    let (weights, _) = to_host::<B>(weights);
+    (Forward::run(dims, &inputs, weights, reverse), dtype, device)
+}
+
+fn outputs<B: Backend>(forward: &Forward, dtype: DType, device: &B::Device) -> FloatTensor<B> {
+    let dims = forward.dims();
+    from_host::<B>(
+        forward.outputs(),
+        vec![dims.batch, dims.steps, dims.hidden],
+        dtype,
+        device,
+    )
+}
+
+fn sequence_on<B: Backend>(
+    inputs: FloatTensor<B>,
+    weights: FloatTensor<B>,
+    reverse: bool,
+) -> FloatTensor<B> {
+    let (forward, dtype, device) = run_forward::<B>(inputs, weights, reverse);
+    outputs::<B>(&forward, dtype, &device)
+}
+
+#[cfg(feature = "flex")]
+impl LstmSequenceOps for burn::backend::Flex {
+    fn lstm_sequence(
+        inputs: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        reverse: bool,
+    ) -> FloatTensor<Self> {
+        sequence_on::<Self>(inputs, weights, reverse)
+    }
+}
+
+#[cfg(feature = "ndarray")]
+impl LstmSequenceOps for burn::backend::NdArray {
+    fn lstm_sequence(
+        inputs: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        reverse: bool,
+    ) -> FloatTensor<Self> {
+        sequence_on::<Self>(inputs, weights, reverse)
+    }
+}
+
+/// The backward pass of [`LstmSequenceOps::lstm_sequence`]; parents `[inputs, weights]`.
+#[derive(Debug)]
+struct LstmSequenceBackward;
+
+/// What the backward pass needs: the forward pass's activations, and how to hand results back.
+#[derive(Debug, Clone)]
+struct Saved<D> {
+    forward: Arc<Forward>,
+    dtype: DType,
+    device: D,
+}
+
+impl<B: Backend> Backward<B, 2> for LstmSequenceBackward {
+    type State = Saved<B::Device>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [inputs_node, weights_node] = ops.parents;
+        let output_grad = grads.consume::<B>(&ops.node);
+        let Saved {
+            forward,
+            dtype,
+            device,
+        } = ops.state;
+        let dims = forward.dims();
+        let (output_grad, _) = to_host::<B>(output_grad);
+        let (weights_grad, inputs_grad) = forward.backward(&output_grad, inputs_node.is_some());
+        if let Some(node) = weights_node {
+            let shape = vec![dims.weight_rows(), 4 * dims.hidden];
+            grads.register::<B>(node.id, from_host::<B>(weights_grad, shape, dtype, &device));
+        }
+        if let (Some(node), Some(inputs_grad)) = (inputs_node, inputs_grad) {
+            let shape = vec![dims.batch, dims.steps, dims.input];
+            grads.register::<B>(node.id, from_host::<B>(inputs_grad, shape, dtype, &device));
+        }
+    }
+}
+
+impl<B: Backend, C: CheckpointStrategy> LstmSequenceOps for Autodiff<B, C> {
+    fn lstm_sequence(
+        inputs: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        reverse: bool,
+    ) -> FloatTensor<Self> {
+        let (inputs, inputs_node) = inputs.into_parts();
+        let (weights, weights_node) = weights.into_parts();
+        let (forward, dtype, device) = run_forward::<B>(inputs, weights, reverse);
+        let output = outputs::<B>(&forward, dtype, &device);
+        match LstmSequenceBackward
+            .prepare::<C>([inputs_node, weights_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                Saved {
+                    forward: Arc::new(forward),
+                    dtype,
+                    device,
+                },
+                output,
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn flex_devices_take_the_kernel() {
+        assert!(runs_on(&Device::flex()));
+        assert!(runs_on(&Device::flex().autodiff()));
+    }
+
+    /// Through Burn's autodiff: the kernel's outputs, and the gradients it registers for both
+    /// parents, against the host functions it wraps.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn autodiff_registers_both_gradients() {
+        let device = Device::flex().autodiff();
+        let (batch, steps, input, hidden) = (2, 3, 4, 5);
+        let inputs: Vec<f32> = (0..batch * steps * input)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let weights: Vec<f32> = (0..(input + 1 + hidden) * 4 * hidden)
+            .map(|i| (i as f32 * 0.11).cos() * 0.5)
+            .collect();
+        let x = Tensor::<3>::from_data(
+            TensorData::new(inputs.clone(), [batch, steps, input]),
+            &device,
+        )
+        .require_grad();
+        let w = Tensor::<2>::from_data(
+            TensorData::new(weights.clone(), [input + 1 + hidden, 4 * hidden]),
+            &device,
+        )
+        .require_grad();
+        let out = lstm_sequence(x.clone(), w.clone(), true);
+        let grads = out.clone().sum().backward();
+
+        let dims = Dims {
+            batch,
+            steps,
+            input,
+            hidden,
+        };
+        let forward = Forward::run(dims, &inputs, weights, true);
+        let read = |t: Tensor<3>| t.into_data().iter::<f32>().collect::<Vec<_>>();
+        assert_eq!(read(out.inner()), forward.outputs());
+        let (weights_grad, inputs_grad) =
+            forward.backward(&vec![1.0; batch * steps * hidden], true);
+        let w_grad: Vec<f32> = w
+            .grad(&grads)
+            .expect("weights gradient")
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        assert_eq!(w_grad, weights_grad);
+        let x_grad = read(x.grad(&grads).expect("inputs gradient"));
+        assert_eq!(Some(x_grad), inputs_grad);
+    }
+}

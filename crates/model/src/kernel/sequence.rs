@@ -1,0 +1,457 @@
+//! One LSTM direction over a whole batch of sequences, forward and backward, on host memory.
+//!
+//! The weights are the fused matrix of `fused.rs`: `[input + 1 + hidden, 4 hidden]`, rows
+//! `[W_x ; bias ; W_h]`, columns `[input | forget | output | cell]`, the cell gate's columns
+//! doubled so that one sigmoid serves all four gates.
+//!
+//! The batch is cut into one slice per rayon thread and each slice runs the whole sequence on its
+//! own: the rows of a batch are independent, so the threads meet once per call instead of once
+//! per time step. Within a slice, the buffers are time-major (`[steps, rows, ...]`), so that the
+//! input projection of all steps, and in the backward pass the weight gradients of all steps, are
+//! each one matrix product.
+
+use rayon::prelude::*;
+
+use super::simd::{self, Matrix};
+
+/// Sizes of a call: `batch` sequences of `steps` steps of `input` features, `hidden` units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dims {
+    pub batch: usize,
+    pub steps: usize,
+    pub input: usize,
+    pub hidden: usize,
+}
+
+impl Dims {
+    /// Rows of the fused weight matrix.
+    pub fn weight_rows(&self) -> usize {
+        self.input + 1 + self.hidden
+    }
+
+    fn gates(&self) -> usize {
+        4 * self.hidden
+    }
+}
+
+/// What the forward pass of one slice of the batch keeps for the backward pass, time-major.
+#[derive(Debug)]
+struct Slice {
+    /// First batch row of the slice, and its number of rows.
+    start: usize,
+    rows: usize,
+    /// `[steps, rows, input]`.
+    inputs: Vec<f32>,
+    /// Gate activations `[steps, rows, 4 hidden]`: `i, f, o` and the candidate `g`.
+    gates: Vec<f32>,
+    /// `[steps, rows, hidden]` each.
+    cells: Vec<f32>,
+    tanh_cells: Vec<f32>,
+    outputs: Vec<f32>,
+}
+
+/// The forward pass of one direction, kept for its backward pass.
+#[derive(Debug)]
+pub(crate) struct Forward {
+    dims: Dims,
+    reverse: bool,
+    weights: Vec<f32>,
+    slices: Vec<Slice>,
+}
+
+/// The time steps in the order a direction reads them.
+fn order(steps: usize, reverse: bool) -> impl Iterator<Item = usize> {
+    (0..steps).map(move |p| if reverse { steps - 1 - p } else { p })
+}
+
+/// Batch slices `(start, rows)`, one per thread of rayon's pool (fewer for small batches).
+fn slices(batch: usize) -> Vec<(usize, usize)> {
+    let count = rayon::current_num_threads().clamp(1, batch.max(1));
+    let base = batch / count;
+    let extra = batch % count;
+    let mut start = 0;
+    (0..count)
+        .map(|index| {
+            let rows = base + usize::from(index < extra);
+            let slice = (start, rows);
+            start += rows;
+            slice
+        })
+        .collect()
+}
+
+impl Forward {
+    /// Runs one direction over `inputs` (`[batch, steps, input]`, row-major) with the fused
+    /// `weights`, from a zero state, left to right or (`reverse`) right to left.
+    ///
+    /// # Panics
+    /// If the slices' lengths disagree with `dims`.
+    pub fn run(dims: Dims, inputs: &[f32], weights: Vec<f32>, reverse: bool) -> Self {
+        assert_eq!(inputs.len(), dims.batch * dims.steps * dims.input);
+        assert_eq!(weights.len(), dims.weight_rows() * dims.gates());
+        let slices = slices(dims.batch)
+            .into_par_iter()
+            .map(|(start, rows)| forward_slice(dims, inputs, &weights, reverse, start, rows))
+            .collect();
+        Self {
+            dims,
+            reverse,
+            weights,
+            slices,
+        }
+    }
+
+    /// The sizes of the call.
+    pub fn dims(&self) -> Dims {
+        self.dims
+    }
+
+    /// The hidden state of every step, `[batch, steps, hidden]`, each at its step's own index
+    /// (as Burn's `reverse` LSTM stores them).
+    pub fn outputs(&self) -> Vec<f32> {
+        let Dims {
+            batch,
+            steps,
+            hidden,
+            ..
+        } = self.dims;
+        let mut outputs = vec![0.0; batch * steps * hidden];
+        for slice in &self.slices {
+            for t in 0..steps {
+                for r in 0..slice.rows {
+                    let from = (t * slice.rows + r) * hidden;
+                    let to = ((slice.start + r) * steps + t) * hidden;
+                    outputs[to..to + hidden].copy_from_slice(&slice.outputs[from..from + hidden]);
+                }
+            }
+        }
+        outputs
+    }
+
+    /// The gradients of the weights (`[input + 1 + hidden, 4 hidden]`) and, when `input_grad`,
+    /// of the inputs (`[batch, steps, input]`), given that of the outputs
+    /// (`[batch, steps, hidden]`).
+    ///
+    /// # Panics
+    /// If `output_grad` does not have the outputs' length.
+    pub fn backward(&self, output_grad: &[f32], input_grad: bool) -> (Vec<f32>, Option<Vec<f32>>) {
+        let dims = self.dims;
+        assert_eq!(output_grad.len(), dims.batch * dims.steps * dims.hidden);
+        let parts: Vec<(Vec<f32>, Option<Vec<f32>>)> = self
+            .slices
+            .par_iter()
+            .map(|slice| backward_slice(self, slice, output_grad, input_grad))
+            .collect();
+        let mut weight_grad = vec![0.0; dims.weight_rows() * dims.gates()];
+        let mut inputs_grad = input_grad.then(|| vec![0.0; dims.batch * dims.steps * dims.input]);
+        for (slice, (weights, inputs)) in self.slices.iter().zip(parts) {
+            for (sum, value) in weight_grad.iter_mut().zip(&weights) {
+                *sum += value;
+            }
+            if let (Some(all), Some(part)) = (inputs_grad.as_mut(), inputs) {
+                for t in 0..dims.steps {
+                    for r in 0..slice.rows {
+                        let from = (t * slice.rows + r) * dims.input;
+                        let to = ((slice.start + r) * dims.steps + t) * dims.input;
+                        all[to..to + dims.input].copy_from_slice(&part[from..from + dims.input]);
+                    }
+                }
+            }
+        }
+        (weight_grad, inputs_grad)
+    }
+}
+
+/// The forward pass of batch rows `start..start + rows`.
+fn forward_slice(
+    dims: Dims,
+    inputs: &[f32],
+    weights: &[f32],
+    reverse: bool,
+    start: usize,
+    rows: usize,
+) -> Slice {
+    let Dims {
+        steps,
+        input,
+        hidden,
+        ..
+    } = dims;
+    let gates_width = dims.gates();
+    // Time-major copy of this slice's inputs.
+    let mut slice_inputs = vec![0.0; steps * rows * input];
+    for r in 0..rows {
+        for t in 0..steps {
+            let from = ((start + r) * steps + t) * input;
+            let to = (t * rows + r) * input;
+            slice_inputs[to..to + input].copy_from_slice(&inputs[from..from + input]);
+        }
+    }
+    let input_weights = Matrix::row_major(&weights[..input * gates_width], input, gates_width);
+    let bias = &weights[input * gates_width..(input + 1) * gates_width];
+    let hidden_weights =
+        Matrix::row_major(&weights[(input + 1) * gates_width..], hidden, gates_width);
+
+    // Every step's input projection plus bias in one product.
+    let mut gates = vec![0.0; steps * rows * gates_width];
+    for row in gates.chunks_exact_mut(gates_width) {
+        row.copy_from_slice(bias);
+    }
+    simd::matmul(
+        &mut gates,
+        gates_width,
+        true,
+        Matrix::row_major(&slice_inputs, steps * rows, input),
+        input_weights,
+    );
+
+    let step_len = rows * hidden;
+    let mut cells = vec![0.0; steps * step_len];
+    let mut tanh_cells = vec![0.0; steps * step_len];
+    let mut outputs = vec![0.0; steps * step_len];
+    let mut previous: Option<usize> = None;
+    for t in order(steps, reverse) {
+        let step_gates = &mut gates[t * rows * gates_width..(t + 1) * rows * gates_width];
+        if let Some(p) = previous {
+            simd::matmul(
+                step_gates,
+                gates_width,
+                true,
+                Matrix::row_major(&outputs[p * step_len..(p + 1) * step_len], rows, hidden),
+                hidden_weights,
+            );
+        }
+        let (cells_before, cells_from) = cells.split_at_mut(t * step_len);
+        let (current_cell, cells_after) = cells_from.split_at_mut(step_len);
+        let previous_cell = previous.map(|p| {
+            if p < t {
+                &cells_before[p * step_len..(p + 1) * step_len]
+            } else {
+                &cells_after[(p - t - 1) * step_len..(p - t) * step_len]
+            }
+        });
+        simd::forward_step(
+            hidden,
+            step_gates,
+            previous_cell,
+            current_cell,
+            &mut tanh_cells[t * step_len..(t + 1) * step_len],
+            &mut outputs[t * step_len..(t + 1) * step_len],
+        );
+        previous = Some(t);
+    }
+    Slice {
+        start,
+        rows,
+        inputs: slice_inputs,
+        gates,
+        cells,
+        tanh_cells,
+        outputs,
+    }
+}
+
+/// The backward pass of one slice: its share of the weight gradient and, when `input_grad`, the
+/// gradient of its inputs (time-major).
+fn backward_slice(
+    forward: &Forward,
+    slice: &Slice,
+    output_grad: &[f32],
+    input_grad: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let Dims {
+        steps,
+        input,
+        hidden,
+        ..
+    } = forward.dims;
+    let gates_width = 4 * hidden;
+    let rows = slice.rows;
+    let step_len = rows * hidden;
+    let weights = &forward.weights;
+    let input_weights = Matrix::row_major(&weights[..input * gates_width], input, gates_width);
+    let hidden_weights =
+        Matrix::row_major(&weights[(input + 1) * gates_width..], hidden, gates_width);
+
+    // Time-major copy of this slice's output gradient.
+    let mut slice_output_grad = vec![0.0; steps * step_len];
+    for r in 0..rows {
+        for t in 0..steps {
+            let from = ((slice.start + r) * steps + t) * hidden;
+            let to = (t * rows + r) * hidden;
+            slice_output_grad[to..to + hidden].copy_from_slice(&output_grad[from..from + hidden]);
+        }
+    }
+
+    let mut gate_grads = vec![0.0; steps * rows * gates_width];
+    let mut cell_grad = vec![0.0; step_len];
+    let mut recurrent_grad = vec![0.0; step_len];
+    let read_order: Vec<usize> = order(steps, forward.reverse).collect();
+    for (position, &t) in read_order.iter().enumerate().rev() {
+        let previous = position.checked_sub(1).map(|p| read_order[p]);
+        let has_next = position + 1 < steps;
+        let step_gate_grads = &mut gate_grads[t * rows * gates_width..(t + 1) * rows * gates_width];
+        simd::backward_step(
+            hidden,
+            &slice.gates[t * rows * gates_width..(t + 1) * rows * gates_width],
+            previous.map(|p| &slice.cells[p * step_len..(p + 1) * step_len]),
+            &slice.tanh_cells[t * step_len..(t + 1) * step_len],
+            &slice_output_grad[t * step_len..(t + 1) * step_len],
+            has_next.then_some(&recurrent_grad[..]),
+            &mut cell_grad,
+            step_gate_grads,
+        );
+        if previous.is_some() {
+            // What reaches the previous step's hidden state through this step's gates.
+            simd::matmul(
+                &mut recurrent_grad,
+                hidden,
+                false,
+                Matrix::row_major(step_gate_grads, rows, gates_width),
+                hidden_weights.transpose(),
+            );
+        }
+    }
+
+    let all_rows = steps * rows;
+    let gate_grads_matrix = Matrix::row_major(&gate_grads, all_rows, gates_width);
+    let mut weight_grad = vec![0.0; forward.dims.weight_rows() * gates_width];
+    let (input_part, rest) = weight_grad.split_at_mut(input * gates_width);
+    let (bias_part, hidden_part) = rest.split_at_mut(gates_width);
+    simd::matmul(
+        input_part,
+        gates_width,
+        false,
+        Matrix::row_major(&slice.inputs, all_rows, input).transpose(),
+        gate_grads_matrix,
+    );
+    simd::add_column_sums(&gate_grads, gates_width, bias_part);
+    if steps > 1 {
+        // Each step but the first read the hidden state of the step before it, and the steps
+        // are stored in time order, so the pairs (previous output, gate gradient) are two
+        // contiguous ranges, shifted by one step.
+        let pairs = (steps - 1) * rows;
+        let (outputs, grads) = if forward.reverse {
+            (
+                &slice.outputs[step_len..],
+                &gate_grads[..pairs * gates_width],
+            )
+        } else {
+            (
+                &slice.outputs[..pairs * hidden],
+                &gate_grads[rows * gates_width..],
+            )
+        };
+        simd::matmul(
+            hidden_part,
+            gates_width,
+            false,
+            Matrix::row_major(outputs, pairs, hidden).transpose(),
+            Matrix::row_major(grads, pairs, gates_width),
+        );
+    }
+    let inputs_grad = input_grad.then(|| {
+        let mut grad = vec![0.0; all_rows * input];
+        simd::matmul(
+            &mut grad,
+            input,
+            false,
+            gate_grads_matrix,
+            input_weights.transpose(),
+        );
+        grad
+    });
+    (weight_grad, inputs_grad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic pseudo-random sequence in [-scale, scale].
+    fn values(count: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (0..count)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    /// The loss `sum(outputs * probe)`, whose gradient with respect to the outputs is `probe`.
+    fn loss(dims: Dims, inputs: &[f32], weights: &[f32], reverse: bool, probe: &[f32]) -> f64 {
+        Forward::run(dims, inputs, weights.to_vec(), reverse)
+            .outputs()
+            .iter()
+            .zip(probe)
+            .map(|(o, p)| f64::from(*o) * f64::from(*p))
+            .sum()
+    }
+
+    /// The analytic gradients against central differences of the loss, for both directions.
+    #[test]
+    fn backward_matches_finite_differences() {
+        let dims = Dims {
+            batch: 3,
+            steps: 4,
+            input: 2,
+            hidden: 3,
+        };
+        let inputs = values(dims.batch * dims.steps * dims.input, 1, 1.0);
+        let weights = values(dims.weight_rows() * 4 * dims.hidden, 2, 0.8);
+        let probe = values(dims.batch * dims.steps * dims.hidden, 3, 1.0);
+        for reverse in [false, true] {
+            let forward = Forward::run(dims, &inputs, weights.clone(), reverse);
+            let (weight_grad, inputs_grad) = forward.backward(&probe, true);
+            let inputs_grad = inputs_grad.expect("asked for the inputs' gradient");
+            let epsilon = 1e-2;
+            let check = |analytic: f32, plus: f64, minus: f64, what: String| {
+                let numeric = (plus - minus) / (2.0 * f64::from(epsilon));
+                assert!(
+                    (f64::from(analytic) - numeric).abs() < 2e-3,
+                    "{what} (reverse {reverse}): analytic {analytic}, numeric {numeric}"
+                );
+            };
+            for k in 0..weights.len() {
+                let mut plus = weights.clone();
+                plus[k] += epsilon;
+                let mut minus = weights.clone();
+                minus[k] -= epsilon;
+                check(
+                    weight_grad[k],
+                    loss(dims, &inputs, &plus, reverse, &probe),
+                    loss(dims, &inputs, &minus, reverse, &probe),
+                    format!("weight {k}"),
+                );
+            }
+            for k in 0..inputs.len() {
+                let mut plus = inputs.clone();
+                plus[k] += epsilon;
+                let mut minus = inputs.clone();
+                minus[k] -= epsilon;
+                check(
+                    inputs_grad[k],
+                    loss(dims, &plus, &weights, reverse, &probe),
+                    loss(dims, &minus, &weights, reverse, &probe),
+                    format!("input {k}"),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn slices_cover_the_batch_once() {
+        for batch in [0, 1, 2, 3, 64, 1000] {
+            let parts = slices(batch);
+            assert_eq!(parts.iter().map(|(_, rows)| rows).sum::<usize>(), batch);
+            let mut next = 0;
+            for (start, _) in &parts {
+                assert_eq!(*start, next);
+                next += parts.iter().find(|(s, _)| s == start).map_or(0, |p| p.1);
+            }
+        }
+    }
+}
