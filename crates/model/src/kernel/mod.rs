@@ -160,13 +160,23 @@ fn outputs<B: Backend>(forward: &Forward, dtype: DType, device: &B::Device) -> F
     )
 }
 
+/// The outputs alone, nothing kept for a backward pass.
 fn sequence_on<B: Backend>(
     inputs: FloatTensor<B>,
     weights: FloatTensor<B>,
     reverse: bool,
 ) -> FloatTensor<B> {
-    let (forward, dtype, device) = run_forward::<B>(inputs, weights, reverse);
-    outputs::<B>(&forward, dtype, &device)
+    let dims = dims(&inputs, &weights);
+    let device = inputs.device();
+    let (inputs, dtype) = to_host::<B>(inputs);
+    let (weights, _) = to_host::<B>(weights);
+    let outputs = sequence::infer(dims, &inputs, &weights, reverse);
+    from_host::<B>(
+        outputs,
+        vec![dims.batch, dims.steps, dims.hidden],
+        dtype,
+        &device,
+    )
 }
 
 #[cfg(feature = "flex")]
@@ -241,22 +251,22 @@ impl<B: Backend, C: CheckpointStrategy> LstmSequenceOps for Autodiff<B, C> {
     ) -> FloatTensor<Self> {
         let (inputs, inputs_node) = inputs.into_parts();
         let (weights, weights_node) = weights.into_parts();
-        let (forward, dtype, device) = run_forward::<B>(inputs, weights, reverse);
-        let output = outputs::<B>(&forward, dtype, &device);
         match LstmSequenceBackward
             .prepare::<C>([inputs_node, weights_node])
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish(
-                Saved {
+            OpsKind::Tracked(prep) => {
+                let (forward, dtype, device) = run_forward::<B>(inputs, weights, reverse);
+                let output = outputs::<B>(&forward, dtype, &device);
+                let saved = Saved {
                     forward: Arc::new(forward),
                     dtype,
                     device,
-                },
-                output,
-            ),
-            OpsKind::UnTracked(prep) => prep.finish(output),
+                };
+                prep.finish(saved, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(sequence_on::<B>(inputs, weights, reverse)),
         }
     }
 }

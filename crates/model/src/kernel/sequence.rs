@@ -162,6 +162,101 @@ impl Forward {
     }
 }
 
+/// The hidden state of every step, `[batch, steps, hidden]`, of one direction over `inputs`
+/// (`[batch, steps, input]`), as [`Forward::run`] followed by [`Forward::outputs`] gives it, but
+/// keeping nothing for a backward pass: for inference.
+///
+/// Each step is one product of `[x_t, 1, h_{t-1}]` with the whole fused matrix, so the buffers
+/// are one step's and stay in cache however large the batch.
+///
+/// # Panics
+/// If the slices' lengths disagree with `dims`.
+pub(crate) fn infer(dims: Dims, inputs: &[f32], weights: &[f32], reverse: bool) -> Vec<f32> {
+    let Dims {
+        batch,
+        steps,
+        input,
+        hidden,
+    } = dims;
+    assert_eq!(inputs.len(), batch * steps * input);
+    assert_eq!(weights.len(), dims.weight_rows() * dims.gates());
+    let mut outputs = vec![0.0; batch * steps * hidden];
+    let mut parts = Vec::new();
+    let mut rest = &mut outputs[..];
+    for (start, rows) in slices(batch) {
+        let (part, after) = rest.split_at_mut(rows * steps * hidden);
+        parts.push((start, rows, part));
+        rest = after;
+    }
+    parts.into_par_iter().for_each(|(start, rows, part)| {
+        infer_slice(dims, inputs, weights, reverse, start, rows, part)
+    });
+    outputs
+}
+
+/// [`infer`] for batch rows `start..start + rows`, into their part of the outputs.
+fn infer_slice(
+    dims: Dims,
+    inputs: &[f32],
+    weights: &[f32],
+    reverse: bool,
+    start: usize,
+    rows: usize,
+    outputs: &mut [f32],
+) {
+    let Dims {
+        steps,
+        input,
+        hidden,
+        ..
+    } = dims;
+    let width = dims.weight_rows();
+    let gates_width = dims.gates();
+    // `[x_t, 1, h_{t-1}]` per row.
+    let mut operand = vec![0.0; rows * width];
+    for row in operand.chunks_exact_mut(width) {
+        row[input] = 1.0;
+    }
+    let mut gates = vec![0.0; rows * gates_width];
+    let mut previous_cell = vec![0.0; rows * hidden];
+    let mut cell = vec![0.0; rows * hidden];
+    let mut tanh_cell = vec![0.0; rows * hidden];
+    let mut state = vec![0.0; rows * hidden];
+    for (position, t) in order(steps, reverse).enumerate() {
+        for (r, row) in operand.chunks_exact_mut(width).enumerate() {
+            let from = ((start + r) * steps + t) * input;
+            row[..input].copy_from_slice(&inputs[from..from + input]);
+        }
+        // The first step's hidden state is zero: its rows of the matrix are left out.
+        let used = if position == 0 { input + 1 } else { width };
+        simd::matmul(
+            &mut gates,
+            gates_width,
+            false,
+            Matrix::strided(&operand, rows, used, width),
+            Matrix::row_major(&weights[..used * gates_width], used, gates_width),
+        );
+        simd::forward_step(
+            hidden,
+            &mut gates,
+            (position > 0).then_some(&previous_cell[..]),
+            &mut cell,
+            &mut tanh_cell,
+            &mut state,
+        );
+        std::mem::swap(&mut cell, &mut previous_cell);
+        for (r, (row, h)) in operand
+            .chunks_exact_mut(width)
+            .zip(state.chunks_exact(hidden))
+            .enumerate()
+        {
+            row[input + 1..].copy_from_slice(h);
+            let to = (r * steps + t) * hidden;
+            outputs[to..to + hidden].copy_from_slice(h);
+        }
+    }
+}
+
 /// The forward pass of batch rows `start..start + rows`.
 fn forward_slice(
     dims: Dims,
@@ -438,6 +533,25 @@ mod tests {
                     loss(dims, &minus, &weights, reverse, &probe),
                     format!("input {k}"),
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn inference_gives_the_training_forward_outputs() {
+        let dims = Dims {
+            batch: 5,
+            steps: 6,
+            input: 3,
+            hidden: 4,
+        };
+        let inputs = values(dims.batch * dims.steps * dims.input, 4, 1.0);
+        let weights = values(dims.weight_rows() * 4 * dims.hidden, 5, 0.8);
+        for reverse in [false, true] {
+            let expected = Forward::run(dims, &inputs, weights.clone(), reverse).outputs();
+            let actual = infer(dims, &inputs, &weights, reverse);
+            for (e, a) in expected.iter().zip(&actual) {
+                assert!((e - a).abs() < 1e-6, "reverse {reverse}: {e} vs {a}");
             }
         }
     }

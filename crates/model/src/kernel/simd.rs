@@ -15,7 +15,8 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND_MAGIC) - ROUND_MAGIC;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND_MAGIC;
+    let n = shifted - ROUND_MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4;
     let p = p * r + 1.398_199_9e-3;
@@ -24,8 +25,10 @@ fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 5.000_000_1e-1;
     let p = p * r * r + r + 1.0;
-    // 2^n from its exponent bits; n is in [-126, 127], so the result is normal.
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n: `shifted`'s low mantissa bits hold n (its unit is 1), so n + 127 shifted into the
+    // exponent field is 2^n, in integer operations that vectorise (a float-to-int cast does
+    // not); n is in [-126, 127], so the result is normal.
+    p * f32::from_bits(shifted.to_bits().wrapping_add(127) << 23)
 }
 
 #[inline(always)]
@@ -96,22 +99,35 @@ fn forward_step_generic(
     }
     for (row, gates) in gates.chunks_exact_mut(4 * h).enumerate() {
         let span = row * h..(row + 1) * h;
+        // Every slice cut to `h` up front, so that the loops below carry no bounds checks and
+        // vectorise.
         let (ifo, candidate) = gates.split_at_mut(3 * h);
-        let (input, fo) = ifo.split_at(h);
-        let (forget, out_gate) = fo.split_at(h);
+        let candidate = &mut candidate[..h];
+        let input = &ifo[..h];
+        let forget = &ifo[h..2 * h];
+        let out_gate = &ifo[2 * h..3 * h];
         let cell = &mut cell[span.clone()];
         let tanh_cell = &mut tanh_cell[span.clone()];
         let output = &mut output[span.clone()];
+        match previous_cell {
+            Some(previous) => {
+                let previous = &previous[span];
+                for j in 0..h {
+                    let g = 2.0 * candidate[j] - 1.0;
+                    candidate[j] = g;
+                    cell[j] = forget[j] * previous[j] + input[j] * g;
+                }
+            }
+            None => {
+                for j in 0..h {
+                    let g = 2.0 * candidate[j] - 1.0;
+                    candidate[j] = g;
+                    cell[j] = input[j] * g;
+                }
+            }
+        }
         for j in 0..h {
-            let g = 2.0 * candidate[j] - 1.0;
-            candidate[j] = g;
-            let kept = match previous_cell {
-                Some(previous) => forget[j] * previous[span.start + j],
-                None => 0.0,
-            };
-            let c = kept + input[j] * g;
-            let t = 2.0 * sigmoid(2.0 * c) - 1.0;
-            cell[j] = c;
+            let t = 2.0 * sigmoid(2.0 * cell[j]) - 1.0;
             tanh_cell[j] = t;
             output[j] = out_gate[j] * t;
         }
@@ -188,33 +204,33 @@ fn backward_step_generic(
     gate_grads: &mut [f32],
 ) {
     let h = hidden;
+    let zeros = vec![0.0f32; h];
     for (row, (gates, grads)) in gates
         .chunks_exact(4 * h)
         .zip(gate_grads.chunks_exact_mut(4 * h))
         .enumerate()
     {
         let span = row * h..(row + 1) * h;
-        let (input, rest) = gates.split_at(h);
-        let (forget, rest) = rest.split_at(h);
-        let (out_gate, candidate) = rest.split_at(h);
+        // Every slice cut to `h` up front, so that the loop carries no bounds checks and
+        // vectorises; a missing previous cell or recurrent gradient reads as zeros.
+        let input = &gates[..h];
+        let forget = &gates[h..2 * h];
+        let out_gate = &gates[2 * h..3 * h];
+        let candidate = &gates[3 * h..4 * h];
         let (d_input, rest) = grads.split_at_mut(h);
         let (d_forget, rest) = rest.split_at_mut(h);
         let (d_out_gate, d_candidate) = rest.split_at_mut(h);
+        let d_candidate = &mut d_candidate[..h];
         let tanh_cell = &tanh_cell[span.clone()];
         let output_grad = &output_grad[span.clone()];
         let cell_grad = &mut cell_grad[span.clone()];
+        let previous = &previous_cell.map_or(&zeros[..], |p| &p[span.clone()])[..h];
+        let recurrent = &recurrent_grad.map_or(&zeros[..], |r| &r[span.clone()])[..h];
         for j in 0..h {
-            let dh = output_grad[j]
-                + match recurrent_grad {
-                    Some(recurrent) => recurrent[span.start + j],
-                    None => 0.0,
-                };
+            let dh = output_grad[j] + recurrent[j];
+            let c_prev = previous[j];
             let (i, f, o, g, t) = (input[j], forget[j], out_gate[j], candidate[j], tanh_cell[j]);
             let dc = cell_grad[j] + dh * o * (1.0 - t * t);
-            let c_prev = match previous_cell {
-                Some(previous) => previous[span.start + j],
-                None => 0.0,
-            };
             d_input[j] = dc * g * i * (1.0 - i);
             d_forget[j] = dc * c_prev * f * (1.0 - f);
             d_out_gate[j] = dh * t * o * (1.0 - o);
