@@ -205,7 +205,7 @@ fn a_model_json_without_the_newer_fields_loads_with_their_defaults() {
     let config = LstmClassifierConfig::from_file(&path).unwrap();
     assert_eq!(config, LstmClassifierConfig::new());
     assert_eq!(config.forget_bias, 0.0);
-    assert!(!config.fused);
+    assert!(config.fused);
 }
 
 #[test]

@@ -200,7 +200,7 @@ pub struct TrainingSection {
     pub eval_batch_size: usize,
     /// Reshuffle the training images every epoch.
     pub shuffle: bool,
-    /// Seeds weight initialisation, dropout and shuffling.
+    /// Seeds weight initialisation, dropout and shuffling (default 44, as `configs/default.toml`).
     pub seed: u64,
     /// Print a step line every this many steps (0: never).
     pub log_every: usize,
@@ -222,7 +222,7 @@ impl Default for TrainingSection {
             batch_size: 64,
             eval_batch_size: 1_000,
             shuffle: true,
-            seed: 42,
+            seed: 44,
             log_every: 50,
             log_eval_size: 2_000,
             keep_checkpoints: 2,

@@ -4,9 +4,12 @@
 //! `[W_x ; bias ; W_h]`, columns `[input | forget | output | cell]`, the cell gate's columns
 //! doubled so that one sigmoid serves all four gates.
 //!
-//! The batch is cut into one slice per rayon thread and each slice runs the whole sequence on its
-//! own: the rows of a batch are independent, so the threads meet once per call instead of once
-//! per time step. Within a slice, the buffers are time-major (`[steps, rows, ...]`), so that the
+//! The batch is cut into slices that rayon's threads run in parallel, each the whole sequence on
+//! its own: the rows of a batch are independent, so the threads meet once per call instead of
+//! once per time step. For training the slices have [`TRAINING_SLICE_ROWS`] rows whatever the
+//! thread count, because the weight gradient is summed slice by slice: a run then gives the same
+//! weights, bit for bit, on any number of threads. Inference has no such sum and cuts the batch
+//! into one slice per thread. Within a slice, the buffers are time-major (`[steps, rows, ...]`), so that the
 //! input projection of all steps, and in the backward pass the weight gradients of all steps, are
 //! each one matrix product.
 
@@ -64,9 +67,26 @@ fn order(steps: usize, reverse: bool) -> impl Iterator<Item = usize> {
     (0..steps).map(move |p| if reverse { steps - 1 - p } else { p })
 }
 
-/// Batch slices `(start, rows)`, one per thread of rayon's pool (fewer for small batches).
+/// Rows of a training slice: two slices for the seed's batch of 64, one per core of a laptop
+/// CPU's pair, and enough rows for the matrix products to run near full speed.
+const TRAINING_SLICE_ROWS: usize = 32;
+
+/// Batch slices `(start, rows)` for inference: one per thread of rayon's pool (fewer for small
+/// batches).
 fn slices(batch: usize) -> Vec<(usize, usize)> {
-    let count = rayon::current_num_threads().clamp(1, batch.max(1));
+    split(batch, rayon::current_num_threads())
+}
+
+/// Batch slices `(start, rows)` for training: [`TRAINING_SLICE_ROWS`] rows each, whatever the
+/// number of threads, so that the sums over slices do not depend on it.
+fn training_slices(batch: usize) -> Vec<(usize, usize)> {
+    split(batch, batch.div_ceil(TRAINING_SLICE_ROWS))
+}
+
+/// `batch` rows cut into `count` contiguous slices of sizes differing by at most one (at least
+/// one slice, at most one per row).
+fn split(batch: usize, count: usize) -> Vec<(usize, usize)> {
+    let count = count.clamp(1, batch.max(1));
     let base = batch / count;
     let extra = batch % count;
     let mut start = 0;
@@ -89,7 +109,7 @@ impl Forward {
     pub fn run(dims: Dims, inputs: &[f32], weights: Vec<f32>, reverse: bool) -> Self {
         assert_eq!(inputs.len(), dims.batch * dims.steps * dims.input);
         assert_eq!(weights.len(), dims.weight_rows() * dims.gates());
-        let slices = slices(dims.batch)
+        let slices = training_slices(dims.batch)
             .into_par_iter()
             .map(|(start, rows)| forward_slice(dims, inputs, &weights, reverse, start, rows))
             .collect();
@@ -558,14 +578,23 @@ mod tests {
 
     #[test]
     fn slices_cover_the_batch_once() {
-        for batch in [0, 1, 2, 3, 64, 1000] {
-            let parts = slices(batch);
-            assert_eq!(parts.iter().map(|(_, rows)| rows).sum::<usize>(), batch);
-            let mut next = 0;
-            for (start, _) in &parts {
-                assert_eq!(*start, next);
-                next += parts.iter().find(|(s, _)| s == start).map_or(0, |p| p.1);
+        for batch in [0, 1, 2, 3, 64, 100, 1000] {
+            for count in [1, 2, 3, 7, 2000] {
+                let parts = split(batch, count);
+                assert!(!parts.is_empty());
+                let mut next = 0;
+                for &(start, rows) in &parts {
+                    assert_eq!(start, next, "batch {batch}, {count} slices: {parts:?}");
+                    assert!(rows > 0 || batch == 0, "batch {batch}: an empty slice");
+                    next += rows;
+                }
+                assert_eq!(next, batch);
             }
         }
+        assert_eq!(training_slices(64), vec![(0, 32), (32, 32)]);
+        assert_eq!(
+            training_slices(100),
+            vec![(0, 25), (25, 25), (50, 25), (75, 25)]
+        );
     }
 }
