@@ -1,17 +1,21 @@
-//! Speed of the classifier's fused LSTM forward (`LstmClassifier::forward`) against Burn's own
-//! `nn::Lstm` (`LstmClassifier::forward_reference`), alternated in one process so that both see
-//! the same machine load: rounds of reference, fused, reference, fused, ...
+//! Speed of the classifier's fused LSTM forward (`LstmClassifier::forward_fused`: on flex the
+//! whole-sequence kernel) and of the same fused maths in Burn tensor operations
+//! (`forward_fused_tensor_ops`, the GPU backends' path) against Burn's own `nn::Lstm`
+//! (`LstmClassifier::forward_reference`), alternated in one process so that all see the same
+//! machine load: rounds of reference, fused, fused in tensor ops, reference, ...
 //!
 //! - training: forward, cross-entropy and backward (no optimiser) of batches of 64 random
 //!   `[28, 28]` images on the autodiff device;
 //! - inference: forward of batches of 1000 images, the logits read back.
 //!
 //! ```sh
-//! RAYON_NUM_THREADS=2 cargo run -p model --release --example lstm_speed -- [ROUNDS] [LAYERS] [bi]
+//! RAYON_NUM_THREADS=2 cargo run -p model --release --features flex --example lstm_speed -- \
+//!     [ROUNDS] [LAYERS] [bi]
 //! ```
 //!
 //! It prints each round's images/s and, per measurement, the median of the per-round ratios
-//! fused / reference (above 1: the fused path is faster). Timings on a shared machine vary; only
+//! path / reference (above 1: that path is faster). Without `--features flex` (or `ndarray`) the
+//! kernel is not compiled and both fused paths are the tensor-op one. Timings on a shared machine vary; only
 //! the ratios of one run mean much.
 
 use std::time::Instant;
@@ -30,12 +34,14 @@ const INFER_BATCHES: usize = 3;
 enum Path {
     Reference,
     Fused,
+    FusedTensorOps,
 }
 
 fn logits(model: &LstmClassifier, path: Path, images: Tensor<3>) -> Tensor<2> {
     match path {
         Path::Reference => model.forward_reference(images),
         Path::Fused => model.forward_fused(images),
+        Path::FusedTensorOps => model.forward_fused_tensor_ops(images),
     }
 }
 
@@ -120,7 +126,7 @@ fn main() {
         },
         config.hidden_size,
     );
-    let paths = [Path::Reference, Path::Fused];
+    let paths = [Path::Reference, Path::Fused, Path::FusedTensorOps];
     let device = Device::default();
     let train_device = device.clone().autodiff();
     let train_model = config.init(&train_device);
