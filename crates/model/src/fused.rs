@@ -207,25 +207,27 @@ fn kernel_last_step_output(
         .iter()
         .zip(layer_iter(backward_layers))
     {
-        let forward_out = lstm_sequence(x.clone(), weights(forward), false);
+        let forward_out = lstm_sequence(x.clone(), weights(forward), false, false);
         x = match backward {
             None => forward_out,
             Some(backward) => Tensor::cat(
-                vec![forward_out, lstm_sequence(x, weights(backward), true)],
+                vec![
+                    forward_out,
+                    lstm_sequence(x, weights(backward), true, false),
+                ],
                 2,
             ),
         };
         x = dropout.forward(x);
     }
     let top_forward = &forward_layers[top];
-    let last = lstm_sequence(x.clone(), weights(top_forward), false)
-        .narrow(1, steps - 1, 1)
+    let last = lstm_sequence(x.clone(), weights(top_forward), false, true)
         .reshape([batch, top_forward.d_hidden]);
     match backward_layers.get(top) {
         Some(backward) => {
             // The right-to-left direction's output at the last step is its first step: one step
             // from the zero state over the last input.
-            let first = lstm_sequence(x.narrow(1, steps - 1, 1), weights(backward), false)
+            let first = lstm_sequence(x.narrow(1, steps - 1, 1), weights(backward), false, true)
                 .reshape([batch, backward.d_hidden]);
             Tensor::cat(vec![last, first], 1)
         }

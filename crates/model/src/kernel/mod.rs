@@ -42,11 +42,14 @@ use sequence::{Dims, Forward};
 pub(crate) trait LstmSequenceOps: Backend {
     /// The hidden state of every step, `[batch, steps, hidden]`, of one LSTM direction over
     /// `inputs` `[batch, steps, input]` from a zero state, with the fused `weights`
-    /// `[input + 1 + hidden, 4 hidden]` of `fused.rs`; right to left when `reverse`.
+    /// `[input + 1 + hidden, 4 hidden]` of `fused.rs`; right to left when `reverse`. With
+    /// `last_only`, the last index's alone, `[batch, 1, hidden]` (all a classifier's top layer
+    /// reads).
     fn lstm_sequence(
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         reverse: bool,
+        last_only: bool,
     ) -> FloatTensor<Self>;
 }
 
@@ -69,11 +72,17 @@ pub(crate) fn runs_on(device: &Device) -> bool {
 ///
 /// # Panics
 /// If the device is not one [`runs_on`] accepts, or the shapes disagree.
-pub(crate) fn lstm_sequence(inputs: Tensor<3>, weights: Tensor<2>, reverse: bool) -> Tensor<3> {
+pub(crate) fn lstm_sequence(
+    inputs: Tensor<3>,
+    weights: Tensor<2>,
+    reverse: bool,
+    last_only: bool,
+) -> Tensor<3> {
     let output = <Dispatch as LstmSequenceOps>::lstm_sequence(
         inputs.into_dispatch(),
         weights.into_dispatch(),
         reverse,
+        last_only,
     );
     Tensor::from_dispatch(output)
 }
@@ -142,19 +151,21 @@ fn run_forward<B: Backend>(
     inputs: FloatTensor<B>,
     weights: FloatTensor<B>,
     reverse: bool,
+    last_only: bool,
 ) -> (Forward, DType, B::Device) {
     let dims = dims(&inputs, &weights);
     let device = inputs.device();
     let (inputs, dtype) = to_host::<B>(inputs);
     let (weights, _) = to_host::<B>(weights);
-    (Forward::run(dims, &inputs, weights, reverse), dtype, device)
+    let forward = Forward::run(dims, &inputs, weights, reverse, last_only);
+    (forward, dtype, device)
 }
 
 fn outputs<B: Backend>(forward: &Forward, dtype: DType, device: &B::Device) -> FloatTensor<B> {
     let dims = forward.dims();
     from_host::<B>(
         forward.outputs(),
-        vec![dims.batch, dims.steps, dims.hidden],
+        vec![dims.batch, forward.kept_steps(), dims.hidden],
         dtype,
         device,
     )
@@ -165,18 +176,15 @@ fn sequence_on<B: Backend>(
     inputs: FloatTensor<B>,
     weights: FloatTensor<B>,
     reverse: bool,
+    last_only: bool,
 ) -> FloatTensor<B> {
     let dims = dims(&inputs, &weights);
     let device = inputs.device();
     let (inputs, dtype) = to_host::<B>(inputs);
     let (weights, _) = to_host::<B>(weights);
-    let outputs = sequence::infer(dims, &inputs, &weights, reverse);
-    from_host::<B>(
-        outputs,
-        vec![dims.batch, dims.steps, dims.hidden],
-        dtype,
-        &device,
-    )
+    let outputs = sequence::infer(dims, &inputs, &weights, reverse, last_only);
+    let kept = if last_only { 1 } else { dims.steps };
+    from_host::<B>(outputs, vec![dims.batch, kept, dims.hidden], dtype, &device)
 }
 
 #[cfg(feature = "flex")]
@@ -185,8 +193,9 @@ impl LstmSequenceOps for burn::backend::Flex {
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         reverse: bool,
+        last_only: bool,
     ) -> FloatTensor<Self> {
-        sequence_on::<Self>(inputs, weights, reverse)
+        sequence_on::<Self>(inputs, weights, reverse, last_only)
     }
 }
 
@@ -196,8 +205,9 @@ impl LstmSequenceOps for burn::backend::NdArray {
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         reverse: bool,
+        last_only: bool,
     ) -> FloatTensor<Self> {
-        sequence_on::<Self>(inputs, weights, reverse)
+        sequence_on::<Self>(inputs, weights, reverse, last_only)
     }
 }
 
@@ -248,6 +258,7 @@ impl<B: Backend, C: CheckpointStrategy> LstmSequenceOps for Autodiff<B, C> {
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         reverse: bool,
+        last_only: bool,
     ) -> FloatTensor<Self> {
         let (inputs, inputs_node) = inputs.into_parts();
         let (weights, weights_node) = weights.into_parts();
@@ -257,7 +268,8 @@ impl<B: Backend, C: CheckpointStrategy> LstmSequenceOps for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (forward, dtype, device) = run_forward::<B>(inputs, weights, reverse);
+                let (forward, dtype, device) =
+                    run_forward::<B>(inputs, weights, reverse, last_only);
                 let output = outputs::<B>(&forward, dtype, &device);
                 let saved = Saved {
                     forward: Arc::new(forward),
@@ -266,7 +278,9 @@ impl<B: Backend, C: CheckpointStrategy> LstmSequenceOps for Autodiff<B, C> {
                 };
                 prep.finish(saved, output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(sequence_on::<B>(inputs, weights, reverse)),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(sequence_on::<B>(inputs, weights, reverse, last_only))
+            }
         }
     }
 }
@@ -305,7 +319,7 @@ mod tests {
             &device,
         )
         .require_grad();
-        let out = lstm_sequence(x.clone(), w.clone(), true);
+        let out = lstm_sequence(x.clone(), w.clone(), true, false);
         let grads = out.clone().sum().backward();
 
         let dims = Dims {
@@ -314,7 +328,7 @@ mod tests {
             input,
             hidden,
         };
-        let forward = Forward::run(dims, &inputs, weights, true);
+        let forward = Forward::run(dims, &inputs, weights, true, false);
         let read = |t: Tensor<3>| t.into_data().iter::<f32>().collect::<Vec<_>>();
         assert_eq!(read(out.inner()), forward.outputs());
         let (weights_grad, inputs_grad) =

@@ -58,8 +58,19 @@ struct Slice {
 pub(crate) struct Forward {
     dims: Dims,
     reverse: bool,
+    last_only: bool,
     weights: Vec<f32>,
     slices: Vec<Slice>,
+}
+
+/// The steps whose hidden states an output holds, `[batch, kept, hidden]`: every step, or (for a
+/// classifier's top layer, which reads only the last) the last index alone.
+fn kept(steps: usize, last_only: bool) -> std::ops::Range<usize> {
+    if last_only {
+        steps.saturating_sub(1)..steps
+    } else {
+        0..steps
+    }
 }
 
 /// The time steps in the order a direction reads them.
@@ -102,11 +113,18 @@ fn split(batch: usize, count: usize) -> Vec<(usize, usize)> {
 
 impl Forward {
     /// Runs one direction over `inputs` (`[batch, steps, input]`, row-major) with the fused
-    /// `weights`, from a zero state, left to right or (`reverse`) right to left.
+    /// `weights`, from a zero state, left to right or (`reverse`) right to left; its outputs
+    /// are every step's hidden state, or the last index's alone when `last_only`.
     ///
     /// # Panics
     /// If the slices' lengths disagree with `dims`.
-    pub fn run(dims: Dims, inputs: &[f32], weights: Vec<f32>, reverse: bool) -> Self {
+    pub fn run(
+        dims: Dims,
+        inputs: &[f32],
+        weights: Vec<f32>,
+        reverse: bool,
+        last_only: bool,
+    ) -> Self {
         assert_eq!(inputs.len(), dims.batch * dims.steps * dims.input);
         assert_eq!(weights.len(), dims.weight_rows() * dims.gates());
         let slices = training_slices(dims.batch)
@@ -116,6 +134,7 @@ impl Forward {
         Self {
             dims,
             reverse,
+            last_only,
             weights,
             slices,
         }
@@ -126,21 +145,23 @@ impl Forward {
         self.dims
     }
 
+    /// The steps the outputs hold (see [`kept`]).
+    pub fn kept_steps(&self) -> usize {
+        kept(self.dims.steps, self.last_only).len()
+    }
+
     /// The hidden state of every step, `[batch, steps, hidden]`, each at its step's own index
-    /// (as Burn's `reverse` LSTM stores them).
+    /// (as Burn's `reverse` LSTM stores them), or of the last index, `[batch, 1, hidden]`.
     pub fn outputs(&self) -> Vec<f32> {
-        let Dims {
-            batch,
-            steps,
-            hidden,
-            ..
-        } = self.dims;
-        let mut outputs = vec![0.0; batch * steps * hidden];
+        let Dims { batch, hidden, .. } = self.dims;
+        let kept = kept(self.dims.steps, self.last_only);
+        let width = kept.len();
+        let mut outputs = vec![0.0; batch * width * hidden];
         for slice in &self.slices {
-            for t in 0..steps {
+            for t in kept.clone() {
                 for r in 0..slice.rows {
                     let from = (t * slice.rows + r) * hidden;
-                    let to = ((slice.start + r) * steps + t) * hidden;
+                    let to = ((slice.start + r) * width + t - kept.start) * hidden;
                     outputs[to..to + hidden].copy_from_slice(&slice.outputs[from..from + hidden]);
                 }
             }
@@ -149,14 +170,17 @@ impl Forward {
     }
 
     /// The gradients of the weights (`[input + 1 + hidden, 4 hidden]`) and, when `input_grad`,
-    /// of the inputs (`[batch, steps, input]`), given that of the outputs
-    /// (`[batch, steps, hidden]`).
+    /// of the inputs (`[batch, steps, input]`), given that of the outputs (the shape of
+    /// [`outputs`](Self::outputs)).
     ///
     /// # Panics
     /// If `output_grad` does not have the outputs' length.
     pub fn backward(&self, output_grad: &[f32], input_grad: bool) -> (Vec<f32>, Option<Vec<f32>>) {
         let dims = self.dims;
-        assert_eq!(output_grad.len(), dims.batch * dims.steps * dims.hidden);
+        assert_eq!(
+            output_grad.len(),
+            dims.batch * self.kept_steps() * dims.hidden
+        );
         let parts: Vec<(Vec<f32>, Option<Vec<f32>>)> = self
             .slices
             .par_iter()
@@ -191,7 +215,13 @@ impl Forward {
 ///
 /// # Panics
 /// If the slices' lengths disagree with `dims`.
-pub(crate) fn infer(dims: Dims, inputs: &[f32], weights: &[f32], reverse: bool) -> Vec<f32> {
+pub(crate) fn infer(
+    dims: Dims,
+    inputs: &[f32],
+    weights: &[f32],
+    reverse: bool,
+    last_only: bool,
+) -> Vec<f32> {
     let Dims {
         batch,
         steps,
@@ -200,30 +230,43 @@ pub(crate) fn infer(dims: Dims, inputs: &[f32], weights: &[f32], reverse: bool) 
     } = dims;
     assert_eq!(inputs.len(), batch * steps * input);
     assert_eq!(weights.len(), dims.weight_rows() * dims.gates());
-    let mut outputs = vec![0.0; batch * steps * hidden];
+    let kept = kept(steps, last_only);
+    let mut outputs = vec![0.0; batch * kept.len() * hidden];
     let mut parts = Vec::new();
     let mut rest = &mut outputs[..];
     for (start, rows) in slices(batch) {
-        let (part, after) = rest.split_at_mut(rows * steps * hidden);
+        let (part, after) = rest.split_at_mut(rows * kept.len() * hidden);
         parts.push((start, rows, part));
         rest = after;
     }
     parts.into_par_iter().for_each(|(start, rows, part)| {
-        infer_slice(dims, inputs, weights, reverse, start, rows, part)
+        let slice = InferSlice {
+            start,
+            rows,
+            kept: kept.clone(),
+        };
+        infer_slice(dims, inputs, weights, reverse, slice, part)
     });
     outputs
 }
 
-/// [`infer`] for batch rows `start..start + rows`, into their part of the outputs.
+/// Batch rows `start..start + rows`, and the steps whose outputs are kept.
+struct InferSlice {
+    start: usize,
+    rows: usize,
+    kept: std::ops::Range<usize>,
+}
+
+/// [`infer`] for one slice of the batch, into its part of the outputs.
 fn infer_slice(
     dims: Dims,
     inputs: &[f32],
     weights: &[f32],
     reverse: bool,
-    start: usize,
-    rows: usize,
+    slice: InferSlice,
     outputs: &mut [f32],
 ) {
+    let InferSlice { start, rows, kept } = slice;
     let Dims {
         steps,
         input,
@@ -265,14 +308,17 @@ fn infer_slice(
             &mut state,
         );
         std::mem::swap(&mut cell, &mut previous_cell);
+        let keep = kept.contains(&t);
         for (r, (row, h)) in operand
             .chunks_exact_mut(width)
             .zip(state.chunks_exact(hidden))
             .enumerate()
         {
             row[input + 1..].copy_from_slice(h);
-            let to = (r * steps + t) * hidden;
-            outputs[to..to + hidden].copy_from_slice(h);
+            if keep {
+                let to = (r * kept.len() + t - kept.start) * hidden;
+                outputs[to..to + hidden].copy_from_slice(h);
+            }
         }
     }
 }
@@ -388,11 +434,13 @@ fn backward_slice(
     let hidden_weights =
         Matrix::row_major(&weights[(input + 1) * gates_width..], hidden, gates_width);
 
-    // Time-major copy of this slice's output gradient.
+    // Time-major copy of this slice's output gradient (zero at the steps the outputs leave out).
     let mut slice_output_grad = vec![0.0; steps * step_len];
+    let kept = kept(steps, forward.last_only);
+    let width = kept.len();
     for r in 0..rows {
-        for t in 0..steps {
-            let from = ((slice.start + r) * steps + t) * hidden;
+        for t in kept.clone() {
+            let from = ((slice.start + r) * width + t - kept.start) * hidden;
             let to = (t * rows + r) * hidden;
             slice_output_grad[to..to + hidden].copy_from_slice(&output_grad[from..from + hidden]);
         }
@@ -498,7 +546,7 @@ mod tests {
 
     /// The loss `sum(outputs * probe)`, whose gradient with respect to the outputs is `probe`.
     fn loss(dims: Dims, inputs: &[f32], weights: &[f32], reverse: bool, probe: &[f32]) -> f64 {
-        Forward::run(dims, inputs, weights.to_vec(), reverse)
+        Forward::run(dims, inputs, weights.to_vec(), reverse, false)
             .outputs()
             .iter()
             .zip(probe)
@@ -519,7 +567,7 @@ mod tests {
         let weights = values(dims.weight_rows() * 4 * dims.hidden, 2, 0.8);
         let probe = values(dims.batch * dims.steps * dims.hidden, 3, 1.0);
         for reverse in [false, true] {
-            let forward = Forward::run(dims, &inputs, weights.clone(), reverse);
+            let forward = Forward::run(dims, &inputs, weights.clone(), reverse, false);
             let (weight_grad, inputs_grad) = forward.backward(&probe, true);
             let inputs_grad = inputs_grad.expect("asked for the inputs' gradient");
             let epsilon = 1e-2;
@@ -567,12 +615,38 @@ mod tests {
         };
         let inputs = values(dims.batch * dims.steps * dims.input, 4, 1.0);
         let weights = values(dims.weight_rows() * 4 * dims.hidden, 5, 0.8);
+        let last = |all: &[f32]| -> Vec<f32> {
+            all.chunks_exact(dims.steps * dims.hidden)
+                .flat_map(|sequence| sequence[(dims.steps - 1) * dims.hidden..].to_vec())
+                .collect()
+        };
         for reverse in [false, true] {
-            let expected = Forward::run(dims, &inputs, weights.clone(), reverse).outputs();
-            let actual = infer(dims, &inputs, &weights, reverse);
-            for (e, a) in expected.iter().zip(&actual) {
-                assert!((e - a).abs() < 1e-6, "reverse {reverse}: {e} vs {a}");
+            let expected = Forward::run(dims, &inputs, weights.clone(), reverse, false).outputs();
+            let close = |actual: &[f32], expected: &[f32]| {
+                assert_eq!(actual.len(), expected.len());
+                for (e, a) in expected.iter().zip(actual) {
+                    assert!((e - a).abs() < 1e-6, "reverse {reverse}: {e} vs {a}");
+                }
+            };
+            close(&infer(dims, &inputs, &weights, reverse, false), &expected);
+            close(
+                &infer(dims, &inputs, &weights, reverse, true),
+                &last(&expected),
+            );
+            let last_only = Forward::run(dims, &inputs, weights.clone(), reverse, true);
+            assert_eq!(last_only.outputs(), last(&expected));
+            // The gradient through the last step alone equals the full one with zeros elsewhere.
+            let probe = values(dims.batch * dims.hidden, 6, 1.0);
+            let mut full_probe = vec![0.0; expected.len()];
+            for (b, grad) in probe.chunks_exact(dims.hidden).enumerate() {
+                let at = (b * dims.steps + dims.steps - 1) * dims.hidden;
+                full_probe[at..at + dims.hidden].copy_from_slice(grad);
             }
+            let full = Forward::run(dims, &inputs, weights.clone(), reverse, false);
+            assert_eq!(
+                last_only.backward(&probe, true),
+                full.backward(&full_probe, true)
+            );
         }
     }
 
