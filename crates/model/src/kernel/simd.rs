@@ -24,7 +24,7 @@ fn exp(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let p = p * r * r + r + 1.0;
     // 2^n: `shifted`'s low mantissa bits hold n (its unit is 1), so n + 127 shifted into the
     // exponent field is 2^n, in integer operations that vectorise (a float-to-int cast does
