@@ -19,9 +19,10 @@
 //! optimiser state are unchanged; gradients flow back through the concatenation into each gate's
 //! own weights.
 //!
-//! Dropout between layers (when training) is applied to each time step's output on its own: each
-//! value is kept with the same probability and scaled the same way as by Burn's `Dropout` over
-//! the whole sequence, but the random draws are not the ones the reference path makes.
+//! Dropout between layers (when training) keeps each value with the same probability and scales
+//! it the same way as the reference path's Burn `Dropout` over the whole sequence, but with other
+//! random draws: the tensor-op path applies it to each time step's output on its own, the kernel
+//! path to the whole sequence at once.
 //!
 //! The classifier reads only the last time step, so the top layer keeps only what that step
 //! needs: the left-to-right direction's final state and, when bidirectional, the first step of

@@ -329,7 +329,8 @@ impl LstmClassifier {
     ///
     /// It is [`forward_fused`](Self::forward_fused) when the configuration's `fused` is set,
     /// else [`forward_reference`](Self::forward_reference); both give the same logits and
-    /// gradients within float rounding.
+    /// gradients within float rounding (with dropout between layers, in training, each draws
+    /// its own masks).
     ///
     /// # Panics
     /// If `sequences` has no time step, or its feature count is not the configured `input_size`.
@@ -370,11 +371,17 @@ impl LstmClassifier {
             steps > 0,
             "the classifier needs sequences of at least one step"
         );
-        let standard = self
-            .forward_layers
-            .iter()
-            .chain(&self.backward_layers)
-            .all(fused::is_standard);
+        // A stack built by hand (the fields are public) may not be one `init` makes: a
+        // right-to-left layer for some layers only, or none at all, goes the reference way.
+        let stacked = !self.forward_layers.is_empty()
+            && (self.backward_layers.is_empty()
+                || self.backward_layers.len() == self.forward_layers.len());
+        let standard = stacked
+            && self
+                .forward_layers
+                .iter()
+                .chain(&self.backward_layers)
+                .all(fused::is_standard);
         if !standard {
             return self.forward_reference(sequences);
         }

@@ -138,6 +138,11 @@ fn dims(inputs: &impl TensorMetadata, weights: &impl TensorMetadata) -> Dims {
         weights[1] == 4 * hidden && weights[0] == input + 1 + hidden,
         "lstm_sequence: weights {weights:?} do not fit inputs {inputs:?}"
     );
+    assert!(
+        steps > 0 && hidden > 0,
+        "lstm_sequence: needs at least one step and one hidden unit, got inputs {inputs:?} and \
+         weights {weights:?}"
+    );
     Dims {
         batch,
         steps,
@@ -146,19 +151,31 @@ fn dims(inputs: &impl TensorMetadata, weights: &impl TensorMetadata) -> Dims {
     }
 }
 
+/// The dtypes a call's results go back in: the outputs and the inputs' gradient in the inputs',
+/// the weights' gradient in the weights'. The kernel itself computes in `f32`.
+#[derive(Debug, Clone, Copy)]
+struct DTypes {
+    inputs: DType,
+    weights: DType,
+}
+
 /// The forward pass on a CPU backend's primitives.
 fn run_forward<B: Backend>(
     inputs: FloatTensor<B>,
     weights: FloatTensor<B>,
     reverse: bool,
     last_only: bool,
-) -> (Forward, DType, B::Device) {
+) -> (Forward, DTypes, B::Device) {
     let dims = dims(&inputs, &weights);
     let device = inputs.device();
-    let (inputs, dtype) = to_host::<B>(inputs);
-    let (weights, _) = to_host::<B>(weights);
+    let (inputs, inputs_dtype) = to_host::<B>(inputs);
+    let (weights, weights_dtype) = to_host::<B>(weights);
     let forward = Forward::run(dims, &inputs, weights, reverse, last_only);
-    (forward, dtype, device)
+    let dtypes = DTypes {
+        inputs: inputs_dtype,
+        weights: weights_dtype,
+    };
+    (forward, dtypes, device)
 }
 
 fn outputs<B: Backend>(forward: &Forward, dtype: DType, device: &B::Device) -> FloatTensor<B> {
@@ -183,7 +200,7 @@ fn sequence_on<B: Backend>(
     let (inputs, dtype) = to_host::<B>(inputs);
     let (weights, _) = to_host::<B>(weights);
     let outputs = sequence::infer(dims, &inputs, &weights, reverse, last_only);
-    let kept = if last_only { 1 } else { dims.steps };
+    let kept = sequence::kept(dims.steps, last_only).len();
     from_host::<B>(outputs, vec![dims.batch, kept, dims.hidden], dtype, &device)
 }
 
@@ -219,7 +236,7 @@ struct LstmSequenceBackward;
 #[derive(Debug, Clone)]
 struct Saved<D> {
     forward: Arc<Forward>,
-    dtype: DType,
+    dtypes: DTypes,
     device: D,
 }
 
@@ -236,7 +253,7 @@ impl<B: Backend> Backward<B, 2> for LstmSequenceBackward {
         let output_grad = grads.consume::<B>(&ops.node);
         let Saved {
             forward,
-            dtype,
+            dtypes,
             device,
         } = ops.state;
         let dims = forward.dims();
@@ -244,11 +261,13 @@ impl<B: Backend> Backward<B, 2> for LstmSequenceBackward {
         let (weights_grad, inputs_grad) = forward.backward(&output_grad, inputs_node.is_some());
         if let Some(node) = weights_node {
             let shape = vec![dims.weight_rows(), 4 * dims.hidden];
-            grads.register::<B>(node.id, from_host::<B>(weights_grad, shape, dtype, &device));
+            let grad = from_host::<B>(weights_grad, shape, dtypes.weights, &device);
+            grads.register::<B>(node.id, grad);
         }
         if let (Some(node), Some(inputs_grad)) = (inputs_node, inputs_grad) {
             let shape = vec![dims.batch, dims.steps, dims.input];
-            grads.register::<B>(node.id, from_host::<B>(inputs_grad, shape, dtype, &device));
+            let grad = from_host::<B>(inputs_grad, shape, dtypes.inputs, &device);
+            grads.register::<B>(node.id, grad);
         }
     }
 }
@@ -268,12 +287,12 @@ impl<B: Backend, C: CheckpointStrategy> LstmSequenceOps for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (forward, dtype, device) =
+                let (forward, dtypes, device) =
                     run_forward::<B>(inputs, weights, reverse, last_only);
-                let output = outputs::<B>(&forward, dtype, &device);
+                let output = outputs::<B>(&forward, dtypes.inputs, &device);
                 let saved = Saved {
                     forward: Arc::new(forward),
-                    dtype,
+                    dtypes,
                     device,
                 };
                 prep.finish(saved, output)

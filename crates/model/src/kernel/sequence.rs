@@ -6,9 +6,10 @@
 //!
 //! The batch is cut into slices that rayon's threads run in parallel, each the whole sequence on
 //! its own: the rows of a batch are independent, so the threads meet once per call instead of
-//! once per time step. For training the slices have [`TRAINING_SLICE_ROWS`] rows whatever the
-//! thread count, because the weight gradient is summed slice by slice: a run then gives the same
-//! weights, bit for bit, on any number of threads. Inference has no such sum and cuts the batch
+//! once per time step. For training the batch is cut into `ceil(batch / 32)` slices of nearly
+//! equal size ([`TRAINING_SLICE_ROWS`]) whatever the thread count, because the weight gradient is
+//! summed slice by slice: a run then gives the same weights, bit for bit, on any number of
+//! threads. Inference has no such sum and cuts the batch
 //! into one slice per thread. Within a slice, the buffers are time-major (`[steps, rows, ...]`), so that the
 //! input projection of all steps, and in the backward pass the weight gradients of all steps, are
 //! each one matrix product.
@@ -65,7 +66,7 @@ pub(crate) struct Forward {
 
 /// The steps whose hidden states an output holds, `[batch, kept, hidden]`: every step, or (for a
 /// classifier's top layer, which reads only the last) the last index alone.
-fn kept(steps: usize, last_only: bool) -> std::ops::Range<usize> {
+pub(crate) fn kept(steps: usize, last_only: bool) -> std::ops::Range<usize> {
     if last_only {
         steps.saturating_sub(1)..steps
     } else {
@@ -78,8 +79,8 @@ fn order(steps: usize, reverse: bool) -> impl Iterator<Item = usize> {
     (0..steps).map(move |p| if reverse { steps - 1 - p } else { p })
 }
 
-/// Rows of a training slice: two slices for the seed's batch of 64, one per core of a laptop
-/// CPU's pair, and enough rows for the matrix products to run near full speed.
+/// The most rows of a training slice: two slices for the seed's batch of 64, one per core of a
+/// laptop CPU's pair, and enough rows for the matrix products to run near full speed.
 const TRAINING_SLICE_ROWS: usize = 32;
 
 /// Batch slices `(start, rows)` for inference: one per thread of rayon's pool (fewer for small
@@ -88,8 +89,9 @@ fn slices(batch: usize) -> Vec<(usize, usize)> {
     split(batch, rayon::current_num_threads())
 }
 
-/// Batch slices `(start, rows)` for training: [`TRAINING_SLICE_ROWS`] rows each, whatever the
-/// number of threads, so that the sums over slices do not depend on it.
+/// Batch slices `(start, rows)` for training: `ceil(batch / TRAINING_SLICE_ROWS)` of them, sizes
+/// differing by at most one, whatever the number of threads, so that the sums over slices do
+/// not depend on it.
 fn training_slices(batch: usize) -> Vec<(usize, usize)> {
     split(batch, batch.div_ceil(TRAINING_SLICE_ROWS))
 }
@@ -206,7 +208,8 @@ impl Forward {
     }
 }
 
-/// The hidden state of every step, `[batch, steps, hidden]`, of one direction over `inputs`
+/// The hidden state of every step, `[batch, steps, hidden]` (or of the last index alone,
+/// `[batch, 1, hidden]`, when `last_only`), of one direction over `inputs`
 /// (`[batch, steps, input]`), as [`Forward::run`] followed by [`Forward::outputs`] gives it, but
 /// keeping nothing for a backward pass: for inference.
 ///

@@ -325,11 +325,11 @@ fn add_column_sums_generic(matrix: &[f32], columns: usize, sums: &mut [f32]) {
 /// so a transpose is the same slice with the strides swapped.
 #[derive(Clone, Copy)]
 pub(crate) struct Matrix<'a> {
-    pub data: &'a [f32],
-    pub rows: usize,
-    pub columns: usize,
-    pub row_stride: usize,
-    pub column_stride: usize,
+    data: &'a [f32],
+    rows: usize,
+    columns: usize,
+    row_stride: usize,
+    column_stride: usize,
 }
 
 impl<'a> Matrix<'a> {
@@ -365,14 +365,28 @@ impl<'a> Matrix<'a> {
         }
     }
 
+    /// Panics unless every element of the view lies inside its slice and both strides fit an
+    /// `isize` (what gemm takes), so that gemm reads nothing else.
     fn check(&self, what: &str) {
+        let fits = |stride: usize| isize::try_from(stride).is_ok();
+        assert!(
+            fits(self.row_stride) && fits(self.column_stride),
+            "{what}: strides {} and {} do not fit an isize",
+            self.row_stride,
+            self.column_stride
+        );
         if self.rows > 0 && self.columns > 0 {
-            let last = (self.rows - 1) * self.row_stride + (self.columns - 1) * self.column_stride;
+            let last = (self.rows - 1)
+                .checked_mul(self.row_stride)
+                .zip((self.columns - 1).checked_mul(self.column_stride))
+                .and_then(|(rows, columns)| rows.checked_add(columns));
             assert!(
-                last < self.data.len(),
-                "{what}: a {}x{} view reaches element {last} of {}",
+                last.is_some_and(|last| last < self.data.len()),
+                "{what}: a {}x{} view with strides {} and {} reaches past its {} elements",
                 self.rows,
                 self.columns,
+                self.row_stride,
+                self.column_stride,
                 self.data.len()
             );
         }
@@ -383,7 +397,7 @@ impl<'a> Matrix<'a> {
 /// are `out_row_stride` apart; one thread (the kernel parallelises over the batch instead).
 ///
 /// # Panics
-/// If the shapes disagree or a view reaches past its slice.
+/// If the shapes disagree, a view reaches past its slice, or the output's rows overlap.
 pub(crate) fn matmul(
     out: &mut [f32],
     out_row_stride: usize,
@@ -393,6 +407,10 @@ pub(crate) fn matmul(
 ) {
     assert_eq!(lhs.columns, rhs.rows, "matmul: inner dimensions differ");
     let (m, n, k) = (lhs.rows, rhs.columns, lhs.columns);
+    assert!(
+        m <= 1 || out_row_stride >= n,
+        "matmul: output rows of {n} values {out_row_stride} apart overlap"
+    );
     lhs.check("matmul lhs");
     rhs.check("matmul rhs");
     Matrix::strided(out, m, n, out_row_stride).check("matmul out");
@@ -487,6 +505,29 @@ mod tests {
                 18.0, 23.0, 28.0, 1.0, 23.0, 30.0, 37.0, 1.0, 28.0, 37.0, 46.0, 1.0
             ]
         );
+    }
+
+    #[test]
+    #[should_panic(expected = "overlap")]
+    fn matmul_refuses_overlapping_output_rows() {
+        let a = [1.0; 6];
+        let mut out = [0.0; 8];
+        matmul(
+            &mut out,
+            1,
+            false,
+            Matrix::row_major(&a, 2, 3),
+            Matrix::row_major(&a, 3, 2),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "reaches past")]
+    fn matmul_refuses_a_stride_that_overflows() {
+        let a = [1.0; 6];
+        let mut out = [0.0; 4];
+        let huge = Matrix::strided(&a, 3, 2, usize::MAX / 2);
+        matmul(&mut out, 2, false, Matrix::row_major(&a, 2, 3), huge);
     }
 
     #[test]
