@@ -159,33 +159,40 @@ struct DTypes {
     weights: DType,
 }
 
-/// The forward pass on a CPU backend's primitives.
-fn run_forward<B: Backend>(
-    inputs: FloatTensor<B>,
-    weights: FloatTensor<B>,
-    reverse: bool,
-    last_only: bool,
-) -> (Forward, DTypes, B::Device) {
+/// A call's operands read into host memory, with what the results need to go back.
+struct HostCall<D> {
+    dims: Dims,
+    inputs: Vec<f32>,
+    weights: Vec<f32>,
+    dtypes: DTypes,
+    device: D,
+}
+
+impl<D> HostCall<D> {
+    /// The outputs `[batch, kept, hidden]` (see `sequence::kept`) as a tensor of the inputs'
+    /// dtype on the call's device.
+    fn outputs<B: Backend<Device = D>>(&self, outputs: Vec<f32>, kept: usize) -> FloatTensor<B> {
+        let shape = vec![self.dims.batch, kept, self.dims.hidden];
+        from_host::<B>(outputs, shape, self.dtypes.inputs, &self.device)
+    }
+}
+
+/// Reads a call's operands, checking their shapes.
+fn read_call<B: Backend>(inputs: FloatTensor<B>, weights: FloatTensor<B>) -> HostCall<B::Device> {
     let dims = dims(&inputs, &weights);
     let device = inputs.device();
     let (inputs, inputs_dtype) = to_host::<B>(inputs);
     let (weights, weights_dtype) = to_host::<B>(weights);
-    let forward = Forward::run(dims, &inputs, weights, reverse, last_only);
-    let dtypes = DTypes {
-        inputs: inputs_dtype,
-        weights: weights_dtype,
-    };
-    (forward, dtypes, device)
-}
-
-fn outputs<B: Backend>(forward: &Forward, dtype: DType, device: &B::Device) -> FloatTensor<B> {
-    let dims = forward.dims();
-    from_host::<B>(
-        forward.outputs(),
-        vec![dims.batch, forward.kept_steps(), dims.hidden],
-        dtype,
+    HostCall {
+        dims,
+        inputs,
+        weights,
+        dtypes: DTypes {
+            inputs: inputs_dtype,
+            weights: weights_dtype,
+        },
         device,
-    )
+    }
 }
 
 /// The outputs alone, nothing kept for a backward pass.
@@ -195,13 +202,9 @@ fn sequence_on<B: Backend>(
     reverse: bool,
     last_only: bool,
 ) -> FloatTensor<B> {
-    let dims = dims(&inputs, &weights);
-    let device = inputs.device();
-    let (inputs, dtype) = to_host::<B>(inputs);
-    let (weights, _) = to_host::<B>(weights);
-    let outputs = sequence::infer(dims, &inputs, &weights, reverse, last_only);
-    let kept = sequence::kept(dims.steps, last_only).len();
-    from_host::<B>(outputs, vec![dims.batch, kept, dims.hidden], dtype, &device)
+    let call = read_call::<B>(inputs, weights);
+    let outputs = sequence::infer(call.dims, &call.inputs, &call.weights, reverse, last_only);
+    call.outputs::<B>(outputs, sequence::kept(call.dims.steps, last_only).len())
 }
 
 #[cfg(feature = "flex")]
@@ -287,13 +290,15 @@ impl<B: Backend, C: CheckpointStrategy> LstmSequenceOps for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (forward, dtypes, device) =
-                    run_forward::<B>(inputs, weights, reverse, last_only);
-                let output = outputs::<B>(&forward, dtypes.inputs, &device);
+                let mut call = read_call::<B>(inputs, weights);
+                // The forward pass keeps the weights for its backward pass.
+                let weights = std::mem::take(&mut call.weights);
+                let forward = Forward::run(call.dims, &call.inputs, weights, reverse, last_only);
+                let output = call.outputs::<B>(forward.outputs(), forward.kept_steps());
                 let saved = Saved {
                     forward: Arc::new(forward),
-                    dtypes,
-                    device,
+                    dtypes: call.dtypes,
+                    device: call.device,
                 };
                 prep.finish(saved, output)
             }

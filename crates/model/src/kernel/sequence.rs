@@ -74,6 +74,26 @@ pub(crate) fn kept(steps: usize, last_only: bool) -> std::ops::Range<usize> {
     }
 }
 
+/// Offsets `(batch_major, time_major)` of each `features`-long row that batch rows
+/// `start..start + rows` have at the steps `kept`: in a batch-major `[batch, kept.len(),
+/// features]` buffer, and in the slice's own time-major `[steps, rows, features]` one.
+fn row_offsets(
+    start: usize,
+    rows: usize,
+    kept: std::ops::Range<usize>,
+    features: usize,
+) -> impl Iterator<Item = (usize, usize)> {
+    let (first, width) = (kept.start, kept.len());
+    kept.flat_map(move |t| {
+        (0..rows).map(move |r| {
+            (
+                ((start + r) * width + t - first) * features,
+                (t * rows + r) * features,
+            )
+        })
+    })
+}
+
 /// The time steps in the order a direction reads them.
 fn order(steps: usize, reverse: bool) -> impl Iterator<Item = usize> {
     (0..steps).map(move |p| if reverse { steps - 1 - p } else { p })
@@ -160,12 +180,8 @@ impl Forward {
         let width = kept.len();
         let mut outputs = vec![0.0; batch * width * hidden];
         for slice in &self.slices {
-            for t in kept.clone() {
-                for r in 0..slice.rows {
-                    let from = (t * slice.rows + r) * hidden;
-                    let to = ((slice.start + r) * width + t - kept.start) * hidden;
-                    outputs[to..to + hidden].copy_from_slice(&slice.outputs[from..from + hidden]);
-                }
+            for (to, from) in row_offsets(slice.start, slice.rows, kept.clone(), hidden) {
+                outputs[to..to + hidden].copy_from_slice(&slice.outputs[from..from + hidden]);
             }
         }
         outputs
@@ -195,12 +211,9 @@ impl Forward {
                 *sum += value;
             }
             if let (Some(all), Some(part)) = (inputs_grad.as_mut(), inputs) {
-                for t in 0..dims.steps {
-                    for r in 0..slice.rows {
-                        let from = (t * slice.rows + r) * dims.input;
-                        let to = ((slice.start + r) * dims.steps + t) * dims.input;
-                        all[to..to + dims.input].copy_from_slice(&part[from..from + dims.input]);
-                    }
+                let input = dims.input;
+                for (to, from) in row_offsets(slice.start, slice.rows, 0..dims.steps, input) {
+                    all[to..to + input].copy_from_slice(&part[from..from + input]);
                 }
             }
         }
@@ -344,12 +357,8 @@ fn forward_slice(
     let gates_width = dims.gates();
     // Time-major copy of this slice's inputs.
     let mut slice_inputs = vec![0.0; steps * rows * input];
-    for r in 0..rows {
-        for t in 0..steps {
-            let from = ((start + r) * steps + t) * input;
-            let to = (t * rows + r) * input;
-            slice_inputs[to..to + input].copy_from_slice(&inputs[from..from + input]);
-        }
+    for (from, to) in row_offsets(start, rows, 0..steps, input) {
+        slice_inputs[to..to + input].copy_from_slice(&inputs[from..from + input]);
     }
     let input_weights = Matrix::row_major(&weights[..input * gates_width], input, gates_width);
     let bias = &weights[input * gates_width..(input + 1) * gates_width];
@@ -440,13 +449,8 @@ fn backward_slice(
     // Time-major copy of this slice's output gradient (zero at the steps the outputs leave out).
     let mut slice_output_grad = vec![0.0; steps * step_len];
     let kept = kept(steps, forward.last_only);
-    let width = kept.len();
-    for r in 0..rows {
-        for t in kept.clone() {
-            let from = ((slice.start + r) * width + t - kept.start) * hidden;
-            let to = (t * rows + r) * hidden;
-            slice_output_grad[to..to + hidden].copy_from_slice(&output_grad[from..from + hidden]);
-        }
+    for (from, to) in row_offsets(slice.start, rows, kept, hidden) {
+        slice_output_grad[to..to + hidden].copy_from_slice(&output_grad[from..from + hidden]);
     }
 
     let mut gate_grads = vec![0.0; steps * rows * gates_width];
@@ -573,38 +577,31 @@ mod tests {
             let forward = Forward::run(dims, &inputs, weights.clone(), reverse, false);
             let (weight_grad, inputs_grad) = forward.backward(&probe, true);
             let inputs_grad = inputs_grad.expect("asked for the inputs' gradient");
-            let epsilon = 1e-2;
-            let check = |analytic: f32, plus: f64, minus: f64, what: String| {
-                let numeric = (plus - minus) / (2.0 * f64::from(epsilon));
-                assert!(
-                    (f64::from(analytic) - numeric).abs() < 2e-3,
-                    "{what} (reverse {reverse}): analytic {analytic}, numeric {numeric}"
-                );
-            };
-            for k in 0..weights.len() {
-                let mut plus = weights.clone();
-                plus[k] += epsilon;
-                let mut minus = weights.clone();
-                minus[k] -= epsilon;
-                check(
-                    weight_grad[k],
-                    loss(dims, &inputs, &plus, reverse, &probe),
-                    loss(dims, &inputs, &minus, reverse, &probe),
-                    format!("weight {k}"),
-                );
-            }
-            for k in 0..inputs.len() {
-                let mut plus = inputs.clone();
-                plus[k] += epsilon;
-                let mut minus = inputs.clone();
-                minus[k] -= epsilon;
-                check(
-                    inputs_grad[k],
-                    loss(dims, &plus, &weights, reverse, &probe),
-                    loss(dims, &minus, &weights, reverse, &probe),
-                    format!("input {k}"),
-                );
-            }
+            // Central differences of the loss in each value of `at`, whose analytic gradient is
+            // `analytic`; `loss_at` is the loss with `at` replaced.
+            let check =
+                |what: &str, at: &[f32], analytic: &[f32], loss_at: &dyn Fn(&[f32]) -> f64| {
+                    let epsilon = 1e-2;
+                    for k in 0..at.len() {
+                        let mut plus = at.to_vec();
+                        plus[k] += epsilon;
+                        let mut minus = at.to_vec();
+                        minus[k] -= epsilon;
+                        let numeric =
+                            (loss_at(&plus) - loss_at(&minus)) / (2.0 * f64::from(epsilon));
+                        assert!(
+                            (f64::from(analytic[k]) - numeric).abs() < 2e-3,
+                            "{what} {k} (reverse {reverse}): analytic {}, numeric {numeric}",
+                            analytic[k]
+                        );
+                    }
+                };
+            check("weight", &weights, &weight_grad, &|w| {
+                loss(dims, &inputs, w, reverse, &probe)
+            });
+            check("input", &inputs, &inputs_grad, &|x| {
+                loss(dims, x, &weights, reverse, &probe)
+            });
         }
     }
 

@@ -37,286 +37,173 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
-/// Picks, once per call, the AVX-512 or the AVX2 + FMA copy of a loop where the CPU has them.
-macro_rules! dispatch {
-    ($generic:ident, $avx2:ident, $avx512:ident, ($($arg:ident),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("fma")
+/// Defines `fn` as a dispatcher that runs, once per call, a copy of its body compiled for AVX-512
+/// or for AVX2 + FMA where the CPU has them, else the plain one (`#[target_feature]` lets LLVM
+/// vectorise the body for that instruction set; the body is inlined into each copy).
+macro_rules! multiversion {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn generic($($arg: $ty),*) $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            fn avx512($($arg: $ty),*) {
+                generic($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            fn avx2($($arg: $ty),*) {
+                generic($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
             {
-                // SAFETY: the CPU has the features `$avx512` is compiled for, checked just above.
-                return unsafe { $avx512($($arg),*) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has the features `$avx2` is compiled for, checked just above.
-                return unsafe { $avx2($($arg),*) };
-            }
-        }
-        $generic($($arg),*)
-    }};
-}
-
-/// The forward step's element-wise part for `rows` rows of `4 hidden` gate pre-activations
-/// (`[input | forget | output | cell]`, the cell columns doubled, see `fused.rs`).
-///
-/// Turns `gates` into the activations the backward step reads (`i, f, o` and the candidate
-/// `g = 2 sigmoid - 1 = tanh`), and writes the new cell `c = f c_prev + i g` (`c_prev` zero when
-/// `None`), `tanh(c)` and the hidden state `h = o tanh(c)`.
-pub(crate) fn forward_step(
-    hidden: usize,
-    gates: &mut [f32],
-    previous_cell: Option<&[f32]>,
-    cell: &mut [f32],
-    tanh_cell: &mut [f32],
-    output: &mut [f32],
-) {
-    dispatch!(
-        forward_step_generic,
-        forward_step_avx2,
-        forward_step_avx512,
-        (hidden, gates, previous_cell, cell, tanh_cell, output)
-    )
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-fn forward_step_avx512(
-    hidden: usize,
-    gates: &mut [f32],
-    previous_cell: Option<&[f32]>,
-    cell: &mut [f32],
-    tanh_cell: &mut [f32],
-    output: &mut [f32],
-) {
-    forward_step_generic(hidden, gates, previous_cell, cell, tanh_cell, output)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn forward_step_avx2(
-    hidden: usize,
-    gates: &mut [f32],
-    previous_cell: Option<&[f32]>,
-    cell: &mut [f32],
-    tanh_cell: &mut [f32],
-    output: &mut [f32],
-) {
-    forward_step_generic(hidden, gates, previous_cell, cell, tanh_cell, output)
-}
-
-#[inline(always)]
-fn forward_step_generic(
-    hidden: usize,
-    gates: &mut [f32],
-    previous_cell: Option<&[f32]>,
-    cell: &mut [f32],
-    tanh_cell: &mut [f32],
-    output: &mut [f32],
-) {
-    let h = hidden;
-    for value in gates.iter_mut() {
-        *value = sigmoid(*value);
-    }
-    for (row, gates) in gates.chunks_exact_mut(4 * h).enumerate() {
-        let span = row * h..(row + 1) * h;
-        // Every slice cut to `h` up front, so that the loops below carry no bounds checks and
-        // vectorise.
-        let (ifo, candidate) = gates.split_at_mut(3 * h);
-        let candidate = &mut candidate[..h];
-        let input = &ifo[..h];
-        let forget = &ifo[h..2 * h];
-        let out_gate = &ifo[2 * h..3 * h];
-        let cell = &mut cell[span.clone()];
-        let tanh_cell = &mut tanh_cell[span.clone()];
-        let output = &mut output[span.clone()];
-        match previous_cell {
-            Some(previous) => {
-                let previous = &previous[span];
-                for j in 0..h {
-                    let g = 2.0 * candidate[j] - 1.0;
-                    candidate[j] = g;
-                    cell[j] = forget[j] * previous[j] + input[j] * g;
+                use std::arch::is_x86_feature_detected as has;
+                if has!("avx512f") && has!("avx512vl") && has!("fma") {
+                    // SAFETY: the CPU has the features `avx512` is compiled for, checked just above.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if has!("avx2") && has!("fma") {
+                    // SAFETY: the CPU has the features `avx2` is compiled for, checked just above.
+                    return unsafe { avx2($($arg),*) };
                 }
             }
-            None => {
-                for j in 0..h {
-                    let g = 2.0 * candidate[j] - 1.0;
-                    candidate[j] = g;
-                    cell[j] = input[j] * g;
+            generic($($arg),*)
+        }
+    };
+}
+
+multiversion! {
+    /// The forward step's element-wise part for `rows` rows of `4 hidden` gate pre-activations
+    /// (`[input | forget | output | cell]`, the cell columns doubled, see `fused.rs`).
+    ///
+    /// Turns `gates` into the activations the backward step reads (`i, f, o` and the candidate
+    /// `g = 2 sigmoid - 1 = tanh`), and writes the new cell `c = f c_prev + i g` (`c_prev` zero when
+    /// `None`), `tanh(c)` and the hidden state `h = o tanh(c)`.
+    pub(crate) fn forward_step(
+        hidden: usize,
+        gates: &mut [f32],
+        previous_cell: Option<&[f32]>,
+        cell: &mut [f32],
+        tanh_cell: &mut [f32],
+        output: &mut [f32],
+    ) {
+        let h = hidden;
+        for value in gates.iter_mut() {
+            *value = sigmoid(*value);
+        }
+        for (row, gates) in gates.chunks_exact_mut(4 * h).enumerate() {
+            let span = row * h..(row + 1) * h;
+            // Every slice cut to `h` up front, so that the loops below carry no bounds checks and
+            // vectorise.
+            let (ifo, candidate) = gates.split_at_mut(3 * h);
+            let candidate = &mut candidate[..h];
+            let input = &ifo[..h];
+            let forget = &ifo[h..2 * h];
+            let out_gate = &ifo[2 * h..3 * h];
+            let cell = &mut cell[span.clone()];
+            let tanh_cell = &mut tanh_cell[span.clone()];
+            let output = &mut output[span.clone()];
+            match previous_cell {
+                Some(previous) => {
+                    let previous = &previous[span];
+                    for j in 0..h {
+                        let g = 2.0 * candidate[j] - 1.0;
+                        candidate[j] = g;
+                        cell[j] = forget[j] * previous[j] + input[j] * g;
+                    }
+                }
+                None => {
+                    for j in 0..h {
+                        let g = 2.0 * candidate[j] - 1.0;
+                        candidate[j] = g;
+                        cell[j] = input[j] * g;
+                    }
                 }
             }
-        }
-        for j in 0..h {
-            let t = 2.0 * sigmoid(2.0 * cell[j]) - 1.0;
-            tanh_cell[j] = t;
-            output[j] = out_gate[j] * t;
-        }
-    }
-}
-
-/// The backward step's element-wise part for `rows` rows: from the gradient reaching this step's
-/// hidden state (`output_grad`, from the layer above, plus `recurrent_grad`, from the next step
-/// when there is one) and the cell gradient carried back from the next step (`cell_grad`, updated
-/// in place to the one for the previous step), the gradients of the four gates' pre-activations
-/// (`gate_grads`, `[input | forget | output | cell]` as in the forward pass).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn backward_step(
-    hidden: usize,
-    gates: &[f32],
-    previous_cell: Option<&[f32]>,
-    tanh_cell: &[f32],
-    output_grad: &[f32],
-    recurrent_grad: Option<&[f32]>,
-    cell_grad: &mut [f32],
-    gate_grads: &mut [f32],
-) {
-    dispatch!(
-        backward_step_generic,
-        backward_step_avx2,
-        backward_step_avx512,
-        (
-            hidden,
-            gates,
-            previous_cell,
-            tanh_cell,
-            output_grad,
-            recurrent_grad,
-            cell_grad,
-            gate_grads
-        )
-    )
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn backward_step_avx512(
-    hidden: usize,
-    gates: &[f32],
-    previous_cell: Option<&[f32]>,
-    tanh_cell: &[f32],
-    output_grad: &[f32],
-    recurrent_grad: Option<&[f32]>,
-    cell_grad: &mut [f32],
-    gate_grads: &mut [f32],
-) {
-    backward_step_generic(
-        hidden,
-        gates,
-        previous_cell,
-        tanh_cell,
-        output_grad,
-        recurrent_grad,
-        cell_grad,
-        gate_grads,
-    )
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn backward_step_avx2(
-    hidden: usize,
-    gates: &[f32],
-    previous_cell: Option<&[f32]>,
-    tanh_cell: &[f32],
-    output_grad: &[f32],
-    recurrent_grad: Option<&[f32]>,
-    cell_grad: &mut [f32],
-    gate_grads: &mut [f32],
-) {
-    backward_step_generic(
-        hidden,
-        gates,
-        previous_cell,
-        tanh_cell,
-        output_grad,
-        recurrent_grad,
-        cell_grad,
-        gate_grads,
-    )
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn backward_step_generic(
-    hidden: usize,
-    gates: &[f32],
-    previous_cell: Option<&[f32]>,
-    tanh_cell: &[f32],
-    output_grad: &[f32],
-    recurrent_grad: Option<&[f32]>,
-    cell_grad: &mut [f32],
-    gate_grads: &mut [f32],
-) {
-    let h = hidden;
-    let zeros = vec![0.0f32; h];
-    for (row, (gates, grads)) in gates
-        .chunks_exact(4 * h)
-        .zip(gate_grads.chunks_exact_mut(4 * h))
-        .enumerate()
-    {
-        let span = row * h..(row + 1) * h;
-        // Every slice cut to `h` up front, so that the loop carries no bounds checks and
-        // vectorises; a missing previous cell or recurrent gradient reads as zeros.
-        let input = &gates[..h];
-        let forget = &gates[h..2 * h];
-        let out_gate = &gates[2 * h..3 * h];
-        let candidate = &gates[3 * h..4 * h];
-        let (d_input, rest) = grads.split_at_mut(h);
-        let (d_forget, rest) = rest.split_at_mut(h);
-        let (d_out_gate, d_candidate) = rest.split_at_mut(h);
-        let d_candidate = &mut d_candidate[..h];
-        let tanh_cell = &tanh_cell[span.clone()];
-        let output_grad = &output_grad[span.clone()];
-        let cell_grad = &mut cell_grad[span.clone()];
-        let previous = &previous_cell.map_or(&zeros[..], |p| &p[span.clone()])[..h];
-        let recurrent = &recurrent_grad.map_or(&zeros[..], |r| &r[span.clone()])[..h];
-        for j in 0..h {
-            let dh = output_grad[j] + recurrent[j];
-            let c_prev = previous[j];
-            let (i, f, o, g, t) = (input[j], forget[j], out_gate[j], candidate[j], tanh_cell[j]);
-            let dc = cell_grad[j] + dh * o * (1.0 - t * t);
-            d_input[j] = dc * g * i * (1.0 - i);
-            d_forget[j] = dc * c_prev * f * (1.0 - f);
-            d_out_gate[j] = dh * t * o * (1.0 - o);
-            // g = 2 sigmoid(z) - 1 of the doubled pre-activation z: dg/dz = (1 - g^2) / 2.
-            d_candidate[j] = dc * i * (1.0 - g * g) * 0.5;
-            cell_grad[j] = dc * f;
+            for j in 0..h {
+                let t = 2.0 * sigmoid(2.0 * cell[j]) - 1.0;
+                tanh_cell[j] = t;
+                output[j] = out_gate[j] * t;
+            }
         }
     }
 }
 
-/// Column sums of a row-major `[rows, columns]` matrix, added to `sums`.
-pub(crate) fn add_column_sums(matrix: &[f32], columns: usize, sums: &mut [f32]) {
-    dispatch!(
-        add_column_sums_generic,
-        add_column_sums_avx2,
-        add_column_sums_avx512,
-        (matrix, columns, sums)
-    )
+multiversion! {
+    /// The backward step's element-wise part for `rows` rows: from the gradient reaching this step's
+    /// hidden state (`output_grad`, from the layer above, plus `recurrent_grad`, from the next step
+    /// when there is one) and the cell gradient carried back from the next step (`cell_grad`, updated
+    /// in place to the one for the previous step), the gradients of the four gates' pre-activations
+    /// (`gate_grads`, `[input | forget | output | cell]` as in the forward pass).
+    pub(crate) fn backward_step(
+        hidden: usize,
+        gates: &[f32],
+        previous_cell: Option<&[f32]>,
+        tanh_cell: &[f32],
+        output_grad: &[f32],
+        recurrent_grad: Option<&[f32]>,
+        cell_grad: &mut [f32],
+        gate_grads: &mut [f32],
+    ) {
+        let h = hidden;
+        let zeros = vec![0.0f32; h];
+        for (row, (gates, grads)) in gates
+            .chunks_exact(4 * h)
+            .zip(gate_grads.chunks_exact_mut(4 * h))
+            .enumerate()
+        {
+            let span = row * h..(row + 1) * h;
+            // Every slice cut to `h` up front, so that the loop carries no bounds checks and
+            // vectorises; a missing previous cell or recurrent gradient reads as zeros.
+            let input = &gates[..h];
+            let forget = &gates[h..2 * h];
+            let out_gate = &gates[2 * h..3 * h];
+            let candidate = &gates[3 * h..4 * h];
+            let (d_input, rest) = grads.split_at_mut(h);
+            let (d_forget, rest) = rest.split_at_mut(h);
+            let (d_out_gate, d_candidate) = rest.split_at_mut(h);
+            let d_candidate = &mut d_candidate[..h];
+            let tanh_cell = &tanh_cell[span.clone()];
+            let output_grad = &output_grad[span.clone()];
+            let cell_grad = &mut cell_grad[span.clone()];
+            let previous = &previous_cell.map_or(&zeros[..], |p| &p[span.clone()])[..h];
+            let recurrent = &recurrent_grad.map_or(&zeros[..], |r| &r[span.clone()])[..h];
+            for j in 0..h {
+                let dh = output_grad[j] + recurrent[j];
+                let c_prev = previous[j];
+                let (i, f, o, g, t) = (input[j], forget[j], out_gate[j], candidate[j], tanh_cell[j]);
+                let dc = cell_grad[j] + dh * o * (1.0 - t * t);
+                d_input[j] = dc * g * i * (1.0 - i);
+                d_forget[j] = dc * c_prev * f * (1.0 - f);
+                d_out_gate[j] = dh * t * o * (1.0 - o);
+                // g = 2 sigmoid(z) - 1 of the doubled pre-activation z: dg/dz = (1 - g^2) / 2.
+                d_candidate[j] = dc * i * (1.0 - g * g) * 0.5;
+                cell_grad[j] = dc * f;
+            }
+        }
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-fn add_column_sums_avx512(matrix: &[f32], columns: usize, sums: &mut [f32]) {
-    add_column_sums_generic(matrix, columns, sums)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn add_column_sums_avx2(matrix: &[f32], columns: usize, sums: &mut [f32]) {
-    add_column_sums_generic(matrix, columns, sums)
-}
-
-#[inline(always)]
-fn add_column_sums_generic(matrix: &[f32], columns: usize, sums: &mut [f32]) {
-    let sums = &mut sums[..columns];
-    for row in matrix.chunks_exact(columns) {
-        for (sum, value) in sums.iter_mut().zip(row) {
-            *sum += value;
+multiversion! {
+    /// Column sums of a row-major `[rows, columns]` matrix, added to `sums`.
+    pub(crate) fn add_column_sums(
+        matrix: &[f32],
+        columns: usize,
+        sums: &mut [f32],
+    ) {
+        let sums = &mut sums[..columns];
+        for row in matrix.chunks_exact(columns) {
+            for (sum, value) in sums.iter_mut().zip(row) {
+                *sum += value;
+            }
         }
     }
 }
