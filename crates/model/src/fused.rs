@@ -183,16 +183,32 @@ pub(crate) fn last_step_output(
     sequences: Tensor<3>,
     kernel: bool,
 ) -> Tensor<2> {
-    #[cfg(feature = "cpu-kernel")]
-    if kernel && crate::kernel::runs_on(&sequences.device()) {
+    #[cfg(any(feature = "cpu-kernel", feature = "cube"))]
+    if kernel
+        && forward_layers
+            .iter()
+            .all(|lstm| kernel_runs(&sequences.device(), lstm.d_hidden))
+    {
         return kernel_last_step_output(forward_layers, backward_layers, dropout, sequences);
     }
     let _ = kernel;
     tensor_ops_last_step_output(forward_layers, backward_layers, dropout, sequences)
 }
 
+/// Whether the whole-sequence operation runs layers of `hidden` units on `device` (see
+/// [`crate::kernel::runs_on`]); never without a kernel compiled in.
+pub(crate) fn kernel_runs(device: &Device, hidden: usize) -> bool {
+    #[cfg(any(feature = "cpu-kernel", feature = "cube"))]
+    return crate::kernel::runs_on(device, hidden);
+    #[cfg(not(any(feature = "cpu-kernel", feature = "cube")))]
+    {
+        let _ = (device, hidden);
+        false
+    }
+}
+
 /// [`last_step_output`] with one kernel call per layer and direction.
-#[cfg(feature = "cpu-kernel")]
+#[cfg(any(feature = "cpu-kernel", feature = "cube"))]
 fn kernel_last_step_output(
     forward_layers: &[Lstm],
     backward_layers: &[Lstm],

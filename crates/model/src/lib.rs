@@ -38,7 +38,7 @@
 #![warn(missing_docs)]
 
 mod fused;
-#[cfg(feature = "cpu-kernel")]
+#[cfg(any(feature = "cpu-kernel", feature = "cube"))]
 mod kernel;
 
 use std::path::Path;
@@ -150,6 +150,18 @@ impl LstmClassifierConfig {
             )));
         }
         Ok(())
+    }
+
+    /// Which computation the classifier this configuration builds runs on `device` (as
+    /// [`LstmClassifier::lstm_path`] of a model from [`init`](Self::init)), without building it.
+    pub fn lstm_path(&self, device: &Device) -> LstmPath {
+        if !self.fused {
+            LstmPath::Reference
+        } else if fused::kernel_runs(device, self.hidden_size) {
+            LstmPath::Kernel
+        } else {
+            LstmPath::TensorOps
+        }
     }
 
     /// Builds a classifier with fresh weights on `device`.
@@ -304,6 +316,35 @@ fn with_forget_bias(mut lstm: Lstm, forget_bias: f64) -> Lstm {
     lstm
 }
 
+/// The computation a classifier's LSTM layers run on a device ([`LstmClassifier::lstm_path`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LstmPath {
+    /// One whole-sequence operation per layer and direction with its own backward pass: the CPU
+    /// kernel on flex and ndarray, the CubeCL kernel on wgpu and CUDA.
+    Kernel,
+    /// The fused maths in Burn tensor operations, a dozen per time step.
+    TensorOps,
+    /// Burn's `nn::Lstm`, unfused.
+    Reference,
+}
+
+impl LstmPath {
+    /// A short name: `kernel`, `tensor-ops` or `reference`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LstmPath::Kernel => "kernel",
+            LstmPath::TensorOps => "tensor-ops",
+            LstmPath::Reference => "reference",
+        }
+    }
+}
+
+impl std::fmt::Display for LstmPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A stack of (optionally bidirectional) LSTM layers followed by a linear head.
 ///
 /// Build it with [`LstmClassifierConfig::init`] or [`LstmClassifierConfig::load`].
@@ -346,9 +387,11 @@ impl LstmClassifier {
     /// matmul per time step, over the same parameters. Only the steps the last time step's output
     /// depends on are computed.
     ///
-    /// On a CPU backend this crate was built for (its `flex` and `ndarray` features), each layer
-    /// and direction is one operation with a handwritten backward pass over the whole sequence;
-    /// elsewhere (wgpu) it is [`forward_fused_tensor_ops`](Self::forward_fused_tensor_ops).
+    /// On a backend this crate was built for (its `flex`, `ndarray`, `wgpu` and `cuda` features),
+    /// each layer and direction is one operation with a handwritten backward pass over the whole
+    /// sequence; elsewhere, or where the GPU kernel does not take the layers' size, it is
+    /// [`forward_fused_tensor_ops`](Self::forward_fused_tensor_ops) ([`lstm_path`](Self::lstm_path)
+    /// says which).
     ///
     /// # Panics
     /// If `sequences` has no time step, or its feature count is not the configured `input_size`.
@@ -365,24 +408,47 @@ impl LstmClassifier {
         self.fused_forward(sequences, false)
     }
 
+    /// Which computation [`forward`](Self::forward) runs on `device`: the whole-sequence kernel,
+    /// the fused maths in tensor operations (a backend without the kernel, or layers too large
+    /// for the GPU kernel's shared memory), or Burn's `nn::Lstm` (`fused = false`, or a stack
+    /// built by hand that the fused path does not reproduce).
+    pub fn lstm_path(&self, device: &Device) -> LstmPath {
+        if !self.fused || !self.is_fusable() {
+            return LstmPath::Reference;
+        }
+        if self
+            .forward_layers
+            .iter()
+            .all(|lstm| fused::kernel_runs(device, lstm.d_hidden))
+        {
+            LstmPath::Kernel
+        } else {
+            LstmPath::TensorOps
+        }
+    }
+
+    /// Whether the layers are a stack `init` makes of standard LSTMs, which the fused path
+    /// reproduces. A stack built by hand (the fields are public) may have a right-to-left layer
+    /// for some layers only, or none at all.
+    fn is_fusable(&self) -> bool {
+        let stacked = !self.forward_layers.is_empty()
+            && (self.backward_layers.is_empty()
+                || self.backward_layers.len() == self.forward_layers.len());
+        stacked
+            && self
+                .forward_layers
+                .iter()
+                .chain(&self.backward_layers)
+                .all(fused::is_standard)
+    }
+
     fn fused_forward(&self, sequences: Tensor<3>, kernel: bool) -> Tensor<2> {
         let [_, steps, features] = sequences.dims();
         assert!(
             steps > 0,
             "the classifier needs sequences of at least one step"
         );
-        // A stack built by hand (the fields are public) may not be one `init` makes: a
-        // right-to-left layer for some layers only, or none at all, goes the reference way.
-        let stacked = !self.forward_layers.is_empty()
-            && (self.backward_layers.is_empty()
-                || self.backward_layers.len() == self.forward_layers.len());
-        let standard = stacked
-            && self
-                .forward_layers
-                .iter()
-                .chain(&self.backward_layers)
-                .all(fused::is_standard);
-        if !standard {
+        if !self.is_fusable() {
             return self.forward_reference(sequences);
         }
         let input_size = self.forward_layers[0]

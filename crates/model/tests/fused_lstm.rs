@@ -2,82 +2,15 @@
 //! (`LstmClassifier::forward_reference`) on the same weights: logits, and the gradients of a
 //! cross-entropy loss with respect to every parameter and to the input, within 1e-5.
 
+mod support;
+
 use burn::module::{Module, Param};
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{GateController, Linear, Lstm};
-use burn::tensor::{Device, Distribution, Gradients, Int, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use model::{LstmClassifier, LstmClassifierConfig};
+use support::{compare, logits_and_gradients, max_diff, values};
 
 const TOLERANCE: f32 = 1e-5;
 const BATCH: usize = 16;
-
-fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-    tensor.into_data().iter::<f32>().collect()
-}
-
-/// The largest absolute difference between two tensors of the same shape, and the largest
-/// absolute value of `expected`.
-fn max_diff(expected: &[f32], actual: &[f32]) -> (f32, f32) {
-    assert_eq!(expected.len(), actual.len());
-    let diff = expected
-        .iter()
-        .zip(actual)
-        .map(|(e, a)| (e - a).abs())
-        .fold(0.0, f32::max);
-    let scale = expected.iter().map(|e| e.abs()).fold(0.0, f32::max);
-    (diff, scale)
-}
-
-/// A parameter of the classifier: a weight matrix or a bias vector.
-enum Parameter {
-    Weight(Tensor<2>),
-    Bias(Tensor<1>),
-}
-
-impl Parameter {
-    /// The parameter's gradient in `grads`, flattened.
-    fn gradient(&self, grads: &Gradients) -> Option<Vec<f32>> {
-        match self {
-            Parameter::Weight(weight) => weight.grad(grads).map(values),
-            Parameter::Bias(bias) => bias.grad(grads).map(values),
-        }
-    }
-}
-
-/// Every parameter of the classifier, named.
-fn parameters(model: &LstmClassifier) -> Vec<(String, Parameter)> {
-    type Out = Vec<(String, Parameter)>;
-    fn linear(name: String, linear: &Linear, out: &mut Out) {
-        out.push((
-            format!("{name}.weight"),
-            Parameter::Weight(linear.weight.val()),
-        ));
-        if let Some(bias) = &linear.bias {
-            out.push((format!("{name}.bias"), Parameter::Bias(bias.val())));
-        }
-    }
-    fn gate(name: String, gate: &GateController, out: &mut Out) {
-        linear(format!("{name}.input"), &gate.input_transform, out);
-        linear(format!("{name}.hidden"), &gate.hidden_transform, out);
-    }
-    fn lstm(name: String, lstm: &Lstm, out: &mut Out) {
-        gate(format!("{name}.input_gate"), &lstm.input_gate, out);
-        if let Some(forget) = &lstm.forget_gate {
-            gate(format!("{name}.forget_gate"), forget, out);
-        }
-        gate(format!("{name}.output_gate"), &lstm.output_gate, out);
-        gate(format!("{name}.cell_gate"), &lstm.cell_gate, out);
-    }
-    let mut out = Vec::new();
-    for (index, layer) in model.forward_layers.iter().enumerate() {
-        lstm(format!("forward_layers.{index}"), layer, &mut out);
-    }
-    for (index, layer) in model.backward_layers.iter().enumerate() {
-        lstm(format!("backward_layers.{index}"), layer, &mut out);
-    }
-    linear("head".into(), &model.head, &mut out);
-    out
-}
 
 /// The ways the classifier computes its logits.
 #[derive(Clone, Copy, Debug)]
@@ -101,33 +34,6 @@ fn logits(model: &LstmClassifier, images: Tensor<3>, path: Path) -> Tensor<2> {
     }
 }
 
-/// Logits, and the gradients of the mean cross-entropy with respect to the input and to every
-/// parameter, through one of the paths.
-fn logits_and_gradients(
-    model: &LstmClassifier,
-    images: &Tensor<3>,
-    targets: &Tensor<1, Int>,
-    path: Path,
-) -> (Vec<f32>, Vec<(String, Vec<f32>)>) {
-    let device = images.device();
-    let logits = logits(model, images.clone(), path);
-    let loss = CrossEntropyLossConfig::new()
-        .init(&device)
-        .forward(logits.clone(), targets.clone());
-    let grads = loss.backward();
-    let mut gradients = vec![(
-        "input".to_string(),
-        values(images.grad(&grads).expect("the input has a gradient")),
-    )];
-    for (name, parameter) in parameters(model) {
-        let gradient = parameter
-            .gradient(&grads)
-            .unwrap_or_else(|| panic!("{name} has no gradient"));
-        gradients.push((name, gradient));
-    }
-    (values(logits), gradients)
-}
-
 fn fused_matches_reference(config: LstmClassifierConfig) {
     let device = Device::default().autodiff();
     let model = config.init(&device);
@@ -138,61 +44,21 @@ fn fused_matches_reference(config: LstmClassifierConfig) {
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [BATCH]), &device);
 
     let (expected_logits, expected) =
-        logits_and_gradients(&model, &images, &targets, Path::Reference);
+        logits_and_gradients(&model, &images, &targets, 1.0, |m, x| {
+            logits(m, x, Path::Reference)
+        });
     for path in FUSED_PATHS {
-        let (actual_logits, actual) = logits_and_gradients(&model, &images, &targets, path);
+        let (actual_logits, actual) =
+            logits_and_gradients(&model, &images, &targets, 1.0, |m, x| logits(m, x, path));
         compare(
             &config,
-            path,
+            &format!("{path:?}"),
+            TOLERANCE,
             &expected_logits,
             &expected,
             &actual_logits,
             &actual,
         );
-    }
-}
-
-fn compare(
-    config: &LstmClassifierConfig,
-    path: Path,
-    expected_logits: &[f32],
-    expected: &[(String, Vec<f32>)],
-    actual_logits: &[f32],
-    actual: &[(String, Vec<f32>)],
-) {
-    let (diff, scale) = max_diff(expected_logits, actual_logits);
-    assert!(
-        diff <= TOLERANCE,
-        "{path:?}: logits differ by {diff} (largest {scale})"
-    );
-    assert!(scale > 1e-2, "logits too small to compare: {scale}");
-    assert_eq!(expected.len(), actual.len());
-    let largest = expected
-        .iter()
-        .zip(actual)
-        .map(|((_, e), (_, a))| max_diff(e, a).0)
-        .fold(0.0, f32::max);
-    eprintln!("{path:?}, {config:?}: logits differ by {diff} at most, gradients by {largest}");
-    for ((name, expected), (_, actual)) in expected.iter().zip(actual) {
-        let (diff, scale) = max_diff(expected, actual);
-        assert!(
-            diff <= TOLERANCE,
-            "{path:?}: gradient of {name} differs by {diff} (largest {scale})"
-        );
-        // A gradient that is zero everywhere would compare equal for any path. Only the top
-        // right-to-left direction has some: its output at the last step is its first step, whose
-        // hidden and cell states are zero, so its hidden weights and forget gate do not matter.
-        let top_reverse = format!("backward_layers.{}.", config.num_layers - 1);
-        let unused = name.starts_with(&top_reverse)
-            && (name.contains(".hidden.weight") || name.contains(".forget_gate."));
-        if unused {
-            assert_eq!(scale, 0.0, "{path:?}: gradient of {name}");
-        } else {
-            assert!(
-                scale > 1e-6,
-                "{path:?}: gradient of {name} is zero: {scale}"
-            );
-        }
     }
 }
 
@@ -264,9 +130,12 @@ fn larger_weights_match_burns_lstm() {
     let labels: Vec<i64> = (0..BATCH as i64).map(|i| i % 10).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [BATCH]), &device);
     let (expected_logits, expected) =
-        logits_and_gradients(&model, &images, &targets, Path::Reference);
+        logits_and_gradients(&model, &images, &targets, 1.0, |m, x| {
+            logits(m, x, Path::Reference)
+        });
     for path in FUSED_PATHS {
-        let (actual_logits, actual) = logits_and_gradients(&model, &images, &targets, path);
+        let (actual_logits, actual) =
+            logits_and_gradients(&model, &images, &targets, 1.0, |m, x| logits(m, x, path));
         let (diff, scale) = max_diff(&expected_logits, &actual_logits);
         assert!(
             diff <= TOLERANCE,

@@ -16,27 +16,8 @@
 
 use rayon::prelude::*;
 
+pub(crate) use super::Dims;
 use super::simd::{self, Matrix};
-
-/// Sizes of a call: `batch` sequences of `steps` steps of `input` features, `hidden` units.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Dims {
-    pub batch: usize,
-    pub steps: usize,
-    pub input: usize,
-    pub hidden: usize,
-}
-
-impl Dims {
-    /// Rows of the fused weight matrix.
-    pub fn weight_rows(&self) -> usize {
-        self.input + 1 + self.hidden
-    }
-
-    fn gates(&self) -> usize {
-        4 * self.hidden
-    }
-}
 
 /// What the forward pass of one slice of the batch keeps for the backward pass, time-major.
 #[derive(Debug)]

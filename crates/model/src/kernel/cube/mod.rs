@@ -1,0 +1,335 @@
+//! The LSTM sequence on Burn's CubeCL backend (wgpu, CUDA): the input projection of every step
+//! as one of Burn's matmuls, then one kernel launch for the whole recurrence (`kernels.rs`).
+//!
+//! Per layer and direction a training step launches, forward, a matmul and a bias addition, the
+//! recurrent kernel and a slice of the outputs; backward, the recurrent kernel (after a transpose
+//! of the recurrent weights) and the weight gradients as three matmuls and a sum over every step
+//! (`autodiff.rs`). Written in tensor operations (`fused.rs`) the same work is about fifteen
+//! launches per time step forward and more backward.
+
+mod autodiff;
+mod kernels;
+
+use burn::backend::cubecl::dtype_to_storage_type;
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::{DType, Shape, Slice};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::{CubeCount, CubeDim};
+
+use super::{Dims, LstmCubeOps, LstmSequenceOps, dims};
+
+/// Units per cube: one per gate column up to this many, each then looping over several.
+const MAX_UNITS_PER_CUBE: usize = 256;
+
+/// The largest number of batch rows a cube takes.
+const MAX_ROWS_PER_CUBE: usize = 8;
+
+/// How one call is spread over the device: `rows` batch rows per cube.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Launch {
+    rows: usize,
+    units: u32,
+    cubes: u32,
+}
+
+impl Launch {
+    /// The layout for `batch` rows of `hidden` units under the device's limits, or `None` where
+    /// even one row's state does not fit its shared memory (the caller then takes the
+    /// tensor-op path).
+    pub(crate) fn new(
+        hardware: &cubecl::ir::HardwareProperties,
+        batch: usize,
+        hidden: usize,
+        elem_size: usize,
+    ) -> Option<Self> {
+        let units = (4 * hidden)
+            .min(MAX_UNITS_PER_CUBE)
+            .min(hardware.max_units_per_cube as usize)
+            .min(hardware.max_cube_dim.0 as usize);
+        // Hidden and cell state, and the four gates, of each row.
+        let shared_bytes = |rows: usize| rows * 6 * hidden * elem_size;
+        let mut rows = preferred_rows(batch);
+        while rows > 1 && shared_bytes(rows) > hardware.max_shared_memory_size {
+            rows /= 2;
+        }
+        if units == 0 || shared_bytes(rows) > hardware.max_shared_memory_size {
+            return None;
+        }
+        let cubes = u32::try_from(batch.div_ceil(rows).max(1)).ok()?;
+        (cubes <= hardware.max_cube_count.0).then_some(Self {
+            rows,
+            units: units as u32,
+            cubes,
+        })
+    }
+
+    fn cube_count(&self) -> CubeCount {
+        CubeCount::Static(self.cubes, 1, 1)
+    }
+
+    fn cube_dim(&self) -> CubeDim {
+        CubeDim::new_1d(self.units)
+    }
+}
+
+/// Batch rows per cube: one row each while the batch gives every compute unit of a large GPU
+/// work, more for large batches so each cube reuses the recurrent weights it reads across rows.
+fn preferred_rows(batch: usize) -> usize {
+    (batch / 128)
+        .next_power_of_two()
+        .clamp(1, MAX_ROWS_PER_CUBE)
+}
+
+/// Whether the kernel takes sequences of `hidden` units on a device with these limits.
+pub(crate) fn fits(hardware: &cubecl::ir::HardwareProperties, hidden: usize) -> bool {
+    Launch::new(hardware, 1, hidden, std::mem::size_of::<f32>()).is_some()
+}
+
+/// A call's operands on the device, ready for a kernel.
+struct Call {
+    dims: Dims,
+    dtype: DType,
+    launch: Launch,
+    /// Every step's input projection plus bias, `[batch, steps, 4 hidden]`, contiguous.
+    projection: CubeTensor,
+    /// The recurrent rows of the fused weights, `[hidden, 4 hidden]`, contiguous.
+    recurrent: CubeTensor,
+}
+
+/// `tensor[start..end]` along `dim`, every index of the other dimensions.
+fn narrow(tensor: CubeTensor, dim: usize, start: usize, end: usize) -> CubeTensor {
+    let slices: Vec<Slice> = (0..tensor.meta.num_dims())
+        .map(|d| {
+            if d == dim {
+                Slice::new(start as isize, Some(end as isize), 1)
+            } else {
+                Slice::new(0, None, 1)
+            }
+        })
+        .collect();
+    CubeBackend::float_slice(tensor, &slices)
+}
+
+impl Call {
+    fn new(inputs: CubeTensor, weights: CubeTensor) -> Self {
+        let dims = dims(&inputs, &weights);
+        let Dims {
+            batch,
+            steps,
+            input,
+            hidden,
+        } = dims;
+        let dtype = inputs.dtype;
+        let launch = Launch::new(
+            &inputs.client.properties().hardware,
+            batch,
+            hidden,
+            dtype.size(),
+        )
+        .unwrap_or_else(|| {
+            panic!(
+                "lstm_sequence: {hidden} hidden units do not fit this device's shared memory; \
+                 kernel::runs_on should have sent this model to the tensor-op path"
+            )
+        });
+        let flat = CubeBackend::float_reshape(inputs, Shape::new([batch * steps, input]));
+        let input_weights = narrow(weights.clone(), 0, 0, input);
+        let bias = narrow(weights.clone(), 0, input, input + 1);
+        let projection =
+            CubeBackend::float_add(CubeBackend::float_matmul(flat, input_weights), bias);
+        let projection = into_contiguous(CubeBackend::float_reshape(
+            projection,
+            Shape::new([batch, steps, 4 * hidden]),
+        ));
+        let recurrent = into_contiguous(narrow(weights, 0, input + 1, input + 1 + hidden));
+        Self {
+            dims,
+            dtype,
+            launch,
+            projection,
+            recurrent,
+        }
+    }
+
+    /// A new contiguous tensor of the call's dtype on its device.
+    fn empty(&self, shape: [usize; 3]) -> CubeTensor {
+        let shape = Shape::new(shape);
+        let client = self.projection.client.clone();
+        let buffer = client.empty(shape.num_elements() * self.dtype.size());
+        CubeTensor::new_contiguous(
+            client,
+            self.projection.device.clone(),
+            shape,
+            buffer,
+            self.dtype,
+        )
+    }
+}
+
+impl LstmSequenceOps for CubeBackend {
+    fn lstm_sequence(
+        inputs: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        reverse: bool,
+        last_only: bool,
+    ) -> FloatTensor<Self> {
+        let call = Call::new(inputs, weights);
+        let Dims {
+            batch,
+            steps,
+            hidden,
+            ..
+        } = call.dims;
+        let kept = if last_only { 1 } else { steps };
+        let outputs = call.empty([batch, kept, hidden]);
+        kernels::lstm_forward_infer::launch(
+            &call.projection.client,
+            call.launch.cube_count(),
+            call.launch.cube_dim(),
+            call.projection.clone().into_tensor_arg(),
+            call.recurrent.clone().into_tensor_arg(),
+            outputs.clone().into_tensor_arg(),
+            batch as u32,
+            steps as u32,
+            u32::from(reverse),
+            call.launch.rows,
+            hidden,
+            !last_only,
+            dtype_to_storage_type(call.dtype),
+        );
+        outputs
+    }
+}
+
+impl LstmCubeOps for CubeBackend {
+    fn lstm_cube_forward(
+        inputs: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        reverse: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let call = Call::new(inputs, weights);
+        let Dims {
+            batch,
+            steps,
+            hidden,
+            ..
+        } = call.dims;
+        let hiddens = call.empty([batch, steps, hidden]);
+        let cells = call.empty([batch, steps, hidden]);
+        let gates = call.empty([batch, steps, 4 * hidden]);
+        kernels::lstm_forward_train::launch(
+            &call.projection.client,
+            call.launch.cube_count(),
+            call.launch.cube_dim(),
+            call.projection.clone().into_tensor_arg(),
+            call.recurrent.clone().into_tensor_arg(),
+            hiddens.clone().into_tensor_arg(),
+            cells.clone().into_tensor_arg(),
+            gates.clone().into_tensor_arg(),
+            batch as u32,
+            steps as u32,
+            u32::from(reverse),
+            call.launch.rows,
+            hidden,
+            dtype_to_storage_type(call.dtype),
+        );
+        (hiddens, cells, gates)
+    }
+
+    fn lstm_cube_backward(
+        output_grad: FloatTensor<Self>,
+        gates: FloatTensor<Self>,
+        cells: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        reverse: bool,
+        last_only: bool,
+    ) -> FloatTensor<Self> {
+        let [batch, steps, width] = gates.meta.shape().dims::<3>();
+        let hidden = width / 4;
+        let input = weights.meta.shape()[0] - 1 - hidden;
+        let dtype = gates.dtype;
+        let launch = Launch::new(
+            &gates.client.properties().hardware,
+            batch,
+            hidden,
+            dtype.size(),
+        )
+        .expect("the forward pass took the kernel, so its backward pass fits too");
+        let recurrent = narrow(weights, 0, input + 1, input + 1 + hidden);
+        let recurrent_t = into_contiguous(CubeBackend::float_transpose(recurrent));
+        let output_grad = into_contiguous(output_grad);
+        let gates = into_contiguous(gates);
+        let cells = into_contiguous(cells);
+        let shape = Shape::new([batch, steps, width]);
+        let client = gates.client.clone();
+        let buffer = client.empty(shape.num_elements() * dtype.size());
+        let dz = CubeTensor::new_contiguous(client, gates.device.clone(), shape, buffer, dtype);
+        kernels::lstm_backward::launch(
+            &dz.client,
+            launch.cube_count(),
+            launch.cube_dim(),
+            output_grad.into_tensor_arg(),
+            gates.into_tensor_arg(),
+            cells.into_tensor_arg(),
+            recurrent_t.into_tensor_arg(),
+            dz.clone().into_tensor_arg(),
+            batch as u32,
+            steps as u32,
+            u32::from(reverse),
+            u32::from(last_only),
+            launch.rows,
+            hidden,
+            dtype_to_storage_type(dtype),
+        );
+        dz
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hardware(shared: usize) -> cubecl::ir::HardwareProperties {
+        cubecl::ir::HardwareProperties {
+            load_width: 128,
+            vector_register_count: None,
+            plane_size_min: 32,
+            plane_size_max: 32,
+            max_bindings: 8,
+            max_shared_memory_size: shared,
+            max_cube_count: (65535, 65535, 65535),
+            max_units_per_cube: 1024,
+            max_cube_dim: (1024, 1024, 64),
+            num_streaming_multiprocessors: None,
+            num_cpu_cores: None,
+            last_level_cache_size: None,
+            num_tensor_cores: None,
+            min_tensor_cores_dim: None,
+            max_vector_size: 4,
+            cube_mma_reserved_shared_memory: 0,
+        }
+    }
+
+    #[test]
+    fn launch_shrinks_rows_to_fit_and_refuses_what_cannot() {
+        let launch = Launch::new(&hardware(48 * 1024), 1000, 64, 4).expect("fits");
+        assert_eq!((launch.rows, launch.units, launch.cubes), (8, 256, 125));
+        // 6 * 256 hidden * 4 bytes = 6 KiB a row: 8 rows would need 48 KiB, 16 KiB takes 2.
+        let launch = Launch::new(&hardware(16 * 1024), 1000, 256, 4).expect("fits");
+        assert_eq!((launch.rows, launch.cubes), (2, 500));
+        assert_eq!(Launch::new(&hardware(16 * 1024), 64, 1000, 4), None);
+        assert!(!fits(&hardware(16 * 1024), 1000));
+        assert!(fits(&hardware(48 * 1024), 256));
+    }
+
+    #[test]
+    fn small_batches_take_a_cube_a_row() {
+        let launch = Launch::new(&hardware(48 * 1024), 64, 64, 4).expect("fits");
+        assert_eq!((launch.rows, launch.cubes), (1, 64));
+        let launch = Launch::new(&hardware(48 * 1024), 33, 16, 4).expect("fits");
+        assert_eq!((launch.rows, launch.units, launch.cubes), (1, 64, 33));
+    }
+}

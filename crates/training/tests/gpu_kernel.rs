@@ -1,0 +1,160 @@
+//! The CubeCL LSTM kernel on wgpu against Burn's own `nn::Lstm` (`forward_reference`) on the same
+//! device and weights: logits, and the gradients of a cross-entropy loss (summed over the batch,
+//! so that gradients keep their size) with respect to every parameter and to the input, within
+//! 1e-4, over 1, 2 and 3 layers, one and two directions,
+//! batches of 1, 33, 64 and 1000 and hidden sizes 64, 128 and 256.
+//!
+//! Runs with `cargo test -p training --release --features wgpu --test gpu_kernel`; needs a wgpu
+//! adapter (Mesa's lavapipe Vulkan driver is enough) and fails, naming what is missing, without
+//! one.
+#![cfg(feature = "wgpu")]
+
+use std::sync::OnceLock;
+
+#[path = "../../model/tests/support/mod.rs"]
+mod support;
+
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use model::{LstmClassifierConfig, LstmPath};
+use support::{compare, logits_and_gradients, max_diff, values};
+use training::{BackendKind, select_device};
+
+/// The GPU sums in other orders than Burn's reference path, and over up to 1000 rows.
+const TOLERANCE: f32 = 1e-4;
+
+/// The wgpu device, opened once: Burn registers a wgpu runtime once per process.
+fn wgpu_device() -> Device {
+    static DEVICE: OnceLock<Device> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let selected = select_device(Some("wgpu")).unwrap_or_else(|error| panic!("{error}"));
+            assert_eq!(selected.kind, BackendKind::Wgpu);
+            println!("wgpu adapter: {}", selected.description);
+            selected.device
+        })
+        .clone()
+}
+
+/// One model shape and batch, checked through the kernel against the reference.
+fn kernel_matches_reference(layers: usize, bidirectional: bool, batch: usize, hidden: usize) {
+    let device = wgpu_device().autodiff();
+    let config = LstmClassifierConfig::new()
+        .with_num_layers(layers)
+        .with_bidirectional(bidirectional)
+        .with_hidden_size(hidden);
+    let model = config.init(&device);
+    assert_eq!(
+        model.lstm_path(&device),
+        LstmPath::Kernel,
+        "{config:?} does not take the GPU kernel"
+    );
+    let images = Tensor::<3>::random([batch, 28, 28], Distribution::Uniform(0.0, 1.0), &device)
+        .require_grad();
+    let labels: Vec<i64> = (0..batch as i64).map(|i| (i * 7) % 10).collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
+    let (expected_logits, expected) =
+        logits_and_gradients(&model, &images, &targets, batch as f32, |m, x| {
+            m.forward_reference(x)
+        });
+    let (actual_logits, actual) =
+        logits_and_gradients(&model, &images, &targets, batch as f32, |m, x| {
+            m.forward_fused(x)
+        });
+    let label = format!("kernel, batch {batch}");
+    compare(
+        &config,
+        &label,
+        TOLERANCE,
+        &expected_logits,
+        &expected,
+        &actual_logits,
+        &actual,
+    );
+    // Inference (no autodiff) takes the kernel's own forward pass, which keeps nothing.
+    let plain = model.valid();
+    let images = images.inner();
+    let (diff, scale) = max_diff(
+        &values(plain.forward_reference(images.clone())),
+        &values(plain.forward_fused(images)),
+    );
+    assert!(
+        diff <= TOLERANCE,
+        "{label}, inference: logits differ by {diff} (largest {scale})"
+    );
+}
+
+#[test]
+fn the_default_model_takes_the_kernel_on_wgpu() {
+    let device = wgpu_device();
+    let model = LstmClassifierConfig::new().init(&device);
+    assert_eq!(model.lstm_path(&device), LstmPath::Kernel);
+    assert_eq!(
+        model.lstm_path(&device.clone().autodiff()),
+        LstmPath::Kernel
+    );
+    let reference = LstmClassifierConfig::new().with_fused(false).init(&device);
+    assert_eq!(reference.lstm_path(&device), LstmPath::Reference);
+}
+
+#[test]
+fn a_hidden_state_larger_than_shared_memory_takes_the_tensor_op_path() {
+    let device = wgpu_device();
+    // 6 values of 4 bytes per unit and batch row: a million units need 24 MB of shared memory,
+    // far beyond any GPU's. Asked of the configuration, since such weights would not fit either.
+    let config = LstmClassifierConfig::new().with_hidden_size(1 << 20);
+    assert_eq!(config.lstm_path(&device), LstmPath::TensorOps);
+    assert_eq!(
+        config.lstm_path(&device.clone().autodiff()),
+        LstmPath::TensorOps
+    );
+    assert_eq!(
+        LstmClassifierConfig::new().lstm_path(&device),
+        LstmPath::Kernel
+    );
+}
+
+#[test]
+fn one_layer_batch_64_hidden_64() {
+    kernel_matches_reference(1, false, 64, 64);
+}
+
+#[test]
+fn one_layer_bidirectional_batch_1000_hidden_64() {
+    kernel_matches_reference(1, true, 1000, 64);
+}
+
+#[test]
+fn one_layer_batch_1_hidden_256() {
+    kernel_matches_reference(1, false, 1, 256);
+}
+
+#[test]
+fn two_layers_batch_33_hidden_128() {
+    kernel_matches_reference(2, false, 33, 128);
+}
+
+#[test]
+fn two_layers_bidirectional_batch_64_hidden_256() {
+    kernel_matches_reference(2, true, 64, 256);
+}
+
+#[test]
+fn two_layers_bidirectional_batch_1_hidden_128() {
+    kernel_matches_reference(2, true, 1, 128);
+}
+
+#[test]
+fn three_layers_batch_1000_hidden_128() {
+    kernel_matches_reference(3, false, 1000, 128);
+}
+
+#[test]
+fn three_layers_bidirectional_batch_33_hidden_64() {
+    kernel_matches_reference(3, true, 33, 64);
+}
+
+#[test]
+fn three_layers_batch_64_hidden_256() {
+    kernel_matches_reference(3, false, 64, 256);
+}
