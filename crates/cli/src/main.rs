@@ -74,7 +74,7 @@ enum Command {
         /// Index, from 0, of an image of the --idx file; repeatable.
         #[arg(long, value_name = "N", requires = "idx")]
         index: Vec<usize>,
-        /// Backend to run on when several are compiled in: flex, ndarray, wgpu or cuda
+        /// Backend to run on when several are compiled in: flex, ndarray or wgpu
         /// [env: BURN_DEVICE].
         #[arg(long, value_name = "NAME")]
         device: Option<String>,
@@ -118,7 +118,7 @@ struct Common {
     /// [otherwise: data.dir, then $MNIST_DIR, then the user cache, then a download into it].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Backend to run on when several are compiled in: flex, ndarray, wgpu or cuda [env: BURN_DEVICE].
+    /// Backend to run on when several are compiled in: flex, ndarray or wgpu [env: BURN_DEVICE].
     #[arg(long, value_name = "NAME")]
     device: Option<String>,
     /// Never download missing data; say where to put the files instead

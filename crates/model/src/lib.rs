@@ -78,6 +78,11 @@ pub struct LstmClassifierConfig {
     /// different run of the same accuracy over seeds (see the README's performance section).
     #[config(default = true)]
     pub fused: bool,
+    /// On the fused path, run each layer and direction as the whole-sequence kernel where the
+    /// device has one (flex, ndarray, wgpu; see [`LstmClassifier::lstm_path`]); `false`
+    /// keeps the fused maths in Burn tensor operations everywhere, to compare the two.
+    #[config(default = true)]
+    pub kernel: bool,
     /// Added to the forget gate's bias of every LSTM layer and direction after the usual
     /// initialisation (the input transform's bias, so the gate's total bias is its two drawn
     /// biases plus this). A forget bias of 1 keeps the cell state through the early steps of
@@ -157,7 +162,7 @@ impl LstmClassifierConfig {
     pub fn lstm_path(&self, device: &Device) -> LstmPath {
         if !self.fused {
             LstmPath::Reference
-        } else if fused::kernel_runs(device, self.hidden_size) {
+        } else if self.kernel && fused::kernel_runs(device, self.hidden_size) {
             LstmPath::Kernel
         } else {
             LstmPath::TensorOps
@@ -215,6 +220,7 @@ impl LstmClassifierConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             head: LinearConfig::new(self.hidden_size * directions, self.num_classes).init(device),
             fused: self.fused,
+            kernel: self.kernel,
         }
     }
 
@@ -278,7 +284,7 @@ impl LstmClassifierConfig {
 }
 
 /// The JSON object `text` with every field it lacks taken from [`LstmClassifierConfig::new`], so
-/// that a `model.json` written before a field existed (`fused`, `forget_bias`) still loads, as the
+/// that a `model.json` written before a field existed (`fused`, `kernel`, `forget_bias`) still loads, as the
 /// model it describes: Burn's `Config` deserialisation requires every field.
 fn with_defaults(text: &str) -> Result<String, String> {
     use serde_json::Value;
@@ -320,7 +326,7 @@ fn with_forget_bias(mut lstm: Lstm, forget_bias: f64) -> Lstm {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LstmPath {
     /// One whole-sequence operation per layer and direction with its own backward pass: the CPU
-    /// kernel on flex and ndarray, the CubeCL kernel on wgpu and CUDA.
+    /// kernel on flex and ndarray, the CubeCL kernel on wgpu.
     Kernel,
     /// The fused maths in Burn tensor operations, a dozen per time step.
     TensorOps,
@@ -361,6 +367,10 @@ pub struct LstmClassifier {
     /// Whether [`forward`](Self::forward) takes the fused path (the configuration's `fused`).
     #[module(skip)]
     pub fused: bool,
+    /// Whether the fused path takes the whole-sequence kernel where the device has one (the
+    /// configuration's `kernel`).
+    #[module(skip)]
+    pub kernel: bool,
 }
 
 impl LstmClassifier {
@@ -377,7 +387,7 @@ impl LstmClassifier {
     /// If `sequences` has no time step, or its feature count is not the configured `input_size`.
     pub fn forward(&self, sequences: Tensor<3>) -> Tensor<2> {
         if self.fused {
-            self.forward_fused(sequences)
+            self.fused_forward(sequences, self.kernel)
         } else {
             self.forward_reference(sequences)
         }
@@ -387,7 +397,7 @@ impl LstmClassifier {
     /// matmul per time step, over the same parameters. Only the steps the last time step's output
     /// depends on are computed.
     ///
-    /// On a backend this crate was built for (its `flex`, `ndarray`, `wgpu` and `cuda` features),
+    /// On a backend this crate was built for (its `flex`, `ndarray` and `wgpu` features),
     /// each layer and direction is one operation with a handwritten backward pass over the whole
     /// sequence; elsewhere, or where the GPU kernel does not take the layers' size, it is
     /// [`forward_fused_tensor_ops`](Self::forward_fused_tensor_ops) ([`lstm_path`](Self::lstm_path)
@@ -416,10 +426,11 @@ impl LstmClassifier {
         if !self.fused || !self.is_fusable() {
             return LstmPath::Reference;
         }
-        if self
-            .forward_layers
-            .iter()
-            .all(|lstm| fused::kernel_runs(device, lstm.d_hidden))
+        if self.kernel
+            && self
+                .forward_layers
+                .iter()
+                .all(|lstm| fused::kernel_runs(device, lstm.d_hidden))
         {
             LstmPath::Kernel
         } else {

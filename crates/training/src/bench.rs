@@ -72,6 +72,11 @@ pub struct BenchReport {
     pub implementation: String,
     /// The backend measured: `flex`, `ndarray` or `wgpu`.
     pub backend: String,
+    /// The device: the CPU backend, or the GPU adapter and its driver.
+    pub device: String,
+    /// The LSTM's computation on it: `kernel`, `tensor-ops` or `reference` (`model::LstmPath`),
+    /// so that a GPU run that fell back to tensor operations says so.
+    pub lstm_path: String,
     /// This program's name and version.
     pub version: String,
     /// Worker threads: `RAYON_NUM_THREADS` when set, else the cores available.
@@ -146,6 +151,7 @@ pub fn bench(
     }
     let selected = select_device(options.device.as_deref())?;
     let device = selected.device;
+    let lstm_path = config.model.to_model_config().lstm_path(&device);
 
     let files = find_files(config, options)?;
     let data_dir = data_dir_of(&files);
@@ -165,6 +171,8 @@ pub fn bench(
     let mut report = BenchReport {
         implementation: "burn".to_string(),
         backend: selected.kind.name().to_string(),
+        device: selected.description.clone(),
+        lstm_path: lstm_path.name().to_string(),
         version: concat!("mnist-lstm ", env!("CARGO_PKG_VERSION")).to_string(),
         threads: threads(),
         seed: config.training.seed,

@@ -49,6 +49,10 @@ pub struct ModelSection {
     /// Fused LSTM gates: one matmul and one sigmoid per step, the same maths as Burn's
     /// `nn::Lstm`, faster to train.
     pub fused: bool,
+    /// With `fused`, run each layer as one whole-sequence kernel where the backend has one
+    /// (flex, ndarray, wgpu); `false` keeps the fused maths in tensor operations, to
+    /// compare the two.
+    pub kernel: bool,
     /// Added to every LSTM forget gate's bias after initialisation (0: PyTorch's
     /// initialisation; 1 is the usual choice).
     pub forget_bias: f64,
@@ -65,6 +69,7 @@ impl Default for ModelSection {
             dropout: seed.dropout,
             num_classes: seed.num_classes,
             fused: seed.fused,
+            kernel: seed.kernel,
             forget_bias: seed.forget_bias,
         }
     }
@@ -81,6 +86,7 @@ impl ModelSection {
             .with_dropout(self.dropout)
             .with_num_classes(self.num_classes)
             .with_fused(self.fused)
+            .with_kernel(self.kernel)
             .with_forget_bias(self.forget_bias)
     }
 }

@@ -1,5 +1,5 @@
 //! Choosing the device among the backends compiled in (cargo features `flex`, `ndarray`,
-//! `wgpu`, `cuda`).
+//! `wgpu`).
 
 use std::fmt;
 
@@ -19,8 +19,6 @@ pub enum BackendKind {
     NdArray,
     /// The wgpu GPU backend (`wgpu` feature): Vulkan, Metal, DirectX or OpenGL.
     Wgpu,
-    /// Burn's CUDA backend (`cuda` feature): NVIDIA GPUs through the driver, loaded at run time.
-    Cuda,
 }
 
 impl BackendKind {
@@ -30,7 +28,6 @@ impl BackendKind {
             Self::Flex => "flex",
             Self::NdArray => "ndarray",
             Self::Wgpu => "wgpu",
-            Self::Cuda => "cuda",
         }
     }
 
@@ -40,9 +37,6 @@ impl BackendKind {
         let mut kinds = Vec::new();
         if cfg!(feature = "wgpu") {
             kinds.push(Self::Wgpu);
-        }
-        if cfg!(feature = "cuda") {
-            kinds.push(Self::Cuda);
         }
         if cfg!(feature = "flex") {
             kinds.push(Self::Flex);
@@ -58,7 +52,6 @@ impl BackendKind {
             "flex" | "cpu" => Some(Self::Flex),
             "ndarray" => Some(Self::NdArray),
             "wgpu" | "gpu" => Some(Self::Wgpu),
-            "cuda" => Some(Self::Cuda),
             _ => None,
         }
     }
@@ -104,8 +97,7 @@ pub fn select_device(requested: Option<&str>) -> Result<SelectedDevice, Training
     let kind = match wanted {
         None => *compiled.first().ok_or_else(|| {
             TrainingError::Device(
-                "no backend compiled in: build with --features flex, ndarray, wgpu or cuda"
-                    .to_string(),
+                "no backend compiled in: build with --features flex, ndarray or wgpu".to_string(),
             )
         })?,
         Some(name) => {
@@ -150,10 +142,6 @@ fn device_for(kind: BackendKind) -> Result<(Device, String), TrainingError> {
         BackendKind::Wgpu => {
             #[cfg(feature = "wgpu")]
             return gpu::init();
-        }
-        BackendKind::Cuda => {
-            #[cfg(feature = "cuda")]
-            return cuda::init();
         }
     }
     Err(TrainingError::Device(format!(
@@ -254,35 +242,5 @@ mod gpu {
             ),
         };
         Ok((device, description))
-    }
-}
-
-#[cfg(feature = "cuda")]
-mod cuda {
-    use burn::tensor::Device;
-
-    use crate::TrainingError;
-
-    /// Opens the first CUDA device now, so that a machine without an NVIDIA driver gets an error
-    /// here rather than a panic at the first tensor operation. Burn loads the driver library at
-    /// run time (the build needs no CUDA toolkit) and panics where it is missing, so the first
-    /// use is caught and reported.
-    pub(super) fn init() -> Result<(Device, String), TrainingError> {
-        let opened = std::panic::catch_unwind(|| {
-            let device = Device::cuda(0);
-            let name = device.identity().map(|identity| identity.name);
-            (device, name)
-        });
-        match opened {
-            Ok((device, name)) => {
-                let name = name.unwrap_or_else(|| "unnamed device".to_string());
-                Ok((device, format!("cuda: {name}")))
-            }
-            Err(_) => Err(TrainingError::Device(
-                "CUDA could not open a device: no NVIDIA driver (libcuda) or no GPU on this \
-                 machine; use --device wgpu or a CPU backend"
-                    .to_string(),
-            )),
-        }
     }
 }

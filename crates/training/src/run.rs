@@ -17,6 +17,7 @@ use data::{
     Fetch, MnistFiles, MnistSplits, SplitOptions, locate_or_download, standard_candidates,
     verify_files,
 };
+use model::LstmPath;
 
 use crate::TrainingError;
 use crate::atomic::write_atomically;
@@ -132,6 +133,7 @@ pub fn train(
 ) -> Result<TrainOutcome, TrainingError> {
     config.validate()?;
     let device = open_device(options)?;
+    say!(options, "lstm: {}", lstm_path_line(config, &device));
 
     let dataset = config.data.dataset.kind();
     let files = find_files(config, options)?;
@@ -537,6 +539,23 @@ pub(crate) fn open_device(options: &RunOptions) -> Result<Device, TrainingError>
     } = select_device(options.device.as_deref())?;
     say!(options, "backend: {description}");
     Ok(device)
+}
+
+/// Which computation the model's LSTM runs on `device`, and why where it is not the kernel.
+pub(crate) fn lstm_path_line(config: &ExperimentConfig, device: &Device) -> String {
+    let model = &config.model;
+    match model.to_model_config().lstm_path(device) {
+        LstmPath::Kernel => "kernel (one whole-sequence operation per layer and direction)".into(),
+        LstmPath::Reference => "reference (Burn's nn::Lstm, model.fused = false)".into(),
+        LstmPath::TensorOps if !model.kernel => {
+            "tensor-ops (the fused maths in tensor operations, model.kernel = false)".into()
+        }
+        LstmPath::TensorOps => format!(
+            "tensor-ops (no LSTM kernel for hidden_size = {} on this backend: on a GPU, one \
+             batch row's state must fit a cube's shared memory)",
+            model.hidden_size
+        ),
+    }
 }
 
 /// The files of the configured data set, where `options` and the configuration say to look.

@@ -9,7 +9,7 @@
 //!   `host.rs` runs `sequence.rs`, plain Rust over host memory: one matrix product for every
 //!   step's input projection, one per step for the recurrence, vectorised activations, the batch
 //!   split across rayon's threads;
-//! - on Burn's CubeCL backend (wgpu, CUDA: features `wgpu`, `cuda`), `cube/` runs the input
+//! - on Burn's CubeCL backend (wgpu: feature `wgpu`, feature `cube` for any runtime), `cube/` runs the input
 //!   projection as one of Burn's matmuls and the recurrence as one CubeCL kernel launch that
 //!   walks every time step, with a second kernel for the backward pass ([`LstmCubeOps`]);
 //! - under autodiff ([`AutodiffLstm`]), each keeps what its backward pass needs and gives the
@@ -141,7 +141,7 @@ impl<B: AutodiffLstm, C: CheckpointStrategy> LstmSequenceOps for Autodiff<B, C> 
 }
 
 /// Whether [`lstm_sequence`] runs on `device` for layers of `hidden` units: a CPU backend whose
-/// feature this crate was built with, or a CubeCL device (wgpu, CUDA) whose shared memory holds
+/// feature this crate was built with, or a CubeCL device (wgpu) whose shared memory holds
 /// one batch row's state, with or without autodiff.
 pub(crate) fn runs_on(device: &Device, hidden: usize) -> bool {
     #[allow(unused_imports)]

@@ -1,16 +1,24 @@
 //! The recurrence of one LSTM direction as CubeCL kernels: one launch walks every time step.
 //!
-//! Each cube owns `rows` batch rows. It keeps their hidden and cell states (and the gradients
-//! flowing back through them) in shared memory, reads the recurrent weights from global memory
-//! (the same few kilobytes at every step, so they stay in cache) and separates the two halves of
-//! a step with barriers: first every gate column from the previous hidden state, then every unit's
-//! cell and hidden update from the gates. Cubes never wait on each other (there is no grid-wide
-//! barrier on wgpu), since batch rows are independent.
+//! A cube owns `rows` batch rows and has one unit per hidden unit `u`. Unit `u` computes the four
+//! gates of hidden unit `u` (columns `u`, `u + hidden`, `u + 2 hidden`, `u + 3 hidden` of the
+//! fused weights) for all the cube's rows, so that
 //!
-//! Layouts, all contiguous and row-major: `proj` and `gates` `[batch, steps, 4 hidden]` (gate
-//! columns `[input | forget | output | cell]`, the cell gate's pre-activations doubled as in
+//! - each previous hidden value it reads from shared memory serves four products, and each
+//!   recurrent weight it reads serves `rows`;
+//! - the cell update of unit `u` needs no other unit's results: its cell state stays in the
+//!   unit's registers, and a step ends with one barrier, after the new hidden state is written to
+//!   the other half of a double buffer.
+//!
+//! The backward kernel mirrors it in reverse time: unit `u` turns the gradient reaching its hidden
+//! and cell state into the four gates' gradients, then, after a barrier, sums the gradient
+//! reaching its previous hidden state over every gate column. Cubes never wait on each other
+//! (there is no grid-wide barrier on wgpu): batch rows are independent.
+//!
+//! Layouts, all contiguous and row-major: `proj`, `gates` and `dz` `[batch, steps, 4 hidden]`
+//! (gate columns `[input | forget | output | cell]`, the cell gate's pre-activation doubled as in
 //! `fused.rs`), `w_h` `[hidden, 4 hidden]`, `w_h_t` its transpose, `hiddens` and `cells`
-//! `[batch, steps, hidden]` at each step's own index.
+//! `[batch, steps, hidden]` at each step's own time index.
 
 use cubecl::prelude::*;
 
@@ -42,14 +50,19 @@ fn zero_shared<F: Float>(buffer: &mut Shared<[F]>, #[comptime] len: usize) {
     }
 }
 
-/// First half of a forward step: the activated gates of the cube's rows at time `t` into
-/// `gates_now` (`[rows, 4 hidden]`), from the input projection and the previous hidden state.
+/// One forward step of unit `unit` for the cube's rows: its four gates from the input projection
+/// and the previous hidden state (`hidden_now`, half `current` of the double buffer), its new
+/// cell state (in `cell`) and hidden state (into the other half). Returns nothing; when `train`,
+/// writes what the backward pass reads.
 #[cube]
-fn forward_gates<F: Float>(
+fn forward_step<F: Float>(
     proj: &Tensor<F>,
     w_h: &Tensor<F>,
-    hidden_now: &Shared<[F]>,
-    gates_now: &mut Shared<[F]>,
+    hidden_now: &mut Shared<[F]>,
+    cell: &mut Array<F>,
+    gates: &mut Array<F>,
+    current: usize,
+    unit: usize,
     first_row: usize,
     batch: usize,
     steps: usize,
@@ -58,78 +71,64 @@ fn forward_gates<F: Float>(
     #[comptime] hidden: usize,
 ) {
     let width = 4 * hidden;
-    let mut index = UNIT_POS_X as usize;
-    while index < rows * width {
-        let row = index / width;
-        let column = index % width;
+    let read = current * rows * hidden;
+    // gates[4 * row + gate]: the pre-activations, then the activations.
+    #[unroll]
+    for row in 0..rows {
         let b = first_row + row;
+        #[unroll]
+        for gate in 0..4 {
+            gates[4 * row + gate] = F::new(0.0);
+        }
         if b < batch {
-            let mut acc = proj[(b * steps + t) * width + column];
-            for k in 0..hidden {
-                acc += hidden_now[row * hidden + k] * w_h[k * width + column];
-            }
-            let activated = sigmoid::<F>(acc);
-            // The cell gate's doubled pre-activation: 2 sigmoid(2 z) - 1 = tanh(z).
-            if column >= 3 * hidden {
-                gates_now[index] = F::new(2.0) * activated - F::new(1.0);
-            } else {
-                gates_now[index] = activated;
+            let at = (b * steps + t) * width + unit;
+            #[unroll]
+            for gate in 0..4 {
+                gates[4 * row + gate] = proj[at + gate * hidden];
             }
         }
-        index += CUBE_DIM_X as usize;
+    }
+    for k in 0..hidden {
+        let weights = k * width + unit;
+        let w_input = w_h[weights];
+        let w_forget = w_h[weights + hidden];
+        let w_output = w_h[weights + 2 * hidden];
+        let w_cell = w_h[weights + 3 * hidden];
+        #[unroll]
+        for row in 0..rows {
+            let h = hidden_now[read + row * hidden + k];
+            gates[4 * row] += h * w_input;
+            gates[4 * row + 1] += h * w_forget;
+            gates[4 * row + 2] += h * w_output;
+            gates[4 * row + 3] += h * w_cell;
+        }
+    }
+    let write = (1 - current) * rows * hidden;
+    #[unroll]
+    for row in 0..rows {
+        let input_gate = sigmoid::<F>(gates[4 * row]);
+        let forget_gate = sigmoid::<F>(gates[4 * row + 1]);
+        let output_gate = sigmoid::<F>(gates[4 * row + 2]);
+        // The cell gate's doubled pre-activation: 2 sigmoid(2 z) - 1 = tanh(z).
+        let candidate = F::new(2.0) * sigmoid::<F>(gates[4 * row + 3]) - F::new(1.0);
+        let c = forget_gate * cell[row] + input_gate * candidate;
+        cell[row] = c;
+        hidden_now[write + row * hidden + unit] = output_gate * tanh_of::<F>(c);
+        gates[4 * row] = input_gate;
+        gates[4 * row + 1] = forget_gate;
+        gates[4 * row + 2] = output_gate;
+        gates[4 * row + 3] = candidate;
     }
 }
 
-/// Second half of a forward step, for one unit of one of the cube's rows (`index` into the
-/// `[rows, hidden]` state): its new cell and hidden state from this step's gates.
-#[cube]
-fn forward_cell<F: Float>(
-    gates_now: &Shared<[F]>,
-    hidden_now: &mut Shared<[F]>,
-    cell_now: &mut Shared<[F]>,
-    index: usize,
-    #[comptime] hidden: usize,
-) {
-    let base = (index / hidden) * 4 * hidden + index % hidden;
-    let cell =
-        gates_now[base + hidden] * cell_now[index] + gates_now[base] * gates_now[base + 3 * hidden];
-    cell_now[index] = cell;
-    hidden_now[index] = gates_now[base + 2 * hidden] * tanh_of::<F>(cell);
-}
-
-/// What the backward pass reads of one unit at time index `at = b * steps + t`: its gates, cell
-/// and hidden state, from the shared buffers `forward_cell` has just written.
-#[cube]
-fn save_cell<F: Float>(
-    gates_now: &Shared<[F]>,
-    hidden_now: &Shared<[F]>,
-    cell_now: &Shared<[F]>,
-    hiddens: &mut Tensor<F>,
-    cells: &mut Tensor<F>,
-    gates: &mut Tensor<F>,
-    index: usize,
-    at: usize,
-    #[comptime] hidden: usize,
-) {
-    let unit = index % hidden;
-    let base = (index / hidden) * 4 * hidden + unit;
-    hiddens[at * hidden + unit] = hidden_now[index];
-    cells[at * hidden + unit] = cell_now[index];
-    let gate_at = at * 4 * hidden + unit;
-    gates[gate_at] = gates_now[base];
-    gates[gate_at + hidden] = gates_now[base + hidden];
-    gates[gate_at + 2 * hidden] = gates_now[base + 2 * hidden];
-    gates[gate_at + 3 * hidden] = gates_now[base + 3 * hidden];
-}
-
-/// The forward pass of training: every step's hidden state, cell and gates.
-#[cube(launch)]
+/// The forward pass of training: every step's hidden state, cell and activated gates.
+#[cube(launch_unchecked)]
 pub fn lstm_forward_train<F: Float>(
     proj: &Tensor<F>,
     w_h: &Tensor<F>,
     hiddens: &mut Tensor<F>,
     cells: &mut Tensor<F>,
-    gates: &mut Tensor<F>,
+    saved_gates: &mut Tensor<F>,
     batch: u32,
     steps: u32,
     reverse: u32,
@@ -139,20 +138,29 @@ pub fn lstm_forward_train<F: Float>(
 ) {
     let batch = batch as usize;
     let steps = steps as usize;
+    let unit = UNIT_POS_X as usize;
     let first_row = CUBE_POS_X as usize * rows;
-    let mut hidden_now = Shared::<[F]>::new_slice(rows * hidden);
-    let mut cell_now = Shared::<[F]>::new_slice(rows * hidden);
-    let mut gates_now = Shared::<[F]>::new_slice(rows * 4 * hidden);
-    zero_shared::<F>(&mut hidden_now, rows * hidden);
-    zero_shared::<F>(&mut cell_now, rows * hidden);
+    let width = 4 * hidden;
+    let mut hidden_now = Shared::<[F]>::new_slice(2 * rows * hidden);
+    zero_shared::<F>(&mut hidden_now, 2 * rows * hidden);
+    let mut cell = Array::<F>::new(rows);
+    #[unroll]
+    for row in 0..rows {
+        cell[row] = F::new(0.0);
+    }
+    let mut gates = Array::<F>::new(4 * rows);
     sync_cube();
     for step in 0..steps {
         let t = time_of(step, steps, reverse);
-        forward_gates::<F>(
+        let current = step % 2;
+        forward_step::<F>(
             proj,
             w_h,
-            &hidden_now,
-            &mut gates_now,
+            &mut hidden_now,
+            &mut cell,
+            &mut gates,
+            current,
+            unit,
             first_row,
             batch,
             steps,
@@ -160,25 +168,19 @@ pub fn lstm_forward_train<F: Float>(
             rows,
             hidden,
         );
-        sync_cube();
-        let mut index = UNIT_POS_X as usize;
-        while index < rows * hidden {
-            let b = first_row + index / hidden;
+        let written = (1 - current) * rows * hidden;
+        #[unroll]
+        for row in 0..rows {
+            let b = first_row + row;
             if b < batch {
-                forward_cell::<F>(&gates_now, &mut hidden_now, &mut cell_now, index, hidden);
-                save_cell::<F>(
-                    &gates_now,
-                    &hidden_now,
-                    &cell_now,
-                    hiddens,
-                    cells,
-                    gates,
-                    index,
-                    b * steps + t,
-                    hidden,
-                );
+                let at = b * steps + t;
+                hiddens[at * hidden + unit] = hidden_now[written + row * hidden + unit];
+                cells[at * hidden + unit] = cell[row];
+                #[unroll]
+                for gate in 0..4 {
+                    saved_gates[at * width + gate * hidden + unit] = gates[4 * row + gate];
+                }
             }
-            index += CUBE_DIM_X as usize;
         }
         sync_cube();
     }
@@ -186,7 +188,7 @@ pub fn lstm_forward_train<F: Float>(
 
 /// The forward pass of inference: nothing saved; `outputs` is `[batch, steps, hidden]` when
 /// `all_steps`, else `[batch, 1, hidden]`, the last time index's hidden state.
-#[cube(launch)]
+#[cube(launch_unchecked)]
 pub fn lstm_forward_infer<F: Float>(
     proj: &Tensor<F>,
     w_h: &Tensor<F>,
@@ -201,20 +203,28 @@ pub fn lstm_forward_infer<F: Float>(
 ) {
     let batch = batch as usize;
     let steps = steps as usize;
+    let unit = UNIT_POS_X as usize;
     let first_row = CUBE_POS_X as usize * rows;
-    let mut hidden_now = Shared::<[F]>::new_slice(rows * hidden);
-    let mut cell_now = Shared::<[F]>::new_slice(rows * hidden);
-    let mut gates_now = Shared::<[F]>::new_slice(rows * 4 * hidden);
-    zero_shared::<F>(&mut hidden_now, rows * hidden);
-    zero_shared::<F>(&mut cell_now, rows * hidden);
+    let mut hidden_now = Shared::<[F]>::new_slice(2 * rows * hidden);
+    zero_shared::<F>(&mut hidden_now, 2 * rows * hidden);
+    let mut cell = Array::<F>::new(rows);
+    #[unroll]
+    for row in 0..rows {
+        cell[row] = F::new(0.0);
+    }
+    let mut gates = Array::<F>::new(4 * rows);
     sync_cube();
     for step in 0..steps {
         let t = time_of(step, steps, reverse);
-        forward_gates::<F>(
+        let current = step % 2;
+        forward_step::<F>(
             proj,
             w_h,
-            &hidden_now,
-            &mut gates_now,
+            &mut hidden_now,
+            &mut cell,
+            &mut gates,
+            current,
+            unit,
             first_row,
             batch,
             steps,
@@ -222,130 +232,29 @@ pub fn lstm_forward_infer<F: Float>(
             rows,
             hidden,
         );
-        sync_cube();
-        let mut index = UNIT_POS_X as usize;
-        while index < rows * hidden {
-            let b = first_row + index / hidden;
+        let written = (1 - current) * rows * hidden;
+        #[unroll]
+        for row in 0..rows {
+            let b = first_row + row;
             if b < batch {
-                forward_cell::<F>(&gates_now, &mut hidden_now, &mut cell_now, index, hidden);
+                let h = hidden_now[written + row * hidden + unit];
                 if all_steps {
-                    outputs[(b * steps + t) * hidden + index % hidden] = hidden_now[index];
+                    outputs[(b * steps + t) * hidden + unit] = h;
                 } else if t == steps - 1 {
-                    outputs[b * hidden + index % hidden] = hidden_now[index];
+                    outputs[b * hidden + unit] = h;
                 }
             }
-            index += CUBE_DIM_X as usize;
         }
         sync_cube();
-    }
-}
-
-/// First half of a backward step: the gradient of every gate pre-activation of the cube's rows
-/// at time `t`, into `dz_now` (`[rows, 4 hidden]`) and `dz`, from the gradient reaching this
-/// step's hidden state (the output's, `grad_now`, plus the recurrent one, `dh_now`) and the one
-/// reaching its cell (`dc_now`, updated to the previous cell's).
-#[cube]
-fn backward_gates<F: Float>(
-    output_grad: &Tensor<F>,
-    gates: &Tensor<F>,
-    cells: &Tensor<F>,
-    dz: &mut Tensor<F>,
-    dh_now: &Shared<[F]>,
-    dc_now: &mut Shared<[F]>,
-    dz_now: &mut Shared<[F]>,
-    first_row: usize,
-    batch: usize,
-    steps: usize,
-    step: usize,
-    reverse: u32,
-    last_only: u32,
-    #[comptime] rows: usize,
-    #[comptime] hidden: usize,
-) {
-    let width = 4 * hidden;
-    // `step` counts forward steps from the last one back; `t` is its time index.
-    let forward_step = steps - 1 - step;
-    let t = time_of(forward_step, steps, reverse);
-    let mut index = UNIT_POS_X as usize;
-    while index < rows * hidden {
-        let row = index / hidden;
-        let unit = index % hidden;
-        let b = first_row + row;
-        if b < batch {
-            let at = b * steps + t;
-            let mut dh = dh_now[index];
-            if last_only == 1 {
-                if t == steps - 1 {
-                    dh += output_grad[b * hidden + unit];
-                }
-            } else {
-                dh += output_grad[at * hidden + unit];
-            }
-            let gate_at = at * width + unit;
-            let input_gate = gates[gate_at];
-            let forget_gate = gates[gate_at + hidden];
-            let output_gate = gates[gate_at + 2 * hidden];
-            let candidate = gates[gate_at + 3 * hidden];
-            let squashed = tanh_of::<F>(cells[at * hidden + unit]);
-            let mut previous_cell = F::new(0.0);
-            if forward_step > 0 {
-                let previous_t = time_of(forward_step - 1, steps, reverse);
-                previous_cell = cells[(b * steps + previous_t) * hidden + unit];
-            }
-            let one = F::new(1.0);
-            let dc = dc_now[index] + dh * output_gate * (one - squashed * squashed);
-            dc_now[index] = dc * forget_gate;
-            let d_input = dc * candidate * input_gate * (one - input_gate);
-            let d_forget = dc * previous_cell * forget_gate * (one - forget_gate);
-            let d_output = dh * squashed * output_gate * (one - output_gate);
-            // d candidate / d (doubled pre-activation) = 2 s (1 - s) = (1 - candidate^2) / 2.
-            let d_cell = dc * input_gate * (one - candidate * candidate) * F::new(0.5);
-            let base = row * width + unit;
-            dz_now[base] = d_input;
-            dz_now[base + hidden] = d_forget;
-            dz_now[base + 2 * hidden] = d_output;
-            dz_now[base + 3 * hidden] = d_cell;
-            dz[gate_at] = d_input;
-            dz[gate_at + hidden] = d_forget;
-            dz[gate_at + 2 * hidden] = d_output;
-            dz[gate_at + 3 * hidden] = d_cell;
-        }
-        index += CUBE_DIM_X as usize;
-    }
-}
-
-/// Second half of a backward step: the gradient reaching the previous hidden state through the
-/// recurrent weights, `dz_now · W_hᵀ`, into `dh_now`.
-#[cube]
-fn backward_recurrent<F: Float>(
-    w_h_t: &Tensor<F>,
-    dz_now: &Shared<[F]>,
-    dh_now: &mut Shared<[F]>,
-    first_row: usize,
-    batch: usize,
-    #[comptime] rows: usize,
-    #[comptime] hidden: usize,
-) {
-    let width = 4 * hidden;
-    let mut index = UNIT_POS_X as usize;
-    while index < rows * hidden {
-        let row = index / hidden;
-        let unit = index % hidden;
-        if first_row + row < batch {
-            let mut acc = F::new(0.0);
-            for j in 0..width {
-                acc += dz_now[row * width + j] * w_h_t[j * hidden + unit];
-            }
-            dh_now[index] = acc;
-        }
-        index += CUBE_DIM_X as usize;
     }
 }
 
 /// The backward pass through time: the gradient of every step's gate pre-activations, `dz`
 /// `[batch, steps, 4 hidden]`, from the outputs' gradient (`[batch, steps, hidden]`, or
-/// `[batch, 1, hidden]` for the last time index alone when `last_only == 1`) and the saved forward pass.
-#[cube(launch)]
+/// `[batch, 1, hidden]` for the last time index alone when `last_only == 1`) and the saved forward
+/// pass. Unit `u` keeps what reaches its cell and hidden state in registers; the gate gradients
+/// the latter sums come from every unit through shared memory.
+#[cube(launch_unchecked)]
 pub fn lstm_backward<F: Float>(
     output_grad: &Tensor<F>,
     gates: &Tensor<F>,
@@ -362,33 +271,89 @@ pub fn lstm_backward<F: Float>(
 ) {
     let batch = batch as usize;
     let steps = steps as usize;
+    let unit = UNIT_POS_X as usize;
     let first_row = CUBE_POS_X as usize * rows;
-    let mut dh_now = Shared::<[F]>::new_slice(rows * hidden);
-    let mut dc_now = Shared::<[F]>::new_slice(rows * hidden);
-    let mut dz_now = Shared::<[F]>::new_slice(rows * 4 * hidden);
-    zero_shared::<F>(&mut dh_now, rows * hidden);
-    zero_shared::<F>(&mut dc_now, rows * hidden);
+    let width = 4 * hidden;
+    // This step's gate gradients of every unit, `[rows, 4 hidden]`; rows past the batch stay zero.
+    let mut dz_now = Shared::<[F]>::new_slice(rows * width);
+    zero_shared::<F>(&mut dz_now, rows * width);
+    // What reaches this unit's cell and hidden state of each row from the step after.
+    let mut dc = Array::<F>::new(rows);
+    let mut dh_next = Array::<F>::new(rows);
+    #[unroll]
+    for row in 0..rows {
+        dc[row] = F::new(0.0);
+        dh_next[row] = F::new(0.0);
+    }
     sync_cube();
+    let one = F::new(1.0);
     for step in 0..steps {
-        backward_gates::<F>(
-            output_grad,
-            gates,
-            cells,
-            dz,
-            &dh_now,
-            &mut dc_now,
-            &mut dz_now,
-            first_row,
-            batch,
-            steps,
-            step,
-            reverse,
-            last_only,
-            rows,
-            hidden,
-        );
+        // `step` counts forward steps from the last one back; `t` is its time index.
+        let forward_step = steps - 1 - step;
+        let t = time_of(forward_step, steps, reverse);
+        #[unroll]
+        for row in 0..rows {
+            let b = first_row + row;
+            if b < batch {
+                let at = b * steps + t;
+                let mut dh = dh_next[row];
+                if last_only == 1 {
+                    if t == steps - 1 {
+                        dh += output_grad[b * hidden + unit];
+                    }
+                } else {
+                    dh += output_grad[at * hidden + unit];
+                }
+                let gate_at = at * width + unit;
+                let input_gate = gates[gate_at];
+                let forget_gate = gates[gate_at + hidden];
+                let output_gate = gates[gate_at + 2 * hidden];
+                let candidate = gates[gate_at + 3 * hidden];
+                let squashed = tanh_of::<F>(cells[at * hidden + unit]);
+                let mut previous_cell = F::new(0.0);
+                if forward_step > 0 {
+                    let previous_t = time_of(forward_step - 1, steps, reverse);
+                    previous_cell = cells[(b * steps + previous_t) * hidden + unit];
+                }
+                let d_cell_state = dc[row] + dh * output_grad_scale::<F>(output_gate, squashed);
+                dc[row] = d_cell_state * forget_gate;
+                let d_input = d_cell_state * candidate * input_gate * (one - input_gate);
+                let d_forget = d_cell_state * previous_cell * forget_gate * (one - forget_gate);
+                let d_output = dh * squashed * output_gate * (one - output_gate);
+                // d candidate / d (doubled pre-activation) = 2 s (1 - s) = (1 - candidate^2) / 2.
+                let d_candidate =
+                    d_cell_state * input_gate * (one - candidate * candidate) * F::new(0.5);
+                let base = row * width + unit;
+                dz_now[base] = d_input;
+                dz_now[base + hidden] = d_forget;
+                dz_now[base + 2 * hidden] = d_output;
+                dz_now[base + 3 * hidden] = d_candidate;
+                dz[gate_at] = d_input;
+                dz[gate_at + hidden] = d_forget;
+                dz[gate_at + 2 * hidden] = d_output;
+                dz[gate_at + 3 * hidden] = d_candidate;
+            }
+        }
         sync_cube();
-        backward_recurrent::<F>(w_h_t, &dz_now, &mut dh_now, first_row, batch, rows, hidden);
+        // dh_next = dz_now · W_hᵀ, unit `unit`'s column for every row.
+        #[unroll]
+        for row in 0..rows {
+            dh_next[row] = F::new(0.0);
+        }
+        for j in 0..width {
+            let weight = w_h_t[j * hidden + unit];
+            #[unroll]
+            for row in 0..rows {
+                dh_next[row] += dz_now[row * width + j] * weight;
+            }
+        }
+        // Every unit has read `dz_now` before the next step writes it.
         sync_cube();
     }
+}
+
+/// How the gradient reaching a hidden state `o tanh(c)` reaches its cell: `o (1 - tanh(c)^2)`.
+#[cube]
+fn output_grad_scale<F: Float>(output_gate: F, squashed: F) -> F {
+    output_gate * (F::new(1.0) - squashed * squashed)
 }

@@ -1,4 +1,4 @@
-//! The LSTM sequence on Burn's CubeCL backend (wgpu, CUDA): the input projection of every step
+//! The LSTM sequence on Burn's CubeCL backend (wgpu; it is written for any CubeCL runtime): the input projection of every step
 //! as one of Burn's matmuls, then one kernel launch for the whole recurrence (`kernels.rs`).
 //!
 //! Per layer and direction a training step launches, forward, a matmul and a bias addition, the
@@ -21,13 +21,10 @@ use cubecl::{CubeCount, CubeDim};
 
 use super::{Dims, LstmCubeOps, LstmSequenceOps, dims};
 
-/// Units per cube: one per gate column up to this many, each then looping over several.
-const MAX_UNITS_PER_CUBE: usize = 256;
-
 /// The largest number of batch rows a cube takes.
 const MAX_ROWS_PER_CUBE: usize = 8;
 
-/// How one call is spread over the device: `rows` batch rows per cube.
+/// How one call is spread over the device: `rows` batch rows per cube, a unit per hidden unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Launch {
     rows: usize,
@@ -37,25 +34,26 @@ pub(crate) struct Launch {
 
 impl Launch {
     /// The layout for `batch` rows of `hidden` units under the device's limits, or `None` where
-    /// even one row's state does not fit its shared memory (the caller then takes the
-    /// tensor-op path).
+    /// a cube cannot have `hidden` units or its shared memory cannot hold one row's state (the
+    /// caller then takes the tensor-op path).
     pub(crate) fn new(
         hardware: &cubecl::ir::HardwareProperties,
         batch: usize,
         hidden: usize,
         elem_size: usize,
     ) -> Option<Self> {
-        let units = (4 * hidden)
-            .min(MAX_UNITS_PER_CUBE)
-            .min(hardware.max_units_per_cube as usize)
-            .min(hardware.max_cube_dim.0 as usize);
-        // Hidden and cell state, and the four gates, of each row.
-        let shared_bytes = |rows: usize| rows * 6 * hidden * elem_size;
+        // One unit per hidden unit.
+        let units = hidden;
+        let unit_limit =
+            (hardware.max_units_per_cube as usize).min(hardware.max_cube_dim.0 as usize);
+        // The forward pass's double-buffered hidden state, the backward pass's gate gradients.
+        let shared_bytes = |rows: usize| rows * 4 * hidden * elem_size;
         let mut rows = preferred_rows(batch);
         while rows > 1 && shared_bytes(rows) > hardware.max_shared_memory_size {
             rows /= 2;
         }
-        if units == 0 || shared_bytes(rows) > hardware.max_shared_memory_size {
+        if units == 0 || units > unit_limit || shared_bytes(rows) > hardware.max_shared_memory_size
+        {
             return None;
         }
         let cubes = u32::try_from(batch.div_ceil(rows).max(1)).ok()?;
@@ -75,12 +73,11 @@ impl Launch {
     }
 }
 
-/// Batch rows per cube: one row each while the batch gives every compute unit of a large GPU
-/// work, more for large batches so each cube reuses the recurrent weights it reads across rows.
+/// Batch rows per cube: each recurrent weight a unit reads serves every row of its cube, so as
+/// many as shared memory takes, up to [`MAX_ROWS_PER_CUBE`] (on a GPU a step's few products per
+/// cube are cheap beside a launch; see docs/gpu.md for what was measured).
 fn preferred_rows(batch: usize) -> usize {
-    (batch / 128)
-        .next_power_of_two()
-        .clamp(1, MAX_ROWS_PER_CUBE)
+    batch.next_power_of_two().clamp(1, MAX_ROWS_PER_CUBE)
 }
 
 /// Whether the kernel takes sequences of `hidden` units on a device with these limits.
@@ -185,21 +182,25 @@ impl LstmSequenceOps for CubeBackend {
         } = call.dims;
         let kept = if last_only { 1 } else { steps };
         let outputs = call.empty([batch, kept, hidden]);
-        kernels::lstm_forward_infer::launch(
-            &call.projection.client,
-            call.launch.cube_count(),
-            call.launch.cube_dim(),
-            call.projection.clone().into_tensor_arg(),
-            call.recurrent.clone().into_tensor_arg(),
-            outputs.clone().into_tensor_arg(),
-            batch as u32,
-            steps as u32,
-            u32::from(reverse),
-            call.launch.rows,
-            hidden,
-            !last_only,
-            dtype_to_storage_type(call.dtype),
-        );
+        // SAFETY: every index the kernel reads or writes is within the tensors built here: rows
+        // are checked against `batch`, columns and units stay below the widths `dims` checked.
+        unsafe {
+            kernels::lstm_forward_infer::launch_unchecked(
+                &call.projection.client,
+                call.launch.cube_count(),
+                call.launch.cube_dim(),
+                call.projection.clone().into_tensor_arg(),
+                call.recurrent.clone().into_tensor_arg(),
+                outputs.clone().into_tensor_arg(),
+                batch as u32,
+                steps as u32,
+                u32::from(reverse),
+                call.launch.rows,
+                hidden,
+                !last_only,
+                dtype_to_storage_type(call.dtype),
+            )
+        };
         outputs
     }
 }
@@ -220,22 +221,25 @@ impl LstmCubeOps for CubeBackend {
         let hiddens = call.empty([batch, steps, hidden]);
         let cells = call.empty([batch, steps, hidden]);
         let gates = call.empty([batch, steps, 4 * hidden]);
-        kernels::lstm_forward_train::launch(
-            &call.projection.client,
-            call.launch.cube_count(),
-            call.launch.cube_dim(),
-            call.projection.clone().into_tensor_arg(),
-            call.recurrent.clone().into_tensor_arg(),
-            hiddens.clone().into_tensor_arg(),
-            cells.clone().into_tensor_arg(),
-            gates.clone().into_tensor_arg(),
-            batch as u32,
-            steps as u32,
-            u32::from(reverse),
-            call.launch.rows,
-            hidden,
-            dtype_to_storage_type(call.dtype),
-        );
+        // SAFETY: as for `lstm_forward_infer` above.
+        unsafe {
+            kernels::lstm_forward_train::launch_unchecked(
+                &call.projection.client,
+                call.launch.cube_count(),
+                call.launch.cube_dim(),
+                call.projection.clone().into_tensor_arg(),
+                call.recurrent.clone().into_tensor_arg(),
+                hiddens.clone().into_tensor_arg(),
+                cells.clone().into_tensor_arg(),
+                gates.clone().into_tensor_arg(),
+                batch as u32,
+                steps as u32,
+                u32::from(reverse),
+                call.launch.rows,
+                hidden,
+                dtype_to_storage_type(call.dtype),
+            )
+        };
         (hiddens, cells, gates)
     }
 
@@ -267,23 +271,26 @@ impl LstmCubeOps for CubeBackend {
         let client = gates.client.clone();
         let buffer = client.empty(shape.num_elements() * dtype.size());
         let dz = CubeTensor::new_contiguous(client, gates.device.clone(), shape, buffer, dtype);
-        kernels::lstm_backward::launch(
-            &dz.client,
-            launch.cube_count(),
-            launch.cube_dim(),
-            output_grad.into_tensor_arg(),
-            gates.into_tensor_arg(),
-            cells.into_tensor_arg(),
-            recurrent_t.into_tensor_arg(),
-            dz.clone().into_tensor_arg(),
-            batch as u32,
-            steps as u32,
-            u32::from(reverse),
-            u32::from(last_only),
-            launch.rows,
-            hidden,
-            dtype_to_storage_type(dtype),
-        );
+        // SAFETY: as for `lstm_forward_infer` above.
+        unsafe {
+            kernels::lstm_backward::launch_unchecked(
+                &dz.client,
+                launch.cube_count(),
+                launch.cube_dim(),
+                output_grad.into_tensor_arg(),
+                gates.into_tensor_arg(),
+                cells.into_tensor_arg(),
+                recurrent_t.into_tensor_arg(),
+                dz.clone().into_tensor_arg(),
+                batch as u32,
+                steps as u32,
+                u32::from(reverse),
+                u32::from(last_only),
+                launch.rows,
+                hidden,
+                dtype_to_storage_type(dtype),
+            )
+        };
         dz
     }
 }
@@ -292,7 +299,7 @@ impl LstmCubeOps for CubeBackend {
 mod tests {
     use super::*;
 
-    fn hardware(shared: usize) -> cubecl::ir::HardwareProperties {
+    fn hardware(shared: usize, units: u32) -> cubecl::ir::HardwareProperties {
         cubecl::ir::HardwareProperties {
             load_width: 128,
             vector_register_count: None,
@@ -301,8 +308,8 @@ mod tests {
             max_bindings: 8,
             max_shared_memory_size: shared,
             max_cube_count: (65535, 65535, 65535),
-            max_units_per_cube: 1024,
-            max_cube_dim: (1024, 1024, 64),
+            max_units_per_cube: units,
+            max_cube_dim: (units, units, 64),
             num_streaming_multiprocessors: None,
             num_cpu_cores: None,
             last_level_cache_size: None,
@@ -314,22 +321,31 @@ mod tests {
     }
 
     #[test]
-    fn launch_shrinks_rows_to_fit_and_refuses_what_cannot() {
-        let launch = Launch::new(&hardware(48 * 1024), 1000, 64, 4).expect("fits");
-        assert_eq!((launch.rows, launch.units, launch.cubes), (8, 256, 125));
-        // 6 * 256 hidden * 4 bytes = 6 KiB a row: 8 rows would need 48 KiB, 16 KiB takes 2.
-        let launch = Launch::new(&hardware(16 * 1024), 1000, 256, 4).expect("fits");
-        assert_eq!((launch.rows, launch.cubes), (2, 500));
-        assert_eq!(Launch::new(&hardware(16 * 1024), 64, 1000, 4), None);
-        assert!(!fits(&hardware(16 * 1024), 1000));
-        assert!(fits(&hardware(48 * 1024), 256));
+    fn a_cube_takes_up_to_eight_rows_and_a_unit_per_hidden_unit() {
+        let gpu = hardware(48 * 1024, 1024);
+        let launch = Launch::new(&gpu, 1000, 64, 4).expect("fits");
+        assert_eq!((launch.rows, launch.units, launch.cubes), (8, 64, 125));
+        let launch = Launch::new(&gpu, 64, 256, 4).expect("fits");
+        assert_eq!((launch.rows, launch.units, launch.cubes), (8, 256, 8));
+        let launch = Launch::new(&gpu, 33, 20, 4).expect("fits");
+        assert_eq!((launch.rows, launch.units, launch.cubes), (8, 20, 5));
+        let launch = Launch::new(&gpu, 1, 64, 4).expect("fits");
+        assert_eq!((launch.rows, launch.cubes), (1, 1));
+        let launch = Launch::new(&gpu, 3, 64, 4).expect("fits");
+        assert_eq!((launch.rows, launch.cubes), (4, 1));
     }
 
     #[test]
-    fn small_batches_take_a_cube_a_row() {
-        let launch = Launch::new(&hardware(48 * 1024), 64, 64, 4).expect("fits");
-        assert_eq!((launch.rows, launch.cubes), (1, 64));
-        let launch = Launch::new(&hardware(48 * 1024), 33, 16, 4).expect("fits");
-        assert_eq!((launch.rows, launch.units, launch.cubes), (1, 64, 33));
+    fn rows_shrink_to_fit_shared_memory_and_what_cannot_fit_is_refused() {
+        // 4 * 512 hidden * 4 bytes = 8 KiB a row: 16 KiB takes 2 rows.
+        let small = hardware(16 * 1024, 1024);
+        let launch = Launch::new(&small, 1000, 512, 4).expect("fits");
+        assert_eq!((launch.rows, launch.cubes), (2, 500));
+        assert_eq!(Launch::new(&small, 64, 1024, 4), None);
+        assert!(fits(&small, 512));
+        assert!(!fits(&small, 1024));
+        // More hidden units than a cube has units.
+        assert!(!fits(&hardware(1 << 20, 256), 300));
+        assert!(fits(&hardware(1 << 20, 256), 256));
     }
 }
