@@ -300,7 +300,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 }
 
 /// The target directory cargo builds into from the workspace root.
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => root.join(dir),
         _ => root.join("target"),

@@ -3,15 +3,14 @@
 //! xtask does not link Burn: it runs the `cli` package through cargo (same target directory,
 //! same release build as `cargo run -p cli --release`), forwarding backend features.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod gpu_check;
 mod time_to;
 
 #[derive(Parser, Debug)]
@@ -38,19 +37,10 @@ enum Chore {
         #[arg(long, value_name = "FEATURES")]
         features: Option<String>,
     },
-    /// On a GPU machine: build with wgpu, train one epoch of a config on the GPU, and print the
-    /// adapter, wall time, images/second and test accuracy.
-    GpuCheck {
-        /// The configuration to train.
-        #[arg(long, default_value = "configs/default.toml")]
-        config: PathBuf,
-        /// Directory holding the MNIST files [default: data.dir, $MNIST_DIR, the user cache].
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-        /// Run directory.
-        #[arg(long, value_name = "DIR", default_value = "artifacts/gpu-check")]
-        artifacts: PathBuf,
-    },
+    /// On a GPU machine: `mnist-lstm bench` on wgpu (the adapter, the LSTM path, the default
+    /// epoch, training and inference images/s, test accuracy); writes
+    /// target/bench/gpu-check.json and a table. `--binary` runs a prebuilt cli.
+    GpuCheck(gpu_check::GpuCheckArgs),
     /// Measure the CPU backends (training and inference images/s, one epoch, peak memory,
     /// accuracy), optionally against PyTorch's seed; writes target/bench/latest.json. With
     /// --time-to-97: the time to 97 % test accuracy of configs/fast.toml against PyTorch's seed
@@ -98,11 +88,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             run_cli(features.as_deref(), &args)
         }
-        Chore::GpuCheck {
-            config,
-            data_dir,
-            artifacts,
-        } => gpu_check(&config, data_dir.as_deref(), &artifacts),
+        Chore::GpuCheck(args) => gpu_check::gpu_check(args).map(|()| ExitCode::SUCCESS),
         Chore::Fuzz { target, minutes } => fuzz(&target, minutes),
         Chore::Bench(args) => bench::bench(args).map(|()| ExitCode::SUCCESS),
     }
@@ -151,70 +137,6 @@ fn fuzz(target: &str, minutes: u64) -> Result<ExitCode> {
         bail!(
             "the fuzzer stopped on a failure: the input that caused it is under \
              fuzz/artifacts/{target}/ (replay: cargo fuzz run {target} <file>)"
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Builds the wgpu cli, trains on the GPU and sums up what a reader of the README wants.
-fn gpu_check(config: &Path, data_dir: Option<&Path>, artifacts: &Path) -> Result<ExitCode> {
-    println!("building the cli with --features wgpu ...");
-    let built = cargo_cli("build", Some("wgpu"))
-        .status()
-        .context("cannot run cargo build")?;
-    if !built.success() {
-        bail!("cargo build --features wgpu failed");
-    }
-    let mut args = vec![
-        "train".to_string(),
-        absolute(config)?,
-        "--device".into(),
-        "wgpu".into(),
-        "--artifacts".into(),
-        absolute(artifacts)?,
-    ];
-    if let Some(dir) = data_dir {
-        args.extend(["--data-dir".into(), absolute(dir)?]);
-    }
-    let started = Instant::now();
-    let mut child = cargo_cli("run", Some("wgpu"))
-        .arg("--quiet")
-        .arg("--")
-        .args(&args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start the cli")?;
-    // Echo the run as it goes, keeping the lines the summary needs.
-    let mut kept = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        for line in BufReader::new(stdout).lines() {
-            let line = line.context("cannot read the cli's output")?;
-            println!("{line}");
-            if line.starts_with("backend:")
-                || line.starts_with("trained ")
-                || line.starts_with("final test accuracy")
-            {
-                kept.push(line);
-            }
-        }
-    }
-    let status = child.wait().context("the cli did not finish")?;
-    let seconds = started.elapsed().as_secs_f64();
-    if !status.success() {
-        bail!("training on the GPU failed (see above)");
-    }
-    println!("\n== gpu-check summary");
-    for line in &kept {
-        println!("{line}");
-    }
-    println!("wall time of `train` (start-up, data, epoch, validation, test): {seconds:.1} s");
-    if kept
-        .iter()
-        .any(|line| line.starts_with("backend:") && line.contains("(Cpu)"))
-    {
-        println!(
-            "warning: the adapter is a software rasteriser, not a GPU: install the GPU's Vulkan \
-             driver (for NVIDIA, the driver's Vulkan ICD) for GPU figures"
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -1,19 +1,20 @@
 //! The recurrence of one LSTM direction as CubeCL kernels: one launch walks every time step.
 //!
-//! A cube owns `rows` batch rows and has one unit per hidden unit `u`. Unit `u` computes the four
-//! gates of hidden unit `u` (columns `u`, `u + hidden`, `u + 2 hidden`, `u + 3 hidden` of the
-//! fused weights) for all the cube's rows, so that
+//! A cube owns `rows` batch rows; each of its `hidden / spread` units owns `spread` hidden units
+//! (`u`, `u + hidden / spread`, ...) and computes their four gates (columns `u`, `u + hidden`,
+//! `u + 2 hidden`, `u + 3 hidden` of the fused weights) for all the cube's rows, so that
 //!
-//! - each previous hidden value it reads from shared memory serves four products, and each
-//!   recurrent weight it reads serves `rows`;
-//! - the cell update of unit `u` needs no other unit's results: its cell state stays in the
-//!   unit's registers, and a step ends with one barrier, after the new hidden state is written to
-//!   the other half of a double buffer.
+//! - each previous hidden value it reads from shared memory serves `4 spread` products, and each
+//!   recurrent weight it reads serves `rows`: loads, not arithmetic, bound this loop (on a CPU
+//!   rasteriser every load is a gather; on a GPU fewer loads leave more room for latency);
+//! - the cell update of its hidden units needs no other unit's results: their cell states stay in
+//!   the unit's registers, and a step ends with one barrier, after the new hidden state is
+//!   written to the other half of a double buffer.
 //!
-//! The backward kernel mirrors it in reverse time: unit `u` turns the gradient reaching its hidden
-//! and cell state into the four gates' gradients, then, after a barrier, sums the gradient
-//! reaching its previous hidden state over every gate column. Cubes never wait on each other
-//! (there is no grid-wide barrier on wgpu): batch rows are independent.
+//! The backward kernel mirrors it in reverse time: a unit turns the gradient reaching its hidden
+//! units' hidden and cell states into their gates' gradients, then, after a barrier, sums the
+//! gradient reaching their previous hidden states over every gate column. Cubes never wait on
+//! each other (there is no grid-wide barrier on wgpu): batch rows are independent.
 //!
 //! Layouts, all contiguous and row-major: `proj`, `gates` and `dz` `[batch, steps, 4 hidden]`
 //! (gate columns `[input | forget | output | cell]`, the cell gate's pre-activation doubled as in
@@ -50,10 +51,17 @@ fn zero_shared<F: Float>(buffer: &mut Shared<[F]>, #[comptime] len: usize) {
     }
 }
 
-/// One forward step of unit `unit` for the cube's rows: its four gates from the input projection
-/// and the previous hidden state (`hidden_now`, half `current` of the double buffer), its new
-/// cell state (in `cell`) and hidden state (into the other half). Returns nothing; when `train`,
-/// writes what the backward pass reads.
+/// Where unit `unit`'s `m`-th hidden unit is: `unit + m * hidden / spread`, so that neighbouring
+/// units read neighbouring weights.
+#[cube]
+fn owned(unit: usize, m: usize, #[comptime] hidden: usize, #[comptime] spread: usize) -> usize {
+    unit + m * (hidden / spread)
+}
+
+/// One forward step of unit `unit` for the cube's rows: the four gates of its hidden units from
+/// the input projection and the previous hidden state (half `current` of the double buffer
+/// `hidden_now`), their new cell states (in `cell`, `[rows * spread]`) and hidden states (into the
+/// other half). Leaves the activated gates in `gates` (`[(row * spread + m) * 4 + gate]`).
 #[cube]
 fn forward_step<F: Float>(
     proj: &Tensor<F>,
@@ -69,56 +77,79 @@ fn forward_step<F: Float>(
     t: usize,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
+    #[comptime] spread: usize,
 ) {
     let width = 4 * hidden;
     let read = current * rows * hidden;
-    // gates[4 * row + gate]: the pre-activations, then the activations.
     #[unroll]
     for row in 0..rows {
         let b = first_row + row;
         #[unroll]
-        for gate in 0..4 {
-            gates[4 * row + gate] = F::new(0.0);
-        }
-        if b < batch {
-            let at = (b * steps + t) * width + unit;
+        for m in 0..spread {
             #[unroll]
             for gate in 0..4 {
-                gates[4 * row + gate] = proj[at + gate * hidden];
+                gates[(row * spread + m) * 4 + gate] = F::new(0.0);
+            }
+            if b < batch {
+                let at = (b * steps + t) * width + owned(unit, m, hidden, spread);
+                #[unroll]
+                for gate in 0..4 {
+                    gates[(row * spread + m) * 4 + gate] = proj[at + gate * hidden];
+                }
             }
         }
     }
+    let mut weights = Array::<F>::new(4 * spread);
     for k in 0..hidden {
-        let weights = k * width + unit;
-        let w_input = w_h[weights];
-        let w_forget = w_h[weights + hidden];
-        let w_output = w_h[weights + 2 * hidden];
-        let w_cell = w_h[weights + 3 * hidden];
+        #[unroll]
+        for m in 0..spread {
+            let at = k * width + owned(unit, m, hidden, spread);
+            #[unroll]
+            for gate in 0..4 {
+                weights[m * 4 + gate] = w_h[at + gate * hidden];
+            }
+        }
         #[unroll]
         for row in 0..rows {
             let h = hidden_now[read + row * hidden + k];
-            gates[4 * row] += h * w_input;
-            gates[4 * row + 1] += h * w_forget;
-            gates[4 * row + 2] += h * w_output;
-            gates[4 * row + 3] += h * w_cell;
+            #[unroll]
+            for i in 0..4 * spread {
+                gates[row * 4 * spread + i] += h * weights[i];
+            }
         }
     }
     let write = (1 - current) * rows * hidden;
     #[unroll]
     for row in 0..rows {
-        let input_gate = sigmoid::<F>(gates[4 * row]);
-        let forget_gate = sigmoid::<F>(gates[4 * row + 1]);
-        let output_gate = sigmoid::<F>(gates[4 * row + 2]);
-        // The cell gate's doubled pre-activation: 2 sigmoid(2 z) - 1 = tanh(z).
-        let candidate = F::new(2.0) * sigmoid::<F>(gates[4 * row + 3]) - F::new(1.0);
-        let c = forget_gate * cell[row] + input_gate * candidate;
-        cell[row] = c;
-        hidden_now[write + row * hidden + unit] = output_gate * tanh_of::<F>(c);
-        gates[4 * row] = input_gate;
-        gates[4 * row + 1] = forget_gate;
-        gates[4 * row + 2] = output_gate;
-        gates[4 * row + 3] = candidate;
+        #[unroll]
+        for m in 0..spread {
+            let g = (row * spread + m) * 4;
+            let input_gate = sigmoid::<F>(gates[g]);
+            let forget_gate = sigmoid::<F>(gates[g + 1]);
+            let output_gate = sigmoid::<F>(gates[g + 2]);
+            // The cell gate's doubled pre-activation: 2 sigmoid(2 z) - 1 = tanh(z).
+            let candidate = F::new(2.0) * sigmoid::<F>(gates[g + 3]) - F::new(1.0);
+            let c = forget_gate * cell[row * spread + m] + input_gate * candidate;
+            cell[row * spread + m] = c;
+            hidden_now[write + row * hidden + owned(unit, m, hidden, spread)] =
+                output_gate * tanh_of::<F>(c);
+            gates[g] = input_gate;
+            gates[g + 1] = forget_gate;
+            gates[g + 2] = output_gate;
+            gates[g + 3] = candidate;
+        }
     }
+}
+
+/// A unit's registers for `rows * spread` cell states and their gates, zeroed.
+#[cube]
+fn forward_state<F: Float>(#[comptime] rows: usize, #[comptime] spread: usize) -> Array<F> {
+    let mut cell = Array::<F>::new(rows * spread);
+    #[unroll]
+    for i in 0..rows * spread {
+        cell[i] = F::new(0.0);
+    }
+    cell
 }
 
 /// The forward pass of training: every step's hidden state, cell and activated gates.
@@ -134,6 +165,7 @@ pub fn lstm_forward_train<F: Float>(
     reverse: u32,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
+    #[comptime] spread: usize,
     #[define(F)] _dtype: ElemType,
 ) {
     let batch = batch as usize;
@@ -143,12 +175,8 @@ pub fn lstm_forward_train<F: Float>(
     let width = 4 * hidden;
     let mut hidden_now = Shared::<[F]>::new_slice(2 * rows * hidden);
     zero_shared::<F>(&mut hidden_now, 2 * rows * hidden);
-    let mut cell = Array::<F>::new(rows);
-    #[unroll]
-    for row in 0..rows {
-        cell[row] = F::new(0.0);
-    }
-    let mut gates = Array::<F>::new(4 * rows);
+    let mut cell = forward_state::<F>(rows, spread);
+    let mut gates = Array::<F>::new(4 * rows * spread);
     sync_cube();
     for step in 0..steps {
         let t = time_of(step, steps, reverse);
@@ -167,6 +195,7 @@ pub fn lstm_forward_train<F: Float>(
             t,
             rows,
             hidden,
+            spread,
         );
         let written = (1 - current) * rows * hidden;
         #[unroll]
@@ -174,11 +203,16 @@ pub fn lstm_forward_train<F: Float>(
             let b = first_row + row;
             if b < batch {
                 let at = b * steps + t;
-                hiddens[at * hidden + unit] = hidden_now[written + row * hidden + unit];
-                cells[at * hidden + unit] = cell[row];
                 #[unroll]
-                for gate in 0..4 {
-                    saved_gates[at * width + gate * hidden + unit] = gates[4 * row + gate];
+                for m in 0..spread {
+                    let u = owned(unit, m, hidden, spread);
+                    hiddens[at * hidden + u] = hidden_now[written + row * hidden + u];
+                    cells[at * hidden + u] = cell[row * spread + m];
+                    #[unroll]
+                    for gate in 0..4 {
+                        saved_gates[at * width + gate * hidden + u] =
+                            gates[(row * spread + m) * 4 + gate];
+                    }
                 }
             }
         }
@@ -198,6 +232,7 @@ pub fn lstm_forward_infer<F: Float>(
     reverse: u32,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
+    #[comptime] spread: usize,
     #[comptime] all_steps: bool,
     #[define(F)] _dtype: ElemType,
 ) {
@@ -207,12 +242,8 @@ pub fn lstm_forward_infer<F: Float>(
     let first_row = CUBE_POS_X as usize * rows;
     let mut hidden_now = Shared::<[F]>::new_slice(2 * rows * hidden);
     zero_shared::<F>(&mut hidden_now, 2 * rows * hidden);
-    let mut cell = Array::<F>::new(rows);
-    #[unroll]
-    for row in 0..rows {
-        cell[row] = F::new(0.0);
-    }
-    let mut gates = Array::<F>::new(4 * rows);
+    let mut cell = forward_state::<F>(rows, spread);
+    let mut gates = Array::<F>::new(4 * rows * spread);
     sync_cube();
     for step in 0..steps {
         let t = time_of(step, steps, reverse);
@@ -231,17 +262,22 @@ pub fn lstm_forward_infer<F: Float>(
             t,
             rows,
             hidden,
+            spread,
         );
         let written = (1 - current) * rows * hidden;
         #[unroll]
         for row in 0..rows {
             let b = first_row + row;
             if b < batch {
-                let h = hidden_now[written + row * hidden + unit];
-                if all_steps {
-                    outputs[(b * steps + t) * hidden + unit] = h;
-                } else if t == steps - 1 {
-                    outputs[b * hidden + unit] = h;
+                #[unroll]
+                for m in 0..spread {
+                    let u = owned(unit, m, hidden, spread);
+                    let h = hidden_now[written + row * hidden + u];
+                    if all_steps {
+                        outputs[(b * steps + t) * hidden + u] = h;
+                    } else if t == steps - 1 {
+                        outputs[b * hidden + u] = h;
+                    }
                 }
             }
         }
@@ -252,8 +288,8 @@ pub fn lstm_forward_infer<F: Float>(
 /// The backward pass through time: the gradient of every step's gate pre-activations, `dz`
 /// `[batch, steps, 4 hidden]`, from the outputs' gradient (`[batch, steps, hidden]`, or
 /// `[batch, 1, hidden]` for the last time index alone when `last_only == 1`) and the saved forward
-/// pass. Unit `u` keeps what reaches its cell and hidden state in registers; the gate gradients
-/// the latter sums come from every unit through shared memory.
+/// pass. A unit keeps what reaches its hidden units' cell and hidden states in registers; the gate
+/// gradients the latter sums come from every unit through shared memory.
 #[cube(launch_unchecked)]
 pub fn lstm_backward<F: Float>(
     output_grad: &Tensor<F>,
@@ -267,6 +303,7 @@ pub fn lstm_backward<F: Float>(
     last_only: u32,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
+    #[comptime] spread: usize,
     #[define(F)] _dtype: ElemType,
 ) {
     let batch = batch as usize;
@@ -277,16 +314,10 @@ pub fn lstm_backward<F: Float>(
     // This step's gate gradients of every unit, `[rows, 4 hidden]`; rows past the batch stay zero.
     let mut dz_now = Shared::<[F]>::new_slice(rows * width);
     zero_shared::<F>(&mut dz_now, rows * width);
-    // What reaches this unit's cell and hidden state of each row from the step after.
-    let mut dc = Array::<F>::new(rows);
-    let mut dh_next = Array::<F>::new(rows);
-    #[unroll]
-    for row in 0..rows {
-        dc[row] = F::new(0.0);
-        dh_next[row] = F::new(0.0);
-    }
+    // What reaches each owned hidden unit's cell and hidden state from the step after.
+    let mut dc = forward_state::<F>(rows, spread);
+    let mut dh_next = forward_state::<F>(rows, spread);
     sync_cube();
-    let one = F::new(1.0);
     for step in 0..steps {
         // `step` counts forward steps from the last one back; `t` is its time index.
         let forward_step = steps - 1 - step;
@@ -295,61 +326,117 @@ pub fn lstm_backward<F: Float>(
         for row in 0..rows {
             let b = first_row + row;
             if b < batch {
-                let at = b * steps + t;
-                let mut dh = dh_next[row];
-                if last_only == 1 {
-                    if t == steps - 1 {
-                        dh += output_grad[b * hidden + unit];
-                    }
-                } else {
-                    dh += output_grad[at * hidden + unit];
+                #[unroll]
+                for m in 0..spread {
+                    backward_cell::<F>(
+                        output_grad,
+                        gates,
+                        cells,
+                        dz,
+                        &mut dz_now,
+                        &mut dc,
+                        &dh_next,
+                        row * spread + m,
+                        row,
+                        owned(unit, m, hidden, spread),
+                        b,
+                        steps,
+                        forward_step,
+                        t,
+                        reverse,
+                        last_only,
+                        hidden,
+                    );
                 }
-                let gate_at = at * width + unit;
-                let input_gate = gates[gate_at];
-                let forget_gate = gates[gate_at + hidden];
-                let output_gate = gates[gate_at + 2 * hidden];
-                let candidate = gates[gate_at + 3 * hidden];
-                let squashed = tanh_of::<F>(cells[at * hidden + unit]);
-                let mut previous_cell = F::new(0.0);
-                if forward_step > 0 {
-                    let previous_t = time_of(forward_step - 1, steps, reverse);
-                    previous_cell = cells[(b * steps + previous_t) * hidden + unit];
-                }
-                let d_cell_state = dc[row] + dh * output_grad_scale::<F>(output_gate, squashed);
-                dc[row] = d_cell_state * forget_gate;
-                let d_input = d_cell_state * candidate * input_gate * (one - input_gate);
-                let d_forget = d_cell_state * previous_cell * forget_gate * (one - forget_gate);
-                let d_output = dh * squashed * output_gate * (one - output_gate);
-                // d candidate / d (doubled pre-activation) = 2 s (1 - s) = (1 - candidate^2) / 2.
-                let d_candidate =
-                    d_cell_state * input_gate * (one - candidate * candidate) * F::new(0.5);
-                let base = row * width + unit;
-                dz_now[base] = d_input;
-                dz_now[base + hidden] = d_forget;
-                dz_now[base + 2 * hidden] = d_output;
-                dz_now[base + 3 * hidden] = d_candidate;
-                dz[gate_at] = d_input;
-                dz[gate_at + hidden] = d_forget;
-                dz[gate_at + 2 * hidden] = d_output;
-                dz[gate_at + 3 * hidden] = d_candidate;
             }
         }
         sync_cube();
-        // dh_next = dz_now · W_hᵀ, unit `unit`'s column for every row.
+        // dh_next = dz_now · W_hᵀ for the owned hidden units of every row.
         #[unroll]
-        for row in 0..rows {
-            dh_next[row] = F::new(0.0);
+        for i in 0..rows * spread {
+            dh_next[i] = F::new(0.0);
         }
+        let mut weights = Array::<F>::new(spread);
         for j in 0..width {
-            let weight = w_h_t[j * hidden + unit];
+            #[unroll]
+            for m in 0..spread {
+                weights[m] = w_h_t[j * hidden + owned(unit, m, hidden, spread)];
+            }
             #[unroll]
             for row in 0..rows {
-                dh_next[row] += dz_now[row * width + j] * weight;
+                let gradient = dz_now[row * width + j];
+                #[unroll]
+                for m in 0..spread {
+                    dh_next[row * spread + m] += gradient * weights[m];
+                }
             }
         }
         // Every unit has read `dz_now` before the next step writes it.
         sync_cube();
     }
+}
+
+/// One hidden unit `u` of one row (`slot` in the unit's registers) at time `t` of the backward
+/// pass: the gradients of its four gates' pre-activations into `dz` and `dz_now`, and the one
+/// reaching its previous cell state into `dc`.
+#[cube]
+fn backward_cell<F: Float>(
+    output_grad: &Tensor<F>,
+    gates: &Tensor<F>,
+    cells: &Tensor<F>,
+    dz: &mut Tensor<F>,
+    dz_now: &mut Shared<[F]>,
+    dc: &mut Array<F>,
+    dh_next: &Array<F>,
+    slot: usize,
+    row: usize,
+    u: usize,
+    b: usize,
+    steps: usize,
+    forward_step: usize,
+    t: usize,
+    reverse: u32,
+    last_only: u32,
+    #[comptime] hidden: usize,
+) {
+    let width = 4 * hidden;
+    let one = F::new(1.0);
+    let at = b * steps + t;
+    let mut dh = dh_next[slot];
+    if last_only == 1 {
+        if t == steps - 1 {
+            dh += output_grad[b * hidden + u];
+        }
+    } else {
+        dh += output_grad[at * hidden + u];
+    }
+    let gate_at = at * width + u;
+    let input_gate = gates[gate_at];
+    let forget_gate = gates[gate_at + hidden];
+    let output_gate = gates[gate_at + 2 * hidden];
+    let candidate = gates[gate_at + 3 * hidden];
+    let squashed = tanh_of::<F>(cells[at * hidden + u]);
+    let mut previous_cell = F::new(0.0);
+    if forward_step > 0 {
+        let previous_t = time_of(forward_step - 1, steps, reverse);
+        previous_cell = cells[(b * steps + previous_t) * hidden + u];
+    }
+    let d_cell_state = dc[slot] + dh * output_grad_scale::<F>(output_gate, squashed);
+    dc[slot] = d_cell_state * forget_gate;
+    let d_input = d_cell_state * candidate * input_gate * (one - input_gate);
+    let d_forget = d_cell_state * previous_cell * forget_gate * (one - forget_gate);
+    let d_output = dh * squashed * output_gate * (one - output_gate);
+    // d candidate / d (doubled pre-activation) = 2 s (1 - s) = (1 - candidate^2) / 2.
+    let d_candidate = d_cell_state * input_gate * (one - candidate * candidate) * F::new(0.5);
+    let base = row * width + u;
+    dz_now[base] = d_input;
+    dz_now[base + hidden] = d_forget;
+    dz_now[base + 2 * hidden] = d_output;
+    dz_now[base + 3 * hidden] = d_candidate;
+    dz[gate_at] = d_input;
+    dz[gate_at + hidden] = d_forget;
+    dz[gate_at + 2 * hidden] = d_output;
+    dz[gate_at + 3 * hidden] = d_candidate;
 }
 
 /// How the gradient reaching a hidden state `o tanh(c)` reaches its cell: `o (1 - tanh(c)^2)`.

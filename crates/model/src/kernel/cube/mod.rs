@@ -24,10 +24,13 @@ use super::{Dims, LstmCubeOps, LstmSequenceOps, dims};
 /// The largest number of batch rows a cube takes.
 const MAX_ROWS_PER_CUBE: usize = 8;
 
-/// How one call is spread over the device: `rows` batch rows per cube, a unit per hidden unit.
+/// How one call is spread over the device: `rows` batch rows per cube, `spread` hidden units per
+/// unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Launch {
     rows: usize,
+    /// Hidden units per cube unit (see `kernels.rs`).
+    spread: usize,
     units: u32,
     cubes: u32,
 }
@@ -42,8 +45,30 @@ impl Launch {
         hidden: usize,
         elem_size: usize,
     ) -> Option<Self> {
-        // One unit per hidden unit.
-        let units = hidden;
+        Self::with_spread(hardware, batch, hidden, elem_size, FORWARD_SPREAD)
+    }
+
+    /// The backward kernel's layout: its recurrent product sums over four times the columns of
+    /// the forward one's, so its units take more hidden units each (measured on lavapipe: 8 a
+    /// unit trained faster than 4).
+    fn backward(
+        hardware: &cubecl::ir::HardwareProperties,
+        batch: usize,
+        hidden: usize,
+        elem_size: usize,
+    ) -> Option<Self> {
+        Self::with_spread(hardware, batch, hidden, elem_size, BACKWARD_SPREAD)
+    }
+
+    fn with_spread(
+        hardware: &cubecl::ir::HardwareProperties,
+        batch: usize,
+        hidden: usize,
+        elem_size: usize,
+        max_spread: usize,
+    ) -> Option<Self> {
+        let spread = spread_of(hidden, max_spread);
+        let units = hidden / spread;
         let unit_limit =
             (hardware.max_units_per_cube as usize).min(hardware.max_cube_dim.0 as usize);
         // The forward pass's double-buffered hidden state, the backward pass's gate gradients.
@@ -59,6 +84,7 @@ impl Launch {
         let cubes = u32::try_from(batch.div_ceil(rows).max(1)).ok()?;
         (cubes <= hardware.max_cube_count.0).then_some(Self {
             rows,
+            spread,
             units: units as u32,
             cubes,
         })
@@ -78,6 +104,21 @@ impl Launch {
 /// cube are cheap beside a launch; see docs/gpu.md for what was measured).
 fn preferred_rows(batch: usize) -> usize {
     batch.next_power_of_two().clamp(1, MAX_ROWS_PER_CUBE)
+}
+
+/// Hidden units per unit of the forward kernel, at most: each shared value a unit reads serves
+/// `4 spread` products (see docs/gpu.md for what it measured).
+const FORWARD_SPREAD: usize = 4;
+/// Hidden units per unit of the backward kernel, at most.
+const BACKWARD_SPREAD: usize = 8;
+
+/// Hidden units per cube unit: the largest power of two up to `max` that divides `hidden`.
+fn spread_of(hidden: usize, max: usize) -> usize {
+    (0..=max.ilog2())
+        .rev()
+        .map(|power| 1 << power)
+        .find(|spread| hidden % spread == 0)
+        .unwrap_or(1)
 }
 
 /// Whether the kernel takes sequences of `hidden` units on a device with these limits.
@@ -197,6 +238,7 @@ impl LstmSequenceOps for CubeBackend {
                 u32::from(reverse),
                 call.launch.rows,
                 hidden,
+                call.launch.spread,
                 !last_only,
                 dtype_to_storage_type(call.dtype),
             )
@@ -237,6 +279,7 @@ impl LstmCubeOps for CubeBackend {
                 u32::from(reverse),
                 call.launch.rows,
                 hidden,
+                call.launch.spread,
                 dtype_to_storage_type(call.dtype),
             )
         };
@@ -255,7 +298,7 @@ impl LstmCubeOps for CubeBackend {
         let hidden = width / 4;
         let input = weights.meta.shape()[0] - 1 - hidden;
         let dtype = gates.dtype;
-        let launch = Launch::new(
+        let launch = Launch::backward(
             &gates.client.properties().hardware,
             batch,
             hidden,
@@ -288,6 +331,7 @@ impl LstmCubeOps for CubeBackend {
                 u32::from(last_only),
                 launch.rows,
                 hidden,
+                launch.spread,
                 dtype_to_storage_type(dtype),
             )
         };
@@ -324,11 +368,19 @@ mod tests {
     fn a_cube_takes_up_to_eight_rows_and_a_unit_per_hidden_unit() {
         let gpu = hardware(48 * 1024, 1024);
         let launch = Launch::new(&gpu, 1000, 64, 4).expect("fits");
-        assert_eq!((launch.rows, launch.units, launch.cubes), (8, 64, 125));
+        assert_eq!((launch.rows, launch.units, launch.cubes), (8, 16, 125));
         let launch = Launch::new(&gpu, 64, 256, 4).expect("fits");
-        assert_eq!((launch.rows, launch.units, launch.cubes), (8, 256, 8));
+        assert_eq!((launch.rows, launch.units, launch.cubes), (8, 64, 8));
         let launch = Launch::new(&gpu, 33, 20, 4).expect("fits");
-        assert_eq!((launch.rows, launch.units, launch.cubes), (8, 20, 5));
+        assert_eq!((launch.rows, launch.units, launch.cubes), (8, 5, 5));
+        // 4 divides neither 30 nor 7; 2 divides 30.
+        let spread = |hidden| Launch::new(&gpu, 8, hidden, 4).map(|l| (l.spread, l.units));
+        assert_eq!(spread(30), Some((2, 15)));
+        assert_eq!(spread(7), Some((1, 7)));
+        let backward = Launch::backward(&gpu, 64, 64, 4).expect("fits");
+        assert_eq!((backward.rows, backward.spread, backward.units), (8, 8, 8));
+        let backward = Launch::backward(&gpu, 64, 20, 4).expect("fits");
+        assert_eq!((backward.spread, backward.units), (4, 5));
         let launch = Launch::new(&gpu, 1, 64, 4).expect("fits");
         assert_eq!((launch.rows, launch.cubes), (1, 1));
         let launch = Launch::new(&gpu, 3, 64, 4).expect("fits");
@@ -337,15 +389,17 @@ mod tests {
 
     #[test]
     fn rows_shrink_to_fit_shared_memory_and_what_cannot_fit_is_refused() {
-        // 4 * 512 hidden * 4 bytes = 8 KiB a row: 16 KiB takes 2 rows.
+        // 4 * 512 hidden * 4 bytes = 8 KiB a row: 16 KiB takes 2 rows, and 1024 units 1.
         let small = hardware(16 * 1024, 1024);
         let launch = Launch::new(&small, 1000, 512, 4).expect("fits");
         assert_eq!((launch.rows, launch.cubes), (2, 500));
-        assert_eq!(Launch::new(&small, 64, 1024, 4), None);
+        let launch = Launch::new(&small, 1000, 1024, 4).expect("fits");
+        assert_eq!((launch.rows, launch.cubes), (1, 1000));
+        assert_eq!(Launch::new(&small, 64, 1100, 4), None);
         assert!(fits(&small, 512));
-        assert!(!fits(&small, 1024));
-        // More hidden units than a cube has units.
-        assert!(!fits(&hardware(1 << 20, 256), 300));
-        assert!(fits(&hardware(1 << 20, 256), 256));
+        assert!(!fits(&small, 1100));
+        // More hidden units than a cube has units, four to a unit.
+        assert!(!fits(&hardware(1 << 20, 64), 260));
+        assert!(fits(&hardware(1 << 20, 64), 256));
     }
 }
