@@ -3,10 +3,11 @@
 //! last time step into class logits.
 //!
 //! The crate enables no backend by default: the application that uses it picks one (flex,
-//! ndarray, wgpu, ...) and passes the matching [`Device`]. Its features `flex` and `ndarray` add,
-//! for that CPU backend, the LSTM kernel that [`LstmClassifier::forward_fused`] runs there (one
-//! operation per layer with its own backward pass, several times faster than Burn's `nn::Lstm`);
-//! without them the same maths runs in Burn tensor operations.
+//! ndarray, wgpu, ...) and passes the matching [`Device`]. Its features `flex`, `ndarray` and
+//! `wgpu` add, for that backend, the LSTM kernel that [`LstmClassifier::forward_fused`] runs
+//! there (one operation per layer with its own backward pass, several times faster than Burn's
+//! `nn::Lstm`; on wgpu a CubeCL kernel, one launch over all time steps); without them the same
+//! maths runs in Burn tensor operations. [`LstmClassifier::lstm_path`] says which runs.
 //!
 //! ```
 //! use burn::tensor::{Device, Tensor};
