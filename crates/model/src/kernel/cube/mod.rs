@@ -117,7 +117,7 @@ fn spread_of(hidden: usize, max: usize) -> usize {
     (0..=max.ilog2())
         .rev()
         .map(|power| 1 << power)
-        .find(|spread| hidden % spread == 0)
+        .find(|spread| hidden.is_multiple_of(*spread))
         .unwrap_or(1)
 }
 
