@@ -24,9 +24,12 @@ const BATCH: usize = 64;
 const LOSS_TOLERANCE: f32 = 1e-3;
 /// Logit agreement after the 20 steps, absolute (the logits are of order 1 to 10). Adam divides
 /// each gradient by its running magnitude, so a parameter whose gradient is near zero moves by up
-/// to the learning rate whichever way rounding tips it: measured on lavapipe with real MNIST,
-/// the losses agreed to 5e-6 while the logits differed by up to 0.05.
-const LOGIT_TOLERANCE: f32 = 0.1;
+/// to the learning rate whichever way rounding tips it, and every change of summation order
+/// shows here first. Measured on lavapipe with real MNIST against flex's CPU kernel: 0.05 with
+/// wgpu's tensor-op path (2026-11-28), 0.105 once Burn's fusion was on, 0.22 with the GPU kernel
+/// and fusion (2026-12-02), while the per-step losses agreed to 2e-5 in all three and the GPU
+/// kernel matched Burn's `nn::Lstm` on the same device to 5e-7 (`tests/gpu_kernel.rs`).
+const LOGIT_TOLERANCE: f32 = 0.5;
 
 struct Data {
     _synthetic: Option<tempfile::TempDir>,

@@ -9,8 +9,9 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Cube, TensorMetadata};
-use burn::tensor::{Shape, Slice};
+use burn::tensor::Shape;
 
+use super::narrow;
 use crate::kernel::{AutodiffLstm, Dims, LstmCubeOps, dims};
 
 /// What the backward pass reads: the operands and the forward kernel's saved tensors.
@@ -29,25 +30,6 @@ struct Saved<B: Backend> {
 /// The backward pass of the cube LSTM sequence; parents `[inputs, weights]`.
 #[derive(Debug)]
 struct CubeSequenceBackward;
-
-/// `tensor[start..end]` along `dim`.
-fn narrow<B: Backend>(
-    tensor: FloatTensor<B>,
-    dim: usize,
-    start: usize,
-    end: usize,
-) -> FloatTensor<B> {
-    let slices: Vec<Slice> = (0..tensor.shape().num_dims())
-        .map(|d| {
-            if d == dim {
-                Slice::new(start as isize, Some(end as isize), 1)
-            } else {
-                Slice::new(0, None, 1)
-            }
-        })
-        .collect();
-    B::float_slice(tensor, &slices)
-}
 
 /// The hidden state each step read, `[batch * steps, hidden]`: the previous step's (the next
 /// index's when `reverse`), zero for the first step.

@@ -13,6 +13,7 @@ mod kernels;
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, TensorMetadata};
 use burn::tensor::{DType, Shape, Slice};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
@@ -137,9 +138,14 @@ struct Call {
     recurrent: CubeTensor,
 }
 
-/// `tensor[start..end]` along `dim`, every index of the other dimensions.
-fn narrow(tensor: CubeTensor, dim: usize, start: usize, end: usize) -> CubeTensor {
-    let slices: Vec<Slice> = (0..tensor.meta.num_dims())
+/// `tensor[start..end]` along `dim`, every index of the other dimensions, on any backend.
+fn narrow<B: Backend>(
+    tensor: FloatTensor<B>,
+    dim: usize,
+    start: usize,
+    end: usize,
+) -> FloatTensor<B> {
+    let slices: Vec<Slice> = (0..tensor.shape().num_dims())
         .map(|d| {
             if d == dim {
                 Slice::new(start as isize, Some(end as isize), 1)
@@ -148,7 +154,7 @@ fn narrow(tensor: CubeTensor, dim: usize, start: usize, end: usize) -> CubeTenso
             }
         })
         .collect();
-    CubeBackend::float_slice(tensor, &slices)
+    B::float_slice(tensor, &slices)
 }
 
 impl Call {
@@ -174,15 +180,20 @@ impl Call {
             )
         });
         let flat = CubeBackend::float_reshape(inputs, Shape::new([batch * steps, input]));
-        let input_weights = narrow(weights.clone(), 0, 0, input);
-        let bias = narrow(weights.clone(), 0, input, input + 1);
+        let input_weights = narrow::<CubeBackend>(weights.clone(), 0, 0, input);
+        let bias = narrow::<CubeBackend>(weights.clone(), 0, input, input + 1);
         let projection =
             CubeBackend::float_add(CubeBackend::float_matmul(flat, input_weights), bias);
         let projection = into_contiguous(CubeBackend::float_reshape(
             projection,
             Shape::new([batch, steps, 4 * hidden]),
         ));
-        let recurrent = into_contiguous(narrow(weights, 0, input + 1, input + 1 + hidden));
+        let recurrent = into_contiguous(narrow::<CubeBackend>(
+            weights,
+            0,
+            input + 1,
+            input + 1 + hidden,
+        ));
         Self {
             dims,
             dtype,
@@ -305,7 +316,7 @@ impl LstmCubeOps for CubeBackend {
             dtype.size(),
         )
         .expect("the forward pass took the kernel, so its backward pass fits too");
-        let recurrent = narrow(weights, 0, input + 1, input + 1 + hidden);
+        let recurrent = narrow::<CubeBackend>(weights, 0, input + 1, input + 1 + hidden);
         let recurrent_t = into_contiguous(CubeBackend::float_transpose(recurrent));
         let output_grad = into_contiguous(output_grad);
         let gates = into_contiguous(gates);
