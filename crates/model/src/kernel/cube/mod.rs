@@ -157,6 +157,20 @@ fn narrow<B: Backend>(
     B::float_slice(tensor, &slices)
 }
 
+/// A new contiguous tensor of `shape` with `like`'s dtype, on its device (the kernels index
+/// their outputs as contiguous, which `client.empty_tensor` need not give).
+fn empty_like(like: &CubeTensor, shape: [usize; 3]) -> CubeTensor {
+    let shape = Shape::new(shape);
+    let buffer = like.client.empty(shape.num_elements() * like.dtype.size());
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        shape,
+        buffer,
+        like.dtype,
+    )
+}
+
 impl Call {
     fn new(inputs: CubeTensor, weights: CubeTensor) -> Self {
         let dims = dims(&inputs, &weights);
@@ -205,16 +219,7 @@ impl Call {
 
     /// A new contiguous tensor of the call's dtype on its device.
     fn empty(&self, shape: [usize; 3]) -> CubeTensor {
-        let shape = Shape::new(shape);
-        let client = self.projection.client.clone();
-        let buffer = client.empty(shape.num_elements() * self.dtype.size());
-        CubeTensor::new_contiguous(
-            client,
-            self.projection.device.clone(),
-            shape,
-            buffer,
-            self.dtype,
-        )
+        empty_like(&self.projection, shape)
     }
 }
 
@@ -321,10 +326,7 @@ impl LstmCubeOps for CubeBackend {
         let output_grad = into_contiguous(output_grad);
         let gates = into_contiguous(gates);
         let cells = into_contiguous(cells);
-        let shape = Shape::new([batch, steps, width]);
-        let client = gates.client.clone();
-        let buffer = client.empty(shape.num_elements() * dtype.size());
-        let dz = CubeTensor::new_contiguous(client, gates.device.clone(), shape, buffer, dtype);
+        let dz = empty_like(&gates, [batch, steps, width]);
         // SAFETY: as for `lstm_forward_infer` above.
         unsafe {
             kernels::lstm_backward::launch_unchecked(
