@@ -62,8 +62,8 @@ pub struct BenchArgs {
     max_epochs: usize,
 }
 
-/// The seed of the first repetition. It stays 42 (the default configuration's until it moved to
-/// 44) so that figures measured before and after compare seed for seed.
+/// The seed of the first repetition: the default configuration's, so that figures measured
+/// across changes compare seed for seed.
 const FIRST_SEED: u64 = 42;
 
 /// (JSON field, table label, higher is better, scale for the table, decimals).

@@ -1,4 +1,4 @@
-//! `cargo xtask gpu-check`: the GPU figures the README quotes, from one `mnist-lstm bench` run on
+//! `cargo xtask gpu-check`: the GPU figures docs/gpu.md quotes, from one `mnist-lstm bench` run on
 //! the wgpu backend: the adapter, which LSTM path it took, the default configuration's epoch
 //! (burn-train's learner, and the whole process), training images/s at the configuration's batch
 //! (64), inference images/s at batch 1000 and the test accuracy after the epoch. Writes

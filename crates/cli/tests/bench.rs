@@ -50,7 +50,7 @@ fn bench_writes_json_with_the_expected_fields() {
     assert_eq!(report["implementation"], "burn");
     assert_eq!(report["backend"], "flex");
     assert_eq!(number("threads"), 2.0);
-    assert_eq!(number("seed"), 44.0);
+    assert_eq!(number("seed"), 42.0);
     assert_eq!(number("batch_size"), 64.0);
     assert_eq!(number("train_steps"), 3.0);
     assert_eq!(number("infer_images"), 150.0);

@@ -110,8 +110,9 @@ fn user_mistakes_are_one_clear_error() {
 }
 
 /// Every file of `tests/bad_configs` is a configuration with one mistake. Its first lines say
-/// what the error must contain (`# expect: ...`) and any extra arguments (`# args: ...`);
-/// `train` must fail with exit code 1 and exactly that one line, without panicking.
+/// what the error must contain (`# expect: ...`), any extra arguments (`# args: ...`) and
+/// whether to leave out `--data-dir` (`# data-dir: none`, for mistakes in `data.dir`); `train`
+/// must fail with exit code 1 and exactly that one line, without panicking.
 #[test]
 fn every_bad_config_in_the_corpus_is_one_clear_line() {
     let work = tempfile::tempdir().unwrap();
@@ -141,11 +142,12 @@ fn every_bad_config_in_the_corpus_is_one_clear_line() {
         let mut args = vec![
             "train".to_string(),
             file.display().to_string(),
-            "--data-dir".to_string(),
-            data_dir.display().to_string(),
             "--artifacts".to_string(),
             work.path().join("run").display().to_string(),
         ];
+        if header("data-dir").as_deref() != Some("none") {
+            args.extend(["--data-dir".to_string(), data_dir.display().to_string()]);
+        }
         if let Some(extra) = header("args") {
             args.extend(extra.split_whitespace().map(str::to_string));
         }

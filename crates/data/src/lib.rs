@@ -44,6 +44,23 @@ pub enum DataError {
         /// Whether a download was tried, and how it failed.
         download: DownloadAttempt,
     },
+    /// The directory the user named does not hold the files; nowhere else was looked at.
+    #[error(
+        "{} ({}): {problem}; a directory named with --data-dir or data.dir is the only place \
+         looked at: put the four {dataset} files there (train-images-idx3-ubyte, \
+         train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or \
+         .gz) or name the directory that holds them",
+        .candidate.dir.display(),
+        .candidate.origin
+    )]
+    NamedDirUnusable {
+        /// The data set looked for.
+        dataset: DatasetKind,
+        /// The directory, and how it was named.
+        candidate: Candidate,
+        /// What is wrong with it (`no such directory`, `missing ...`).
+        problem: String,
+    },
     /// A file was found but is not valid MNIST.
     #[error(transparent)]
     Idx(#[from] IdxError),

@@ -86,33 +86,45 @@ pub struct Candidate {
     pub origin: String,
     /// The directory.
     pub dir: PathBuf,
+    /// Named by the user (`--data-dir`, `data.dir`): then it is the only place looked at, and
+    /// its absence is an error of its own rather than a reason to look elsewhere.
+    pub named_by_user: bool,
 }
 
 impl Candidate {
-    /// A candidate directory with its origin.
+    /// A candidate directory with its origin, one place among others in a search.
     pub fn new(origin: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
         Self {
             origin: origin.into(),
             dir: dir.into(),
+            named_by_user: false,
+        }
+    }
+
+    /// A directory the user named: it must hold the files.
+    pub fn named(origin: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
+        Self {
+            named_by_user: true,
+            ..Self::new(origin, dir)
         }
     }
 }
 
-/// The usual search order for `kind`: an explicit directory (a `--data-dir` flag) is the only
-/// place looked at when given; otherwise the configured directory, then the data set's
-/// environment variable, then where system packages put it, then the user cache.
+/// The usual search order for `kind`: a directory the user named (a `--data-dir` flag, else
+/// `data.dir` in the configuration) is the only place looked at when given; otherwise the data
+/// set's environment variable, then where system packages put it, then the user cache.
 pub fn standard_candidates(
     kind: DatasetKind,
     explicit: Option<PathBuf>,
     configured: Option<PathBuf>,
 ) -> Vec<Candidate> {
     if let Some(dir) = explicit {
-        return vec![Candidate::new("--data-dir", dir)];
+        return vec![Candidate::named("--data-dir", dir)];
+    }
+    if let Some(dir) = configured {
+        return vec![Candidate::named("data.dir in the configuration", dir)];
     }
     let mut candidates = Vec::new();
-    if let Some(dir) = configured {
-        candidates.push(Candidate::new("config data.dir", dir));
-    }
     if let Some(dir) = std::env::var_os(kind.env_var()).filter(|v| !v.is_empty()) {
         candidates.push(Candidate::new(kind.env_var(), dir));
     }
@@ -132,6 +144,13 @@ pub fn locate(kind: DatasetKind, candidates: &[Candidate]) -> Result<MnistFiles,
     for candidate in candidates {
         match MnistFiles::in_dir(&candidate.dir) {
             Ok(files) => return Ok(files),
+            Err(problem) if candidate.named_by_user => {
+                return Err(DataError::NamedDirUnusable {
+                    dataset: kind,
+                    candidate: candidate.clone(),
+                    problem,
+                });
+            }
             Err(problem) => looked.push((candidate.clone(), problem)),
         }
     }
@@ -169,7 +188,7 @@ pub enum Fetch {
 }
 
 impl Fetch {
-    /// The usual policy: no download when a directory was given explicitly (`--data-dir`),
+    /// The usual policy: no download when a directory was named (`--data-dir`, `data.dir`),
     /// none when `offline` or [`OFFLINE_ENV`] says so, otherwise download into the user cache.
     pub fn standard(kind: DatasetKind, explicit_dir: bool, offline: bool) -> Self {
         if explicit_dir {

@@ -76,7 +76,7 @@ pub struct LstmClassifierConfig {
     /// maths and parameters; on the CPU backends one operation per layer with its own backward
     /// pass, about 6x faster to train than Burn's `nn::Lstm`) rather than `nn::Lstm::forward`.
     /// The two paths differ by float rounding only, which over an epoch of Adam makes a
-    /// different run of the same accuracy over seeds (see the README's performance section).
+    /// different run of the same accuracy over seeds (see docs/performance.md).
     #[config(default = true)]
     pub fused: bool,
     /// On the fused path, run each layer and direction as the whole-sequence kernel where the

@@ -32,6 +32,7 @@ use crate::TrainingError;
 use crate::config::ExperimentConfig;
 use crate::device::select_device;
 use crate::error::io_error;
+use crate::memory::check_memory;
 use crate::run::{RunOptions, data_dir_of, find_files, train};
 use crate::trainee::classify;
 
@@ -150,6 +151,7 @@ pub fn bench(
         ));
     }
     let selected = select_device(options.device.as_deref())?;
+    check_memory(config, selected.kind)?;
     let device = selected.device;
     let lstm_path = config.model.to_model_config().lstm_path(&device);
 

@@ -128,8 +128,9 @@ impl DatasetName {
 pub struct DataSection {
     /// `"mnist"` or `"fashion-mnist"`.
     pub dataset: DatasetName,
-    /// Directory holding the four files; `--data-dir` overrides it, and `MNIST_DIR` (or
-    /// `FASHION_MNIST_DIR`), system package directories and the user cache are tried after it.
+    /// Directory holding the four files; `--data-dir` overrides it. Once named it must hold
+    /// them: `MNIST_DIR` (or `FASHION_MNIST_DIR`), system package directories and the user
+    /// cache are only looked at when neither is given.
     pub dir: Option<PathBuf>,
     /// `"test"` or `"holdout"`.
     pub validation: ValidationSource,
@@ -206,7 +207,7 @@ pub struct TrainingSection {
     pub eval_batch_size: usize,
     /// Reshuffle the training images every epoch.
     pub shuffle: bool,
-    /// Seeds weight initialisation, dropout and shuffling (default 44, as `configs/default.toml`).
+    /// Seeds weight initialisation, dropout and shuffling (default 42, as `configs/default.toml`).
     pub seed: u64,
     /// Print a step line every this many steps (0: never).
     pub log_every: usize,
@@ -228,7 +229,7 @@ impl Default for TrainingSection {
             batch_size: 64,
             eval_batch_size: 1_000,
             shuffle: true,
-            seed: 44,
+            seed: 42,
             log_every: 50,
             log_eval_size: 2_000,
             keep_checkpoints: 2,

@@ -32,7 +32,7 @@ impl BackendKind {
     }
 
     /// Backends compiled into this build, the preferred one first: a GPU build means to use the
-    /// GPU; among CPU backends flex measured faster (see README).
+    /// GPU; among CPU backends flex measured faster (see docs/backends.md).
     pub fn compiled() -> Vec<Self> {
         let mut kinds = Vec::new();
         if cfg!(feature = "wgpu") {

@@ -9,6 +9,7 @@ mod curves;
 mod device;
 mod error;
 mod evaluate;
+mod memory;
 mod metrics_log;
 mod predict;
 mod renderer;
@@ -31,6 +32,7 @@ pub use curves::{
 pub use device::{BURN_DEVICE_ENV, BackendKind, SelectedDevice, WGPU_API_ENV, select_device};
 pub use error::TrainingError;
 pub use evaluate::{EvaluationReport, evaluate};
+pub use memory::{MemoryEstimate, check_memory};
 pub use metrics_log::{
     METRICS_CSV_HEADER, MetricRow, MetricSplit, MetricsLog, metrics_csv, parse_metrics_csv,
     write_metrics_csv,

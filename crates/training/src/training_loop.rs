@@ -24,9 +24,9 @@ use burn::train::checkpoint::{
 };
 use burn::train::metric::store::EventStoreClient;
 use burn::train::{
-    CloneEarlyStoppingStrategy, EventProcessorTraining as _, InferenceStep, Learner, LearnerEvent,
-    LearningCheckpointer, SupervisedLearningStrategy, SupervisedTrainingEventProcessor,
-    TrainLoader, TrainingComponents, TrainingItem, ValidLoader,
+    CloneEarlyStoppingStrategy, EventProcessorTraining as _, InferenceStep, Interrupter, Learner,
+    LearnerEvent, LearningCheckpointer, SupervisedLearningStrategy,
+    SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents, TrainingItem, ValidLoader,
 };
 
 use crate::TrainingError;
@@ -225,21 +225,16 @@ impl ResumableTraining {
     /// Writes the checkpoint of step `global_step`; false (and the run told to stop) on failure.
     fn checkpoint(
         &self,
-        tap: &mut RecordTap,
-        learner: &Learner<Trainee>,
+        state: &mut LoopState<'_>,
         global_step: usize,
         stopped_early_after: Option<usize>,
-        components: (
-            &mut SupervisedTrainingEventProcessor<Trainee>,
-            &EventStoreClient,
-        ),
-        interrupter: &burn::train::Interrupter,
     ) -> bool {
-        let (processor, event_store) = components;
         // Every metric of the steps so far must be in the log the checkpoint keeps.
-        interrupter.fail_on_error(processor.flush());
-        let written = tap.take(learner, global_step, event_store).and_then(
-            |(model, optimizer, scheduler)| {
+        state.interrupter.fail_on_error(state.processor.flush());
+        let written = state
+            .tap
+            .take(state.learner, global_step, state.event_store)
+            .and_then(|(model, optimizer, scheduler)| {
                 let encode = |result: Result<burn::tensor::Bytes, burn::store::RecordError>| {
                     result.map_err(|error| TrainingError::Checkpoint(error.to_string()))
                 };
@@ -261,8 +256,7 @@ impl ResumableTraining {
                     },
                 };
                 self.store.write(&contents)
-            },
-        );
+            });
         match written {
             Ok(path) => {
                 self.report(|report| report.last_checkpoint = Some(path));
@@ -270,13 +264,15 @@ impl ResumableTraining {
             }
             Err(error) => {
                 self.report(|report| report.checkpoint_error = Some(error));
-                interrupter.stop(Some("a checkpoint could not be written"));
+                state
+                    .interrupter
+                    .stop(Some("a checkpoint could not be written"));
                 false
             }
         }
     }
 
-    fn stop_here(&self, global_step: usize, interrupter: &burn::train::Interrupter) {
+    fn stop_here(&self, global_step: usize, interrupter: &Interrupter) {
         self.report(|report| report.stopped_at_step = Some(global_step));
         interrupter.stop(Some("stop requested"));
     }
@@ -302,162 +298,208 @@ impl SupervisedLearningStrategy<Trainee> for ResumableTraining {
         let mut early_stopping = components.early_stopping;
 
         self.stop.set_training(true);
-        let model = self.train_epochs(
-            &mut learner,
-            (train, valid),
-            &mut processor,
-            (&interrupter, &event_store),
+        let mut state = LoopState {
+            learner: &mut learner,
+            processor: &mut processor,
+            interrupter: &interrupter,
+            event_store: &event_store,
+            tap: RecordTap::new(),
+        };
+        self.train_epochs(
+            &mut state,
+            (&train, &valid),
             &mut early_stopping,
             num_epochs,
         );
+        drop(state);
         self.stop.set_training(false);
-        (model, processor)
+        (learner.model(), processor)
     }
 }
 
+/// What the loop works with, borrowed from burn-train for the run.
+struct LoopState<'a> {
+    learner: &'a mut Learner<Trainee>,
+    processor: &'a mut SupervisedTrainingEventProcessor<Trainee>,
+    interrupter: &'a Interrupter,
+    event_store: &'a EventStoreClient,
+    tap: RecordTap,
+}
+
 impl ResumableTraining {
-    /// The epochs, from where the run stands; returns the model.
+    /// The epochs, from where the run stands: each trained (from a resumed step on), validated,
+    /// then checkpointed; any step may end the run (a failure, a stop request, early stopping).
     fn train_epochs(
         &self,
-        learner: &mut Learner<Trainee>,
-        loaders: (TrainLoader<Trainee>, ValidLoader<Trainee>),
-        processor: &mut SupervisedTrainingEventProcessor<Trainee>,
-        control: (&burn::train::Interrupter, &EventStoreClient),
+        state: &mut LoopState<'_>,
+        loaders: (&TrainLoader<Trainee>, &ValidLoader<Trainee>),
         early_stopping: &mut Option<Box<dyn CloneEarlyStoppingStrategy>>,
         num_epochs: usize,
-    ) -> Trainee {
+    ) {
         let (train, valid) = loaders;
-        let (interrupter, event_store) = control;
-        let mut tap = RecordTap::new();
-        let steps_per_epoch = self.steps_per_epoch.max(1);
         let start = self.start.as_ref();
         if let Some(epoch) = start.and_then(|start| start.stopped_early_after) {
             self.report(|report| report.stopped_early_after = Some(epoch));
-            return learner.model();
+            return;
         }
+        let steps_per_epoch = self.steps_per_epoch.max(1);
         let done = start.map_or(0, |start| start.global_step);
         let first_epoch = done / steps_per_epoch + 1;
-
         for epoch in 1..=num_epochs {
-            // Every epoch's iterator is made, trained on or not: each draws the next shuffle.
-            let mut batches = train.iter();
             if epoch < first_epoch {
+                // Made and dropped: each epoch's iterator draws the next shuffle, so a resumed
+                // run sees the shuffles an uninterrupted one saw.
+                drop(train.iter());
                 continue;
             }
-            let mut iteration = 0;
-            if epoch == first_epoch {
-                while iteration < done % steps_per_epoch && batches.next().is_some() {
-                    iteration += 1;
-                }
-            }
-            interrupter.fail_on_error(processor.process_train(LearnerEvent::StartSplit {
-                epoch_number: epoch,
-                total_items: train.num_items(),
-            }));
-            while let Some(item) = batches.next() {
-                let item = match item {
-                    Ok(item) => item,
-                    Err(error) => {
-                        interrupter.fail(error);
-                        break;
-                    }
-                };
-                iteration += 1;
-                let global_step = (epoch - 1) * steps_per_epoch + iteration;
-                self.base_device.seed(step_seed(self.seed, global_step));
-                let progress = batches.progress();
-                let output = learner.train_step(item);
-                learner.lr_step();
-                learner.optimizer_step(output.grads);
-                let item = TrainingItem::new(
-                    output.item,
-                    progress,
-                    Some(iteration),
-                    Some(learner.lr_current()),
-                );
-                interrupter
-                    .fail_on_error(processor.process_train(LearnerEvent::ProcessedItem(item)));
-                // A non-finite loss or a failure: stop, and keep the last good checkpoint.
-                if interrupter.should_stop() {
-                    break;
-                }
-                // The epoch's last step is checkpointed after its validation, below.
-                let stop_requested = self.stop.is_requested();
-                let due =
-                    self.checkpoint_every > 0 && global_step.is_multiple_of(self.checkpoint_every);
-                if iteration < steps_per_epoch && (stop_requested || due) {
-                    let sinks = (&mut *processor, event_store);
-                    if !self.checkpoint(&mut tap, learner, global_step, None, sinks, interrupter) {
-                        break;
-                    }
-                    if stop_requested {
-                        self.stop_here(global_step, interrupter);
-                        break;
-                    }
-                }
-            }
-            interrupter.fail_on_error(processor.process_train(LearnerEvent::EndSplit(epoch)));
-            if interrupter.should_stop() {
-                break;
-            }
-
-            interrupter.fail_on_error(processor.process_valid(LearnerEvent::StartSplit {
-                epoch_number: epoch,
-                total_items: valid.num_items(),
-            }));
-            let model = learner.model().valid();
-            let mut valid_batches = valid.iter();
-            let mut valid_iteration = 0;
-            while let Some(item) = valid_batches.next() {
-                let item = match item {
-                    Ok(item) => item,
-                    Err(error) => {
-                        interrupter.fail(error);
-                        break;
-                    }
-                };
-                valid_iteration += 1;
-                let progress = valid_batches.progress();
-                let output = InferenceStep::step(&model, item);
-                let item = TrainingItem::new(output, progress, Some(valid_iteration), None);
-                interrupter
-                    .fail_on_error(processor.process_valid(LearnerEvent::ProcessedItem(item)));
-                if interrupter.should_stop() {
-                    break;
-                }
-            }
-            interrupter.fail_on_error(processor.process_valid(LearnerEvent::EndSplit(epoch)));
-            interrupter.fail_on_error(processor.process_train(LearnerEvent::EndEpoch(epoch)));
-            interrupter.fail_on_error(processor.flush());
-            if interrupter.should_stop() {
-                break;
-            }
-
-            let stop_early = early_stopping
-                .as_mut()
-                .is_some_and(|strategy| strategy.should_stop(epoch, event_store));
-            let stopped_early_after = stop_early.then_some(epoch);
-            let global_step = epoch * steps_per_epoch;
-            let sinks = (&mut *processor, event_store);
-            if !self.checkpoint(
-                &mut tap,
-                learner,
-                global_step,
-                stopped_early_after,
-                sinks,
-                interrupter,
-            ) {
-                break;
-            }
-            if stop_early {
-                self.report(|report| report.stopped_early_after = Some(epoch));
-                break;
-            }
-            if self.stop.is_requested() && epoch < num_epochs {
-                self.stop_here(global_step, interrupter);
+            let trained_before = if epoch == first_epoch {
+                done % steps_per_epoch
+            } else {
+                0
+            };
+            let went_on = self.train_epoch(state, train, epoch, trained_before)
+                && self.validate_epoch(state, valid, epoch)
+                && self.end_epoch(state, early_stopping, epoch, num_epochs);
+            if !went_on {
                 break;
             }
         }
-        learner.model()
+    }
+
+    /// One epoch's training steps, the first `trained_before` batches skipped: each step
+    /// seeded from (seed, step), a checkpoint when one is due or a stop was asked for. False
+    /// when the run must end here.
+    fn train_epoch(
+        &self,
+        state: &mut LoopState<'_>,
+        train: &TrainLoader<Trainee>,
+        epoch: usize,
+        trained_before: usize,
+    ) -> bool {
+        let interrupter = state.interrupter;
+        let steps_per_epoch = self.steps_per_epoch.max(1);
+        let mut batches = train.iter();
+        let mut iteration = 0;
+        while iteration < trained_before && batches.next().is_some() {
+            iteration += 1;
+        }
+        interrupter.fail_on_error(state.processor.process_train(LearnerEvent::StartSplit {
+            epoch_number: epoch,
+            total_items: train.num_items(),
+        }));
+        while let Some(item) = batches.next() {
+            let item = match item {
+                Ok(item) => item,
+                Err(error) => {
+                    interrupter.fail(error);
+                    break;
+                }
+            };
+            iteration += 1;
+            let global_step = (epoch - 1) * steps_per_epoch + iteration;
+            self.base_device.seed(step_seed(self.seed, global_step));
+            let progress = batches.progress();
+            let learner = &mut *state.learner;
+            let output = learner.train_step(item);
+            learner.lr_step();
+            learner.optimizer_step(output.grads);
+            let item = TrainingItem::new(
+                output.item,
+                progress,
+                Some(iteration),
+                Some(learner.lr_current()),
+            );
+            interrupter.fail_on_error(
+                state
+                    .processor
+                    .process_train(LearnerEvent::ProcessedItem(item)),
+            );
+            // A non-finite loss or a failure: stop, and keep the last good checkpoint.
+            if interrupter.should_stop() {
+                break;
+            }
+            // The epoch's last step is checkpointed after its validation, in `end_epoch`.
+            let stop_requested = self.stop.is_requested();
+            let due =
+                self.checkpoint_every > 0 && global_step.is_multiple_of(self.checkpoint_every);
+            if iteration < steps_per_epoch && (stop_requested || due) {
+                if !self.checkpoint(state, global_step, None) {
+                    break;
+                }
+                if stop_requested {
+                    self.stop_here(global_step, interrupter);
+                    break;
+                }
+            }
+        }
+        interrupter.fail_on_error(state.processor.process_train(LearnerEvent::EndSplit(epoch)));
+        !interrupter.should_stop()
+    }
+
+    /// The epoch's validation pass, as burn-train's own loop runs it. False when the run must
+    /// end here.
+    fn validate_epoch(
+        &self,
+        state: &mut LoopState<'_>,
+        valid: &ValidLoader<Trainee>,
+        epoch: usize,
+    ) -> bool {
+        let interrupter = state.interrupter;
+        let processor = &mut *state.processor;
+        interrupter.fail_on_error(processor.process_valid(LearnerEvent::StartSplit {
+            epoch_number: epoch,
+            total_items: valid.num_items(),
+        }));
+        let model = state.learner.model().valid();
+        let mut batches = valid.iter();
+        let mut iteration = 0;
+        while let Some(item) = batches.next() {
+            let item = match item {
+                Ok(item) => item,
+                Err(error) => {
+                    interrupter.fail(error);
+                    break;
+                }
+            };
+            iteration += 1;
+            let progress = batches.progress();
+            let output = InferenceStep::step(&model, item);
+            let item = TrainingItem::new(output, progress, Some(iteration), None);
+            interrupter.fail_on_error(processor.process_valid(LearnerEvent::ProcessedItem(item)));
+            if interrupter.should_stop() {
+                break;
+            }
+        }
+        interrupter.fail_on_error(processor.process_valid(LearnerEvent::EndSplit(epoch)));
+        interrupter.fail_on_error(processor.process_train(LearnerEvent::EndEpoch(epoch)));
+        interrupter.fail_on_error(processor.flush());
+        !interrupter.should_stop()
+    }
+
+    /// After validation: early stopping asked, the epoch's checkpoint written, a stop request
+    /// honoured. False when the run ends here.
+    fn end_epoch(
+        &self,
+        state: &mut LoopState<'_>,
+        early_stopping: &mut Option<Box<dyn CloneEarlyStoppingStrategy>>,
+        epoch: usize,
+        num_epochs: usize,
+    ) -> bool {
+        let stop_early = early_stopping
+            .as_mut()
+            .is_some_and(|strategy| strategy.should_stop(epoch, state.event_store));
+        let global_step = epoch * self.steps_per_epoch.max(1);
+        if !self.checkpoint(state, global_step, stop_early.then_some(epoch)) {
+            return false;
+        }
+        if stop_early {
+            self.report(|report| report.stopped_early_after = Some(epoch));
+            return false;
+        }
+        if self.stop.is_requested() && epoch < num_epochs {
+            self.stop_here(global_step, state.interrupter);
+            return false;
+        }
+        true
     }
 }

@@ -1,6 +1,6 @@
 //! The model crate's example (`crates/model/examples/classify.rs`), run as a user of the
 //! library would: on the `model.json` and `model.bpk` of a run of the smoke configuration.
-//! The example's own file is compiled into this test, so what is tested is what the README shows.
+//! The example's own file is compiled into this test, so what is tested is what docs/library.md shows.
 
 use std::path::Path;
 

@@ -66,7 +66,7 @@ fn a_short_run_learns_saves_and_reloads() {
     assert!(outcome.test.accuracy() > 0.5, "{}", outcome.test);
     assert_eq!(outcome.test.count(), 100);
 
-    // The run directory holds what the README promises.
+    // The run directory holds what docs/resume.md promises.
     for file in [CONFIG_FILE, MODEL_FILE, EVALUATION_FILE] {
         assert!(run_dir.join(file).is_file(), "{file} missing");
     }
