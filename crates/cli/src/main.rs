@@ -115,7 +115,8 @@ enum Command {
 #[derive(Args, Debug)]
 struct Common {
     /// Directory holding the four MNIST files; the only place looked at when given
-    /// [otherwise: data.dir, then $MNIST_DIR, then the user cache, then a download into it].
+    /// [otherwise data.dir, likewise the only place when set; else $MNIST_DIR, the system
+    /// package directory, the user cache, then a download into it].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Backend to run on when several are compiled in: flex, ndarray or wgpu [env: BURN_DEVICE].

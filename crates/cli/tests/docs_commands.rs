@@ -175,6 +175,56 @@ fn missing_flags(args: &[String], help: &str) -> Vec<String> {
         .collect()
 }
 
+/// The packages, examples and test targets a documented cargo command names that do not exist.
+fn missing_cargo_targets(
+    root: &Path,
+    packages: &[String],
+    examples: &[String],
+    tests: &[String],
+) -> Vec<String> {
+    let package_dir = |package: &str| {
+        if package == "xtask" {
+            root.join("xtask")
+        } else {
+            root.join("crates").join(package)
+        }
+    };
+    let mut missing = Vec::new();
+    for package in packages {
+        if !package_dir(package).join("Cargo.toml").is_file() {
+            missing.push(format!("no package {package}"));
+        }
+    }
+    for example in examples {
+        let found = packages.iter().any(|package| {
+            package_dir(package)
+                .join("examples")
+                .join(format!("{example}.rs"))
+                .is_file()
+        });
+        if !found {
+            missing.push(format!("no example {example}"));
+        }
+    }
+    for test in tests {
+        let found = std::fs::read_dir(root.join("crates"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|krate| {
+                krate
+                    .path()
+                    .join("tests")
+                    .join(format!("{test}.rs"))
+                    .is_file()
+            });
+        if !found {
+            missing.push(format!("no test target {test}"));
+        }
+    }
+    missing
+}
+
 #[test]
 fn every_documented_command_exists_with_its_flags() {
     let root = workspace_root();
@@ -200,39 +250,8 @@ fn every_documented_command_exists_with_its_flags() {
                     tests,
                 } => {
                     checked += 1;
-                    for package in &packages {
-                        let dir = if package == "xtask" {
-                            root.join("xtask")
-                        } else {
-                            root.join("crates").join(package)
-                        };
-                        if !dir.join("Cargo.toml").is_file() {
-                            problems.push(format!("{at}: no package {package}"));
-                        }
-                    }
-                    for example in &examples {
-                        let found = packages.iter().any(|package| {
-                            root.join("crates")
-                                .join(package)
-                                .join("examples")
-                                .join(format!("{example}.rs"))
-                                .is_file()
-                        });
-                        if !found {
-                            problems.push(format!("{at}: no example {example}"));
-                        }
-                    }
-                    for test in &tests {
-                        let found = std::fs::read_dir(root.join("crates")).unwrap().any(|c| {
-                            c.unwrap()
-                                .path()
-                                .join("tests")
-                                .join(format!("{test}.rs"))
-                                .is_file()
-                        });
-                        if !found {
-                            problems.push(format!("{at}: no test target {test}"));
-                        }
+                    for missing in missing_cargo_targets(&root, &packages, &examples, &tests) {
+                        problems.push(format!("{at}: {missing}"));
                     }
                     continue;
                 }
