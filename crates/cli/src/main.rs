@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand};
+use inference::{Predictor, idx_digit, load_digit, select_device};
 use training::{
-    ARTIFACTS_ROOT, BenchOptions, ExperimentConfig, Predictor, Resume, RunOptions, StopRequest,
-    TrainingError, bench, evaluate_run, idx_digit, latest_run, load_digit, train,
+    ARTIFACTS_ROOT, BenchOptions, ExperimentConfig, Resume, RunOptions, StopRequest, TrainingError,
+    bench, evaluate_run, latest_run, train,
 };
 
 // mimalloc instead of glibc's allocator: the LSTM kernel and Burn allocate and free buffers of
@@ -160,11 +161,8 @@ fn predict(
     indices: &[usize],
     device: Option<String>,
 ) -> Result<()> {
-    let options = RunOptions {
-        device,
-        ..RunOptions::default()
-    };
-    let predictor = Predictor::from_run(run_dir, &options)
+    let device = select_device(device.as_deref())?.device;
+    let predictor = Predictor::from_run(run_dir, &device)
         .with_context(|| format!("cannot load the model of {}", run_dir.display()))?;
     // (name, digit, truth) of each image that could be read.
     let mut digits = Vec::new();

@@ -9,6 +9,7 @@ mod download;
 pub mod idx;
 mod locate;
 mod published;
+mod section;
 pub mod synthetic;
 mod verify;
 
@@ -26,6 +27,7 @@ pub use locate::{
     OFFLINE_ENV, locate, locate_or_download, offline_from_env, standard_candidates,
 };
 pub use published::PublishedFile;
+pub use section::{DataSection, DatasetName, ValidationSource};
 pub use synthetic::write_synthetic_mnist;
 pub use verify::{
     ContentDigest, FileVerification, Verification, content_digest, verify_file, verify_files,

@@ -30,11 +30,11 @@ use serde::Serialize;
 
 use crate::TrainingError;
 use crate::config::ExperimentConfig;
-use crate::device::select_device;
 use crate::error::io_error;
 use crate::memory::check_memory;
 use crate::run::{RunOptions, data_dir_of, find_files, train};
 use crate::trainee::classify;
+use inference::select_device;
 
 /// What to measure, besides the configuration.
 #[derive(Debug, Clone)]

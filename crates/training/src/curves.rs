@@ -16,8 +16,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::TrainingError;
 use crate::atomic::write_atomically;
-use crate::evaluate::EvaluationReport;
 use crate::metrics_log::{MetricRow, MetricSplit};
+use inference::EvaluationReport;
 
 /// File stem of the loss curves (`loss.svg`, `loss.png`).
 pub const LOSS_CURVE: &str = "loss";

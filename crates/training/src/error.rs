@@ -11,9 +11,9 @@ pub enum TrainingError {
         /// What is wrong, with line and column where known.
         message: String,
     },
-    /// The requested device or backend is not available.
-    #[error("device: {0}")]
-    Device(String),
+    /// The device, a finished run or an image could not be opened (see the inference crate).
+    #[error(transparent)]
+    Inference(#[from] inference::InferenceError),
     /// The data could not be found or read.
     #[error(transparent)]
     Data(#[from] data::DataError),
@@ -67,23 +67,12 @@ pub enum TrainingError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A run directory lacks what `eval` needs.
-    #[error("{0}")]
-    MissingArtifact(String),
     /// A curve or the confusion matrix could not be drawn or written.
     #[error("cannot draw {path}: {message}")]
     Plot {
         /// The image file.
         path: String,
         /// What plotters or the PNG encoder reported.
-        message: String,
-    },
-    /// An image to classify cannot be read, or holds no digit.
-    #[error("{}: {message}", path.display())]
-    Image {
-        /// The image file.
-        path: std::path::PathBuf,
-        /// What is wrong with it.
         message: String,
     },
     /// Input given to a function is not of the expected shape.

@@ -1,17 +1,17 @@
 //! Training and evaluation of the LSTM classifier with burn-train: configuration, device
 //! selection, the learner, checkpoints and the run directory.
+//!
+//! Loading a finished run, framing images, predicting and evaluating live in the `inference`
+//! crate (no burn-train); what of it training and the CLI use is re-exported here.
 
 mod atomic;
 mod bench;
 mod checkpoint;
 mod config;
 mod curves;
-mod device;
 mod error;
-mod evaluate;
 mod memory;
 mod metrics_log;
-mod predict;
 mod renderer;
 mod run;
 mod schedule;
@@ -29,19 +29,20 @@ pub use curves::{
     ACCURACY_CURVE, CONFUSION_IMAGE, CONFUSION_SIZE, CURVE_SIZE, LOSS_CURVE,
     write_confusion_matrix, write_curves,
 };
-pub use device::{BURN_DEVICE_ENV, BackendKind, SelectedDevice, WGPU_API_ENV, select_device};
 pub use error::TrainingError;
-pub use evaluate::{EvaluationReport, evaluate};
+pub use inference::{
+    BURN_DEVICE_ENV, BackendKind, CONFIG_FILE, EVALUATION_FILE, EvaluationReport, InferenceError,
+    MODEL_CONFIG_FILE, MODEL_FILE, Prediction, Predictor, SelectedDevice, TrainedRun, WGPU_API_ENV,
+    digit_from_bytes, evaluate, idx_digit, load_digit, prepare_grey, prepare_image, select_device,
+};
 pub use memory::{MemoryEstimate, check_memory};
 pub use metrics_log::{
     METRICS_CSV_HEADER, MetricRow, MetricSplit, MetricsLog, metrics_csv, parse_metrics_csv,
     write_metrics_csv,
 };
-pub use predict::{Prediction, Predictor, idx_digit, load_digit, prepare_grey, prepare_image};
 pub use renderer::LineRenderer;
 pub use run::{
-    ARTIFACTS_ROOT, CONFIG_FILE, EVALUATION_FILE, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_FILE,
-    Resume, RunOptions, TrainOutcome, evaluate_run, latest_run, train,
+    ARTIFACTS_ROOT, METRICS_FILE, Resume, RunOptions, TrainOutcome, evaluate_run, latest_run, train,
 };
 pub use schedule::{EarlyStopping, lr_scheduler};
 pub use trainee::{StepProbe, StepRecord, Trainee, classify};

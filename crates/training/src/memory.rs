@@ -4,7 +4,7 @@
 
 use crate::TrainingError;
 use crate::config::ExperimentConfig;
-use crate::device::BackendKind;
+use inference::BackendKind;
 
 /// Bytes of one `f32`.
 const FLOAT_BYTES: f64 = 4.0;

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor};
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use data::MnistBatch;
@@ -35,9 +34,7 @@ impl Trainee {
 /// Logits, cross-entropy loss and targets of a batch.
 pub fn classify(classifier: &LstmClassifier, batch: MnistBatch) -> ClassificationOutput {
     let logits = classifier.forward(batch.images);
-    let loss = CrossEntropyLossConfig::new()
-        .init(&logits.device())
-        .forward(logits.clone(), batch.targets.clone());
+    let loss = inference::cross_entropy(logits.clone(), batch.targets.clone());
     ClassificationOutput::new(loss, logits, batch.targets)
 }
 

@@ -2,25 +2,18 @@
 
 use std::path::PathBuf;
 
+use inference::{CONFIG_FILE, EVALUATION_FILE, MODEL_CONFIG_FILE, MODEL_FILE};
+
 use crate::TrainingError;
 use crate::checkpoint::CHECKPOINT_DIR;
 use crate::config::ExperimentConfig;
-use crate::evaluate::EvaluationReport;
 use crate::metrics_log::MetricRow;
 use crate::trainee::StepRecord;
 use crate::training_loop::StopRequest;
+use inference::EvaluationReport;
 
 /// Where runs go when neither `--artifacts` nor `training.artifacts` says otherwise.
 pub const ARTIFACTS_ROOT: &str = "artifacts";
-/// The resolved configuration of a run, in its directory.
-pub const CONFIG_FILE: &str = "config.toml";
-/// The trained weights of a run, in its directory.
-pub const MODEL_FILE: &str = "model.bpk";
-/// The final test evaluation of a run, in its directory.
-pub const EVALUATION_FILE: &str = "evaluation.txt";
-/// The model's hyper-parameters as JSON (`LstmClassifierConfig::from_file` reads it), in the
-/// run directory: with `model.bpk`, all another program needs to rebuild the classifier.
-pub const MODEL_CONFIG_FILE: &str = "model.json";
 /// Every step's and epoch's metrics as CSV, in the run directory.
 pub const METRICS_FILE: &str = "metrics.csv";
 
@@ -108,7 +101,6 @@ mod learner;
 mod report;
 mod setup;
 
-pub(crate) use finished::{FinishedRun, load_run};
 pub use finished::{evaluate_run, latest_run};
 pub(crate) use setup::{data_dir_of, find_files};
 

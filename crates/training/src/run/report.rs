@@ -12,8 +12,8 @@ use super::{EVALUATION_FILE, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_FILE, RunOpt
 use super::{TrainOutcome, TrainingError};
 use crate::config::ExperimentConfig;
 use crate::curves::write_curves;
-use crate::evaluate::evaluate;
 use crate::metrics_log::{MetricSplit, write_metrics_csv};
+use inference::evaluate;
 
 /// Report: `model.bpk` and `model.json` written, the test split evaluated into
 /// `evaluation.txt` and a last `metrics.csv` row, then `metrics.csv` and the curves.

@@ -13,8 +13,8 @@ use model::LstmPath;
 use super::RunOptions;
 use crate::TrainingError;
 use crate::config::ExperimentConfig;
-use crate::device::{SelectedDevice, select_device};
 use crate::memory::check_memory;
+use inference::{SelectedDevice, select_device};
 
 /// Set-up: the configuration's ranges, then the device, then whether the model fits in the
 /// device's memory; says which LSTM path the run takes.

@@ -5,7 +5,7 @@ use std::fmt;
 
 use burn::tensor::Device;
 
-use crate::TrainingError;
+use crate::InferenceError;
 
 /// Environment variable naming the backend to use when several are compiled in.
 pub const BURN_DEVICE_ENV: &str = "BURN_DEVICE";
@@ -77,7 +77,7 @@ pub struct SelectedDevice {
 /// Picks the device: `requested` (a `--device` flag) first, then `$BURN_DEVICE`, then the
 /// preferred backend compiled in. Asking for one that is not compiled in is an error that says
 /// which feature to build with.
-pub fn select_device(requested: Option<&str>) -> Result<SelectedDevice, TrainingError> {
+pub fn select_device(requested: Option<&str>) -> Result<SelectedDevice, InferenceError> {
     let compiled = BackendKind::compiled();
     let from_env = std::env::var(BURN_DEVICE_ENV)
         .ok()
@@ -96,19 +96,19 @@ pub fn select_device(requested: Option<&str>) -> Result<SelectedDevice, Training
     };
     let kind = match wanted {
         None => *compiled.first().ok_or_else(|| {
-            TrainingError::Device(
+            InferenceError::Device(
                 "no backend compiled in: build with --features flex, ndarray or wgpu".to_string(),
             )
         })?,
         Some(name) => {
             let kind = BackendKind::parse(name).ok_or_else(|| {
-                TrainingError::Device(format!(
+                InferenceError::Device(format!(
                     "{origin}={name}: unknown backend; this build has: {}",
                     names()
                 ))
             })?;
             if !compiled.contains(&kind) {
-                return Err(TrainingError::Device(format!(
+                return Err(InferenceError::Device(format!(
                     "{origin}={name}: this build does not include the {kind} backend (it has: {}); \
                      rebuild with --features {kind}",
                     names()
@@ -126,7 +126,7 @@ pub fn select_device(requested: Option<&str>) -> Result<SelectedDevice, Training
 }
 
 #[allow(unreachable_code, unused_variables)]
-fn device_for(kind: BackendKind) -> Result<(Device, String), TrainingError> {
+fn device_for(kind: BackendKind) -> Result<(Device, String), InferenceError> {
     match kind {
         BackendKind::Flex => {
             #[cfg(feature = "flex")]
@@ -144,7 +144,7 @@ fn device_for(kind: BackendKind) -> Result<(Device, String), TrainingError> {
             return gpu::init();
         }
     }
-    Err(TrainingError::Device(format!(
+    Err(InferenceError::Device(format!(
         "the {kind} backend is not compiled in"
     )))
 }
@@ -158,7 +158,7 @@ mod gpu {
     use burn::tensor::wgpu::{WgpuBackend, wgpu};
 
     use super::WGPU_API_ENV;
-    use crate::TrainingError;
+    use crate::InferenceError;
 
     /// What to install when no adapter answers.
     const HINT: &str = "Without a GPU, install a software Vulkan driver (Debian/Ubuntu: \
@@ -168,7 +168,7 @@ mod gpu {
     /// The graphics API to use: `$BURN_WGPU_API`, else Vulkan on Linux (where Vulkan has no
     /// adapter, wgpu's automatic choice quietly falls back to Mesa's OpenGL software rasteriser,
     /// which nobody asking for the GPU wants unannounced), else wgpu's own choice.
-    fn requested_api() -> Result<WgpuBackend, TrainingError> {
+    fn requested_api() -> Result<WgpuBackend, InferenceError> {
         let value = std::env::var(WGPU_API_ENV).unwrap_or_default();
         Ok(match value.trim().to_ascii_lowercase().as_str() {
             "" if cfg!(target_os = "linux") => WgpuBackend::Vulkan,
@@ -178,7 +178,7 @@ mod gpu {
             "metal" => WgpuBackend::Metal,
             "dx12" => WgpuBackend::Dx12,
             other => {
-                return Err(TrainingError::Device(format!(
+                return Err(InferenceError::Device(format!(
                     "{WGPU_API_ENV}={other}: expected vulkan, gl, metal, dx12 or auto"
                 )));
             }
@@ -209,11 +209,11 @@ mod gpu {
 
     /// Opens the default adapter of the requested API now, so that a machine without one gets
     /// an error here rather than a panic at the first tensor operation (`Device::wgpu` is lazy).
-    pub(super) fn init() -> Result<(Device, String), TrainingError> {
+    pub(super) fn init() -> Result<(Device, String), InferenceError> {
         let api = requested_api()?;
         let found = adapters(api);
         if found.is_empty() {
-            return Err(TrainingError::Device(format!(
+            return Err(InferenceError::Device(format!(
                 "wgpu found no {api:?} adapter on this machine. {HINT}"
             )));
         }
@@ -221,7 +221,7 @@ mod gpu {
             .graphics_api(api)
             .init()
             .map_err(|error| {
-                TrainingError::Device(format!("wgpu could not open an adapter: {error}. {HINT}"))
+                InferenceError::Device(format!("wgpu could not open an adapter: {error}. {HINT}"))
             })?;
         let name = device.identity().map(|identity| identity.name);
         let description = match found.iter().find(|info| Some(&info.name) == name.as_ref()) {

@@ -5,21 +5,23 @@
 //! anti-aliased) and placed in a 28x28 field so that their centre of mass is at its centre.
 //! [`prepare_grey`] does the same to any picture of a digit.
 
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use burn::data::dataloader::batcher::Batcher;
-use burn::module::Module;
-use burn::tensor::Device;
 use data::idx::{read_images, read_labels};
-use data::{IMAGE_COLS, IMAGE_PIXELS, IMAGE_ROWS, MnistBatcher, MnistItem};
+use data::{IMAGE_COLS, IMAGE_PIXELS, IMAGE_ROWS};
 use image::imageops::FilterType;
-use model::LstmClassifier;
+use image::{ImageFormat, ImageReader, Limits};
 
-use crate::TrainingError;
-use crate::run::{FinishedRun, RunOptions, load_run};
+use crate::InferenceError;
 
 /// Side of the box the digit is scaled into, as MNIST's.
 const DIGIT_BOX: u32 = 20;
+/// The largest side of a picture that is decoded; a header claiming more is refused before any
+/// pixel is decoded (a 50,000 x 50,000 PNG of a few KiB would otherwise ask for gigabytes).
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+/// The most pixels a decoded picture may have (a 48-megapixel phone photo fits).
+pub const MAX_IMAGE_PIXELS: u64 = 48_000_000;
 /// Where MNIST puts the centre of mass (measured on the test set: 14.0, 14.0).
 const CENTRE: f64 = 14.0;
 /// Below this contrast between the digit and the background, there is no digit.
@@ -174,36 +176,63 @@ pub fn prepare_image(image: &image::DynamicImage) -> Result<Vec<u8>, String> {
     prepare_grey(image.width(), image.height(), &grey)
 }
 
-/// Reads a PNG or JPEG file and makes it an MNIST digit (see [`prepare_grey`]).
-pub fn load_digit(path: &Path) -> Result<Vec<u8>, TrainingError> {
-    let image_error = |message: String| TrainingError::Image {
-        path: path.to_path_buf(),
-        message,
-    };
-    let bytes = std::fs::read(path).map_err(|source| TrainingError::Io {
+/// Reads a PNG or JPEG file and makes it an MNIST digit (see [`digit_from_bytes`]).
+pub fn load_digit(path: &Path) -> Result<Vec<u8>, InferenceError> {
+    let bytes = std::fs::read(path).map_err(|source| InferenceError::Io {
         what: format!("cannot read {}", path.display()),
         source,
     })?;
-    let format = image::guess_format(&bytes).map_err(|_| {
-        image_error("not a PNG or JPEG image (its first bytes are of no image format)".into())
-    })?;
-    if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
-        return Err(image_error(format!(
-            "a {format:?} image: only PNG and JPEG are read"
-        )));
+    digit_from_bytes(&bytes).map_err(|message| InferenceError::Image {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// Decodes a PNG or JPEG held in memory and makes it an MNIST digit (see [`prepare_grey`]).
+/// Other formats, truncated files, and headers claiming more than [`MAX_IMAGE_SIDE`] pixels on
+/// a side or [`MAX_IMAGE_PIXELS`] in all are refused with what is wrong, the size ones before
+/// any pixel is decoded.
+pub fn digit_from_bytes(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let format = image::guess_format(bytes)
+        .map_err(|_| "not a PNG or JPEG image (its first bytes are of no image format)")?;
+    if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg) {
+        return Err(format!("a {format:?} image: only PNG and JPEG are read"));
     }
-    let decoded = image::load_from_memory_with_format(&bytes, format)
-        .map_err(|error| image_error(format!("cannot decode this {format:?} file: {error}")))?;
-    prepare_image(&decoded).map_err(image_error)
+    let reader = || ImageReader::with_format(Cursor::new(bytes), format);
+    let (width, height) = reader()
+        .into_dimensions()
+        .map_err(|error| format!("cannot read this {format:?} header: {error}"))?;
+    check_dimensions(width, height)?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    let mut decoder = reader();
+    decoder.limits(limits);
+    let decoded = decoder
+        .decode()
+        .map_err(|error| format!("cannot decode this {format:?} file: {error}"))?;
+    prepare_image(&decoded)
+}
+
+/// Refuses pictures larger than [`MAX_IMAGE_SIDE`] on a side or [`MAX_IMAGE_PIXELS`] in all.
+fn check_dimensions(width: u32, height: u32) -> Result<(), String> {
+    let pixels = u64::from(width) * u64::from(height);
+    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE || pixels > MAX_IMAGE_PIXELS {
+        return Err(format!(
+            "the image header claims {width}x{height} pixels: at most {MAX_IMAGE_SIDE} on a side \
+             and {MAX_IMAGE_PIXELS} in all are decoded"
+        ));
+    }
+    Ok(())
 }
 
 /// Image `index` (from 0) of an IDX image file (raw or gzipped), and its label when the
 /// matching label file lies beside it (`t10k-labels-idx1-ubyte[.gz]` for
 /// `t10k-images-idx3-ubyte[.gz]`).
-pub fn idx_digit(path: &Path, index: usize) -> Result<(Vec<u8>, Option<u8>), TrainingError> {
+pub fn idx_digit(path: &Path, index: usize) -> Result<(Vec<u8>, Option<u8>), InferenceError> {
     let images = read_images(path, IMAGE_ROWS, IMAGE_COLS).map_err(data::DataError::from)?;
     if index >= images.count {
-        return Err(TrainingError::Image {
+        return Err(InferenceError::Image {
             path: path.to_path_buf(),
             message: format!(
                 "there is no image {index}: the file holds {} images (indices 0 to {})",
@@ -235,106 +264,4 @@ fn labels_beside(images: &Path) -> Option<PathBuf> {
     .into_iter()
     .map(|candidate| dir.join(candidate))
     .find(|candidate| candidate.is_file())
-}
-
-/// What the classifier says about one image.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prediction {
-    /// Probability of each class.
-    pub probabilities: Vec<f32>,
-}
-
-impl Prediction {
-    /// The most likely class.
-    pub fn class(&self) -> usize {
-        self.top(1).first().map_or(0, |(class, _)| *class)
-    }
-
-    /// The `k` most likely classes with their probabilities, most likely first.
-    pub fn top(&self, k: usize) -> Vec<(usize, f32)> {
-        let mut ranked: Vec<(usize, f32)> =
-            self.probabilities.iter().copied().enumerate().collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked.truncate(k);
-        ranked
-    }
-}
-
-/// The classifier of a finished run, ready to classify MNIST-like digits.
-#[derive(Debug)]
-pub struct Predictor {
-    classifier: LstmClassifier,
-    device: Device,
-    batcher: MnistBatcher,
-    class_names: Vec<String>,
-}
-
-impl Predictor {
-    /// Loads the model of the run in `run_dir` (its `config.toml` and `model.bpk`) on the device
-    /// `options` ask for.
-    pub fn from_run(run_dir: &Path, options: &RunOptions) -> Result<Self, TrainingError> {
-        let FinishedRun {
-            config,
-            device,
-            classifier,
-            ..
-        } = load_run(run_dir, options)?;
-        let classifier = classifier.valid();
-        Ok(Self {
-            classifier,
-            device,
-            batcher: config.data.batcher(),
-            class_names: config
-                .data
-                .dataset
-                .kind()
-                .class_names()
-                .iter()
-                .map(|name| name.to_string())
-                .collect(),
-        })
-    }
-
-    /// `7`, or `7 Sneaker` where the class has a name of its own.
-    pub fn label(&self, class: usize) -> String {
-        match self.class_names.get(class) {
-            Some(name) if *name != class.to_string() => format!("{class} {name}"),
-            _ => class.to_string(),
-        }
-    }
-
-    /// Classifies MNIST digits (`28 * 28` grey levels each, as [`prepare_grey`] makes them),
-    /// with the same pixel scaling as the run's training.
-    pub fn predict(&self, digits: &[Vec<u8>]) -> Result<Vec<Prediction>, TrainingError> {
-        if digits.is_empty() {
-            return Ok(Vec::new());
-        }
-        if let Some((index, digit)) = digits
-            .iter()
-            .enumerate()
-            .find(|(_, digit)| digit.len() != IMAGE_PIXELS)
-        {
-            return Err(TrainingError::InvalidInput(format!(
-                "digit {index} has {} pixels, not {IMAGE_PIXELS} (28x28)",
-                digit.len()
-            )));
-        }
-        let items = digits
-            .iter()
-            .map(|pixels| MnistItem {
-                pixels: pixels.clone(),
-                label: 0,
-            })
-            .collect();
-        let batch = self.batcher.batch(items, &self.device);
-        let probabilities = self.classifier.probabilities(batch.images).into_data();
-        let values: Vec<f32> = probabilities.iter::<f32>().collect();
-        let classes = values.len() / digits.len();
-        Ok(values
-            .chunks(classes.max(1))
-            .map(|chunk| Prediction {
-                probabilities: chunk.to_vec(),
-            })
-            .collect())
-    }
 }

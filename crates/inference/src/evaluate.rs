@@ -5,11 +5,10 @@ use std::fmt;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::{Device, Int, Tensor};
 use data::{MnistBatcher, MnistDataset};
 use model::LstmClassifier;
-
-use crate::trainee::classify;
 
 /// What `eval` prints.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,9 +128,11 @@ pub fn evaluate(
     for start in (0..dataset.len()).step_by(batch_size) {
         let end = (start + batch_size).min(dataset.len());
         let items = (start..end).filter_map(|i| dataset.item(i)).collect();
-        let output = classify(&classifier, batcher.batch(items, device));
-        loss_sum += f64::from(output.loss.into_scalar::<f32>()) * (end - start) as f64;
-        let batch_predictions = output.output.argmax(1).into_data();
+        let batch = batcher.batch(items, device);
+        let logits = classifier.forward(batch.images);
+        let loss = cross_entropy(logits.clone(), batch.targets);
+        loss_sum += f64::from(loss.into_scalar::<f32>()) * (end - start) as f64;
+        let batch_predictions = logits.argmax(1).into_data();
         predictions.extend(batch_predictions.iter::<i64>().map(|p| p as u8));
     }
     let labels = dataset.labels().to_vec();
@@ -151,4 +152,12 @@ pub fn evaluate(
         confusion,
         class_names: class_names.iter().map(|name| name.to_string()).collect(),
     }
+}
+
+/// The mean cross-entropy of `logits` (`[batch, classes]`) against `targets` (`[batch]`), the
+/// loss training minimises.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits, targets)
 }

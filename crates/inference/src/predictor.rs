@@ -1,0 +1,114 @@
+//! The classifier of a finished run asked about digits: a batched forward pass over MNIST-framed
+//! images, answered as probabilities per class.
+
+use std::path::Path;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::Device;
+use data::{IMAGE_PIXELS, MnistBatcher, MnistItem};
+use model::LstmClassifier;
+
+use crate::InferenceError;
+use crate::run::TrainedRun;
+
+/// What the classifier says about one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Probability of each class.
+    pub probabilities: Vec<f32>,
+}
+
+impl Prediction {
+    /// The most likely class.
+    pub fn class(&self) -> usize {
+        self.top(1).first().map_or(0, |(class, _)| *class)
+    }
+
+    /// The `k` most likely classes with their probabilities, most likely first.
+    pub fn top(&self, k: usize) -> Vec<(usize, f32)> {
+        let mut ranked: Vec<(usize, f32)> =
+            self.probabilities.iter().copied().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(k);
+        ranked
+    }
+}
+
+/// The classifier of a finished run, ready to classify MNIST-like digits.
+#[derive(Debug)]
+pub struct Predictor {
+    classifier: LstmClassifier,
+    device: Device,
+    batcher: MnistBatcher,
+    class_names: Vec<String>,
+}
+
+impl Predictor {
+    /// Loads the model of the run in `run_dir` (see [`TrainedRun::load`]) on `device`.
+    pub fn from_run(run_dir: &Path, device: &Device) -> Result<Self, InferenceError> {
+        Ok(Self::new(TrainedRun::load(run_dir, device)?))
+    }
+
+    /// The predictor of a loaded run.
+    pub fn new(run: TrainedRun) -> Self {
+        Self {
+            batcher: run.batcher(),
+            class_names: run
+                .dataset()
+                .class_names()
+                .iter()
+                .map(|name| name.to_string())
+                .collect(),
+            classifier: run.classifier,
+            device: run.device,
+        }
+    }
+
+    /// The name of each class, by label (`"0"` to `"9"` for MNIST).
+    pub fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+
+    /// `7`, or `7 Sneaker` where the class has a name of its own.
+    pub fn label(&self, class: usize) -> String {
+        match self.class_names.get(class) {
+            Some(name) if *name != class.to_string() => format!("{class} {name}"),
+            _ => class.to_string(),
+        }
+    }
+
+    /// Classifies MNIST digits (`28 * 28` grey levels each, as [`prepare_grey`] makes them),
+    /// with the same pixel scaling as the run's training.
+    pub fn predict(&self, digits: &[Vec<u8>]) -> Result<Vec<Prediction>, InferenceError> {
+        if digits.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some((index, digit)) = digits
+            .iter()
+            .enumerate()
+            .find(|(_, digit)| digit.len() != IMAGE_PIXELS)
+        {
+            return Err(InferenceError::InvalidInput(format!(
+                "digit {index} has {} pixels, not {IMAGE_PIXELS} (28x28)",
+                digit.len()
+            )));
+        }
+        let items = digits
+            .iter()
+            .map(|pixels| MnistItem {
+                pixels: pixels.clone(),
+                label: 0,
+            })
+            .collect();
+        let batch = self.batcher.batch(items, &self.device);
+        let probabilities = self.classifier.probabilities(batch.images).into_data();
+        let values: Vec<f32> = probabilities.iter::<f32>().collect();
+        let classes = values.len() / digits.len();
+        Ok(values
+            .chunks(classes.max(1))
+            .map(|chunk| Prediction {
+                probabilities: chunk.to_vec(),
+            })
+            .collect())
+    }
+}
