@@ -11,6 +11,8 @@ use training::{
     bench, evaluate_run, latest_run, train,
 };
 
+mod serve;
+
 // mimalloc instead of glibc's allocator: the LSTM kernel and Burn allocate and free buffers of
 // hundreds of KiB every training step, and glibc returns them to the kernel and faults them back
 // in (page clearing was several percent of a step's profile); mimalloc keeps them.
@@ -80,6 +82,11 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         device: Option<String>,
     },
+    /// Serve a trained run over HTTP: a draw-a-digit page at /, POST /v1/predict (a PNG or JPEG
+    /// body, or JSON {"pixels": [784 grey levels]}), POST /v1/predict/batch, GET /v1/model,
+    /// GET /healthz and GET /metrics. Concurrent requests share forward passes. SIGINT or
+    /// SIGTERM: stop accepting, finish the requests in flight, exit 0.
+    Serve(serve::ServeArgs),
     /// Measure one backend: training images/s, inference images/s, a full run of the
     /// configuration (an epoch by default) with its test accuracy, and peak memory; prints JSON.
     /// `cargo xtask bench` runs it per backend and beside PyTorch.
@@ -140,7 +147,7 @@ fn main() -> ExitCode {
 }
 
 /// The run directory given, or the newest under `artifacts/`.
-fn run_dir_or_latest(given: Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn run_dir_or_latest(given: Option<PathBuf>) -> Result<PathBuf> {
     match given {
         Some(dir) => Ok(dir),
         None => latest_run(Path::new(ARTIFACTS_ROOT)).ok_or_else(|| {
@@ -316,6 +323,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", measured.to_json());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => serve::serve(args).map(|()| ExitCode::SUCCESS),
         Command::Predict {
             model,
             images,

@@ -1,0 +1,273 @@
+//! The HTTP API: routes, the body limit (413), the request timeout (408), JSON errors, and the
+//! middleware that counts every answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use inference::Prediction;
+use serde_json::{Value, json};
+
+use crate::batching::{InferenceQueue, QueueError};
+use crate::metrics::Metrics;
+use crate::{ModelInfo, ServeOptions, decode};
+
+/// The draw-a-digit page: one file, no build step, nothing fetched from elsewhere.
+const PAGE: &str = include_str!("page.html");
+/// Bodies up to this size are decoded on the request's own task; larger ones (photos) on the
+/// blocking pool, so that a slow decode holds up no other connection.
+const INLINE_DECODE_BYTES: usize = 64 * 1024;
+/// Classes listed in `top`.
+const TOP: usize = 3;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    queue: InferenceQueue,
+    info: Arc<ModelInfo>,
+    class_names: Arc<Vec<String>>,
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+    max_batch_request: usize,
+    body_limit: usize,
+}
+
+impl AppState {
+    /// The state of a server answering through `queue`.
+    pub fn new(
+        queue: InferenceQueue,
+        info: ModelInfo,
+        metrics: Arc<Metrics>,
+        options: &ServeOptions,
+    ) -> Self {
+        let class_names = info.document()["class_names"]
+            .as_array()
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| name.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            queue,
+            info: Arc::new(info),
+            class_names: Arc::new(class_names),
+            metrics,
+            timeout: options.request_timeout,
+            max_batch_request: options.max_batch_request,
+            body_limit: options.body_limit,
+        }
+    }
+}
+
+/// A JSON error answer: `{"error": "...", "status": 400}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.message, "status": self.status.as_u16() });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        Self::new(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(error: QueueError) -> Self {
+        match error {
+            QueueError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is at capacity: too many requests are waiting; try again shortly",
+            ),
+            QueueError::Failed(message) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, message),
+        }
+    }
+}
+
+/// The routes, with the body limit, the timeout and the metrics around them.
+pub fn router(state: AppState) -> Router {
+    let body_limit = DefaultBodyLimit::max(state.body_limit);
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/model", get(model))
+        .route("/v1/predict", post(predict))
+        .route("/v1/predict/batch", post(predict_batch))
+        .fallback(not_found)
+        .layer(body_limit)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Times each request out after the server's timeout (408) and counts its answer by route and
+/// status.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = route_label(request.extensions().get::<MatchedPath>());
+    let response = match tokio::time::timeout(state.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request took longer than {} ms (a slow upload?)",
+                state.timeout.as_millis()
+            ),
+        )
+        .into_response(),
+    };
+    state
+        .metrics
+        .observe_request(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// The route pattern as a label with a bounded set of values.
+fn route_label(path: Option<&MatchedPath>) -> &'static str {
+    match path.map(MatchedPath::as_str) {
+        Some("/") => "/",
+        Some("/healthz") => "/healthz",
+        Some("/metrics") => "/metrics",
+        Some("/v1/model") => "/v1/model",
+        Some("/v1/predict") => "/v1/predict",
+        Some("/v1/predict/batch") => "/v1/predict/batch",
+        _ => "other",
+    }
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn model(State(state): State<AppState>) -> axum::Json<Value> {
+    axum::Json(state.info.document().clone())
+}
+
+async fn not_found(request: Request<Body>) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such endpoint: {} {} (see GET / for the page; the API is POST /v1/predict, POST \
+             /v1/predict/batch, GET /v1/model, GET /healthz, GET /metrics)",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+async fn predict(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let body = body?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    let digit = decode_off_task(body, move |body| {
+        decode::single(content_type.as_deref(), body)
+    })
+    .await?;
+    let predictions = state.queue.predict(vec![digit]).await?;
+    let prediction = predictions
+        .first()
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no prediction came back"))?;
+    Ok(axum::Json(prediction_json(prediction, &state.class_names)))
+}
+
+async fn predict_batch(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let body = body?;
+    let max = state.max_batch_request;
+    let digits = decode_off_task(body, move |body| decode::batch(body, max)).await?;
+    let predictions = state.queue.predict(digits).await?;
+    let answers: Vec<Value> = predictions
+        .iter()
+        .map(|prediction| prediction_json(prediction, &state.class_names))
+        .collect();
+    Ok(axum::Json(json!({ "predictions": answers })))
+}
+
+/// Runs `decode` on `body`: inline when small, on the blocking pool when large.
+async fn decode_off_task<T: Send + 'static>(
+    body: Bytes,
+    decode: impl FnOnce(&[u8]) -> Result<T, String> + Send + 'static,
+) -> Result<T, ApiError> {
+    let decoded = if body.len() <= INLINE_DECODE_BYTES {
+        decode(&body)
+    } else {
+        tokio::task::spawn_blocking(move || decode(&body))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "decoding failed"))?
+    };
+    decoded.map_err(ApiError::bad_request)
+}
+
+/// `{"class": 7, "label": "7", "probabilities": [...], "top": [{"class", "label",
+/// "probability"}, ...]}`.
+fn prediction_json(prediction: &Prediction, class_names: &[String]) -> Value {
+    let label = |class: usize| {
+        class_names
+            .get(class)
+            .cloned()
+            .unwrap_or_else(|| class.to_string())
+    };
+    let top: Vec<Value> = prediction
+        .top(TOP)
+        .into_iter()
+        .map(|(class, probability)| {
+            json!({ "class": class, "label": label(class), "probability": probability })
+        })
+        .collect();
+    let class = prediction.class();
+    json!({
+        "class": class,
+        "label": label(class),
+        "probabilities": prediction.probabilities,
+        "top": top,
+    })
+}
