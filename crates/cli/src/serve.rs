@@ -27,7 +27,8 @@ pub(crate) struct ServeArgs {
     /// How long the inference thread waits for more requests once one is in, in milliseconds.
     #[arg(long, default_value_t = 2, value_name = "MS")]
     max_wait_ms: u64,
-    /// Longest a request may take, body upload included, in milliseconds; then 408.
+    /// Longest a request may take, body upload included, in milliseconds; then 408. A client
+    /// gets the shorter of this and 5 s to send its headers, else its connection is closed.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     timeout_ms: u64,
     /// Backend to run on when several are compiled in: flex, ndarray or wgpu
@@ -48,6 +49,9 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         max_batch: args.max_batch,
         max_wait: Duration::from_millis(args.max_wait_ms),
         request_timeout: Duration::from_millis(args.timeout_ms),
+        header_timeout: ServeOptions::default()
+            .header_timeout
+            .min(Duration::from_millis(args.timeout_ms)),
         ..ServeOptions::default()
     };
     println!("model: {} ({})", run_dir.display(), run.dataset());

@@ -95,9 +95,20 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<BytesRejection> for ApiError {
-    fn from(rejection: BytesRejection) -> Self {
-        Self::new(rejection.status(), rejection.body_text())
+impl ApiError {
+    /// A body that could not be read: over the limit (413, saying the limit) or cut off.
+    fn unread_body(rejection: &BytesRejection, limit: usize) -> Self {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::new(
+                status,
+                format!(
+                    "the request body is over the size limit of {limit} bytes ({} MiB)",
+                    limit >> 20
+                ),
+            );
+        }
+        Self::new(status, rejection.body_text())
     }
 }
 
@@ -201,7 +212,7 @@ async fn predict(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let body = body?;
+    let body = body.map_err(|rejection| ApiError::unread_body(&rejection, state.body_limit))?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -211,9 +222,9 @@ async fn predict(
     })
     .await?;
     let predictions = state.queue.predict(vec![digit]).await?;
-    let prediction = predictions
-        .first()
-        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no prediction came back"))?;
+    let prediction = predictions.first().ok_or_else(|| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no prediction came back")
+    })?;
     Ok(axum::Json(prediction_json(prediction, &state.class_names)))
 }
 
@@ -221,7 +232,7 @@ async fn predict_batch(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let body = body?;
+    let body = body.map_err(|rejection| ApiError::unread_body(&rejection, state.body_limit))?;
     let max = state.max_batch_request;
     let digits = decode_off_task(body, move |body| decode::batch(body, max)).await?;
     let predictions = state.queue.predict(digits).await?;

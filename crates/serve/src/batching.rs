@@ -134,7 +134,11 @@ fn answer(predictor: &Predictor, jobs: Vec<Job>, metrics: &Metrics) {
     metrics.observe_batch(digits.len());
     // A panic inside the backend must not take the server's only model down with it.
     let outcome = catch_unwind(AssertUnwindSafe(|| predictor.predict(&digits)))
-        .unwrap_or_else(|_| Err(inference::InferenceError::InvalidInput("inference panicked".into())))
+        .unwrap_or_else(|_| {
+            Err(inference::InferenceError::InvalidInput(
+                "inference panicked".into(),
+            ))
+        })
         .map_err(|error| format!("inference failed: {error}"));
     match outcome {
         Ok(predictions) => {

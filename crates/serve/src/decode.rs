@@ -33,9 +33,11 @@ fn is_json(content_type: Option<&str>, body: &[u8]) -> bool {
 /// The digit of a `POST /v1/predict` body.
 pub fn single(content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, String> {
     if body.is_empty() {
-        return Err("the request body is empty: send a PNG or JPEG image, or JSON \
+        return Err(
+            "the request body is empty: send a PNG or JPEG image, or JSON \
                     {\"pixels\": [784 grey levels]}"
-            .into());
+                .into(),
+        );
     }
     if is_json(content_type, body) {
         #[derive(Deserialize)]
@@ -43,7 +45,8 @@ pub fn single(content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, String
         struct Pixels {
             pixels: Vec<f64>,
         }
-        let parsed: Pixels = serde_json::from_slice(body).map_err(|error| json_error(&error, body))?;
+        let parsed: Pixels =
+            serde_json::from_slice(body).map_err(|error| json_error(&error, body))?;
         pixels(&parsed.pixels, "pixels")
     } else {
         digit_from_bytes(body)
@@ -152,11 +155,19 @@ mod tests {
     #[test]
     fn pixel_counts_ranges_and_nan_are_named() {
         let short = format!("{{\"pixels\": [{}]}}", vec!["0"; 783].join(","));
-        assert!(single(None, short.as_bytes()).unwrap_err().contains("783 values"));
+        assert!(
+            single(None, short.as_bytes())
+                .unwrap_err()
+                .contains("783 values")
+        );
         let mut values = vec!["0".to_string(); PIXELS];
         values[5] = "300".into();
         let high = format!("{{\"pixels\": [{}]}}", values.join(","));
-        assert!(single(None, high.as_bytes()).unwrap_err().contains("pixels[5] is 300"));
+        assert!(
+            single(None, high.as_bytes())
+                .unwrap_err()
+                .contains("pixels[5] is 300")
+        );
         values[5] = "NaN".into();
         let nan = format!("{{\"pixels\": [{}]}}", values.join(","));
         assert!(single(None, nan.as_bytes()).unwrap_err().contains("NaN"));
@@ -171,9 +182,15 @@ mod tests {
         assert!(error.contains("not a PNG or JPEG"), "{error}");
         assert!(single(None, b"").unwrap_err().contains("empty"));
         let error = batch(br#"{"images": [{"image": "!!"}]}"#, 10).unwrap_err();
-        assert!(error.starts_with("images[0]: image is not valid base64"), "{error}");
+        assert!(
+            error.starts_with("images[0]: image is not valid base64"),
+            "{error}"
+        );
         let error = batch(br#"{"images": [1]}"#, 10).unwrap_err();
-        assert!(error.starts_with("images[0]: expected an object"), "{error}");
+        assert!(
+            error.starts_with("images[0]: expected an object"),
+            "{error}"
+        );
         let error = batch(br#"{"images": [{}, {}]}"#, 1).unwrap_err();
         assert!(error.contains("at most 1"), "{error}");
     }

@@ -137,12 +137,13 @@ pub fn serve_until(
     let (queue, inference_thread) =
         batching::start(predictor, &options, metrics.clone()).map_err(ServeError::Start)?;
     let outcome = runtime.block_on(async {
-        let listener = TcpListener::bind(options.addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: options.addr,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(options.addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: options.addr,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(ServeError::Start)?;
         let app = api::router(api::AppState::new(queue, info, metrics, &options));
         on_ready(addr);

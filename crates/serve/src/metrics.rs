@@ -99,8 +99,7 @@ impl Metrics {
     /// A forward pass over `images` images.
     pub fn observe_batch(&self, images: usize) {
         self.batch_sizes.observe(images as f64);
-        self.predictions
-            .fetch_add(images as u64, Ordering::Relaxed);
+        self.predictions.fetch_add(images as u64, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -150,7 +149,9 @@ mod tests {
         metrics.observe_request("/v1/predict", 400, Duration::from_secs(20));
         metrics.observe_batch(3);
         let text = metrics.render();
-        assert!(text.contains("mnist_lstm_http_requests_total{route=\"/v1/predict\",status=\"400\"} 1"));
+        assert!(
+            text.contains("mnist_lstm_http_requests_total{route=\"/v1/predict\",status=\"400\"} 1")
+        );
         assert!(text.contains("mnist_lstm_http_request_duration_seconds_bucket{le=\"0.001\"} 0"));
         assert!(text.contains("mnist_lstm_http_request_duration_seconds_bucket{le=\"0.002\"} 1"));
         assert!(text.contains("mnist_lstm_http_request_duration_seconds_bucket{le=\"+Inf\"} 2"));
