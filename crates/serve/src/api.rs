@@ -213,6 +213,7 @@ async fn predict(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let body = body.map_err(|rejection| ApiError::unread_body(&rejection, state.body_limit))?;
+    let announced = state.queue.arriving();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -221,7 +222,7 @@ async fn predict(
         decode::single(content_type.as_deref(), body)
     })
     .await?;
-    let predictions = state.queue.predict(vec![digit]).await?;
+    let predictions = state.queue.predict(vec![digit], announced).await?;
     let prediction = predictions.first().ok_or_else(|| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no prediction came back")
     })?;
@@ -233,9 +234,10 @@ async fn predict_batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let body = body.map_err(|rejection| ApiError::unread_body(&rejection, state.body_limit))?;
+    let announced = state.queue.arriving();
     let max = state.max_batch_request;
     let digits = decode_off_task(body, move |body| decode::batch(body, max)).await?;
-    let predictions = state.queue.predict(digits).await?;
+    let predictions = state.queue.predict(digits, announced).await?;
     let answers: Vec<Value> = predictions
         .iter()
         .map(|prediction| prediction_json(prediction, &state.class_names))
