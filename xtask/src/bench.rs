@@ -60,6 +60,17 @@ pub struct BenchArgs {
     /// With --time-to-97: PyTorch's most epochs before it counts as not reaching 97 %.
     #[arg(long, default_value_t = 10)]
     max_epochs: usize,
+    /// Instead of the figures above: `mnist-lstm serve` of this run directory under load
+    /// (--clients for --seconds, PNG test digits on loopback), with batching and with
+    /// --max-batch 1; writes <target dir>/bench/serve.json.
+    #[arg(long, value_name = "RUN")]
+    serve: Option<PathBuf>,
+    /// With --serve: concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// With --serve: seconds of load per variant.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
 }
 
 /// The seed of the first repetition: the default configuration's, so that figures measured
@@ -126,6 +137,22 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     if args.seeds == 0 || args.steps == 0 {
         bail!("--seeds and --steps must be at least 1");
+    }
+
+    if let Some(run) = &args.serve {
+        let Some(data_dir) = &data_dir else {
+            bail!("--serve sends MNIST test digits: give --data-dir or set MNIST_DIR");
+        };
+        if args.clients == 0 || !(args.seconds > 0.0) {
+            bail!("--clients and --seconds must be positive");
+        }
+        return crate::serve_bench::serve_bench(&crate::serve_bench::ServeBench {
+            run,
+            clients: args.clients,
+            seconds: args.seconds,
+            data_dir: Path::new(data_dir),
+            out: args.out.as_deref(),
+        });
     }
 
     // Prepare PyTorch first: the install is the slow part and should fail before any timing.
@@ -536,7 +563,7 @@ fn print_table(
 }
 
 /// The CPU's model name, for the record.
-fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod gpu_check;
+mod serve_bench;
 mod time_to;
 
 #[derive(Parser, Debug)]
@@ -44,7 +45,8 @@ enum Chore {
     /// Measure the CPU backends (training and inference images/s, one epoch, peak memory,
     /// accuracy), optionally against PyTorch's seed; writes target/bench/latest.json. With
     /// --time-to-97: the time to 97 % test accuracy of configs/fast.toml against PyTorch's seed
-    /// recipe; writes target/bench/time-to-97.json.
+    /// recipe; writes target/bench/time-to-97.json. With --serve RUN: `mnist-lstm serve` under
+    /// 64 concurrent clients, batching against --max-batch 1; writes target/bench/serve.json.
     Bench(bench::BenchArgs),
     /// Fuzz the IDX reader (`idx`) or the configuration loader (`config`) with cargo-fuzz,
     /// growing fuzz/corpus/<target>, which the tests replay on stable.
