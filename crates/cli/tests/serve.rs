@@ -495,3 +495,248 @@ fn concurrent_requests_share_forward_passes_and_sigterm_finishes_them() {
         "still accepting after SIGTERM"
     );
 }
+
+/// WebDriver, spoken to a local chromedriver over HTTP.
+struct Browser {
+    driver: Child,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver on a free loopback port and opens a headless Chromium session;
+    /// nothing in it reaches beyond loopback.
+    fn open() -> (Self, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = std::process::Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let browser = Self {
+            driver,
+            base: format!("http://127.0.0.1:{port}"),
+            agent,
+        };
+        let ready = Instant::now();
+        while browser.call("GET", "/status", None).is_err() {
+            assert!(
+                ready.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let capabilities = serde_json::json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=420,760",
+                         "--disable-background-networking", "--disable-component-update",
+                         "--no-first-run"],
+            },
+        }}});
+        let session = browser
+            .call("POST", "/session", Some(capabilities))
+            .unwrap();
+        let id = session["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_string();
+        (browser, id)
+    }
+
+    /// One WebDriver command; its `value`, or the error WebDriver reported.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let response = match method {
+            "GET" => self.agent.get(&url).call(),
+            "DELETE" => self.agent.delete(&url).call(),
+            _ => self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(body.unwrap_or(Value::Null).to_string()),
+        };
+        let mut response = response.map_err(|error| error.to_string())?;
+        let status = response.status();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|error| error.to_string())?;
+        let value: Value =
+            serde_json::from_str(&text).map_err(|error| format!("{error}: {text}"))?;
+        if status.is_success() {
+            Ok(value["value"].clone())
+        } else {
+            Err(format!("{method} {path}: {status}: {}", value["value"]))
+        }
+    }
+
+    fn script(&self, session: &str, script: &str) -> Value {
+        self.call(
+            "POST",
+            &format!("/session/{session}/execute/sync"),
+            Some(serde_json::json!({ "script": script, "args": [] })),
+        )
+        .unwrap()
+    }
+}
+
+/// Pointer moves, relative to the centre of `element`, that write a 7: a bar, then a slanted
+/// stroke down.
+fn seven_strokes(element: &Value) -> Value {
+    let mut actions = vec![
+        serde_json::json!({ "type": "pointerMove", "origin": element, "x": -70, "y": -80, "duration": 0 }),
+        serde_json::json!({ "type": "pointerDown", "button": 0 }),
+    ];
+    let points = (0..=10)
+        .map(|i| (-70 + 14 * i, -80))
+        .chain((1..=14).map(|i| (70 - 6 * i, -80 + 12 * i)));
+    for (x, y) in points {
+        actions.push(serde_json::json!({
+            "type": "pointerMove", "origin": element, "x": x, "y": y, "duration": 30
+        }));
+    }
+    actions.push(serde_json::json!({ "type": "pointerUp", "button": 0 }));
+    serde_json::json!({ "actions": [{
+        "type": "pointer", "id": "finger", "parameters": { "pointerType": "mouse" },
+        "actions": actions,
+    }]})
+}
+
+#[test]
+#[cfg_attr(
+    not(all(chromium, real_mnist)),
+    ignore = "needs Debian's chromium and chromium-driver, and $MNIST_DIR with the MNIST files"
+)]
+fn a_browser_draws_a_seven_on_the_page_and_reads_the_prediction() {
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = work.path().join("default");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/default.toml");
+    let mnist = std::env::var("MNIST_DIR").expect("MNIST_DIR");
+    let trained = cli(
+        &[
+            "train",
+            &config.display().to_string(),
+            "--data-dir",
+            &mnist,
+            "--artifacts",
+            &run_dir.display().to_string(),
+        ],
+        work.path(),
+    );
+    assert!(trained.status.success(), "{}", text(&trained.stderr));
+    let server = start_server(&run_dir, &[]);
+
+    let (browser, session) = Browser::open();
+    let page = format!("http://{}/", server.addr);
+    browser
+        .call(
+            "POST",
+            &format!("/session/{session}/url"),
+            Some(serde_json::json!({ "url": page })),
+        )
+        .unwrap();
+    let pad = browser
+        .call(
+            "POST",
+            &format!("/session/{session}/element"),
+            Some(serde_json::json!({ "using": "css selector", "value": "#pad" })),
+        )
+        .unwrap();
+    browser
+        .call(
+            "POST",
+            &format!("/session/{session}/actions"),
+            Some(seven_strokes(&pad)),
+        )
+        .unwrap();
+
+    // The page asks while the stroke is drawn and once more when the pointer lifts: wait until
+    // its answers stop changing.
+    let answered = || {
+        browser
+            .script(
+                &session,
+                "return Number(document.body.dataset.answered || 0);",
+            )
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    let mut last = (answered(), Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = answered();
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if now > 0 && last.1.elapsed() > Duration::from_millis(700) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the page showed no prediction"
+        );
+    }
+    let shown = browser.script(
+        &session,
+        "return document.getElementById('digit').textContent;",
+    );
+    let bars = browser.script(
+        &session,
+        "return document.querySelectorAll('#bars .bar').length;",
+    );
+    assert_eq!(bars.as_u64(), Some(3), "top-3 bars");
+
+    // The canvas as the page sent it, asked of the API directly: the same answer.
+    let data_url = browser.script(
+        &session,
+        "return document.getElementById('pad').toDataURL('image/png');",
+    );
+    let encoded = data_url.as_str().unwrap().split_once(',').unwrap().1;
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    let (status, body) = request(server.addr, "POST", "/v1/predict", "image/png", &png);
+    assert_eq!(status, 200);
+    assert_eq!(
+        shown.as_str(),
+        json(&body)["label"].as_str(),
+        "the page and the API disagree"
+    );
+
+    let screenshot = browser
+        .call("GET", &format!("/session/{session}/screenshot"), None)
+        .unwrap();
+    let screenshot = base64::engine::general_purpose::STANDARD
+        .decode(screenshot.as_str().unwrap())
+        .unwrap();
+    let path = std::env::var_os("PAGE_SCREENSHOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page.png"));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(&path, screenshot).unwrap();
+    println!("screenshot of the page: {}", path.display());
+    let _ = browser.call("DELETE", &format!("/session/{session}"), None);
+    assert_eq!(shown.as_str(), Some("7"), "the drawn 7 was read as {shown}");
+}
