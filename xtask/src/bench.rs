@@ -143,7 +143,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let Some(data_dir) = &data_dir else {
             bail!("--serve sends MNIST test digits: give --data-dir or set MNIST_DIR");
         };
-        if args.clients == 0 || !(args.seconds > 0.0) {
+        if args.clients == 0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
             bail!("--clients and --seconds must be positive");
         }
         return crate::serve_bench::serve_bench(&crate::serve_bench::ServeBench {

@@ -135,6 +135,16 @@ fn huge_png(side: u32) -> Vec<u8> {
     file
 }
 
+/// (what, path, content type, body, expected status, words the error must contain).
+type BadInput = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
 fn pixels_json(pixels: &[u8]) -> Vec<u8> {
     serde_json::json!({ "pixels": pixels })
         .to_string()
@@ -252,7 +262,7 @@ fn served_answers_match_eval_and_bad_input_never_costs_the_server() {
     };
     let good_png = png(&digits[0]);
     let truncated = good_png[..good_png.len() / 2].to_vec();
-    let cases: Vec<(&str, &str, &str, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<BadInput> = vec![
         (
             "over the size limit",
             "/v1/predict",

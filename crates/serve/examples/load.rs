@@ -7,7 +7,7 @@
 //!     ../shared/data/mnist/t10k-images-idx3-ubyte.gz
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -69,7 +69,7 @@ fn main() -> Result<()> {
 }
 
 /// The first 1000 digits of the IDX file, each encoded as a 28x28 grey PNG.
-fn png_digits(path: &PathBuf) -> Result<Vec<Bytes>> {
+fn png_digits(path: &Path) -> Result<Vec<Bytes>> {
     let images = data::idx::read_images(path, 28, 28)
         .with_context(|| format!("cannot read {}", path.display()))?;
     images
