@@ -11,6 +11,7 @@ use training::{
     bench, evaluate_run, latest_run, train,
 };
 
+mod interop;
 mod serve;
 
 // mimalloc instead of glibc's allocator: the LSTM kernel and Burn allocate and free buffers of
@@ -87,6 +88,13 @@ enum Command {
     /// GET /healthz and GET /metrics. Concurrent requests share forward passes. SIGINT or
     /// SIGTERM: stop accepting, finish the requests in flight, exit 0.
     Serve(serve::ServeArgs),
+    /// Write a run's weights as safetensors with PyTorch's names, shapes and gate order for the
+    /// tutorial's module (nn.LSTM `rnn` + nn.Linear `out`), and its configuration as JSON
+    /// beside them.
+    Export(interop::ExportArgs),
+    /// Turn a PyTorch state_dict of the tutorial's module (.pt, .pth or .safetensors) into a run
+    /// directory that eval, predict and serve use as they are.
+    Import(interop::ImportArgs),
     /// Measure one backend: training images/s, inference images/s, a full run of the
     /// configuration (an epoch by default) with its test accuracy, and peak memory; prints JSON.
     /// `cargo xtask bench` runs it per backend and beside PyTorch.
@@ -324,6 +332,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve::serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Export(args) => interop::export(args).map(|()| ExitCode::SUCCESS),
+        Command::Import(args) => interop::import(args).map(|()| ExitCode::SUCCESS),
         Command::Predict {
             model,
             images,

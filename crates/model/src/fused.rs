@@ -34,10 +34,11 @@ use burn::nn::{Dropout, Lstm};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
-/// Whether `lstm` is the standard LSTM the fused path reproduces: four gates, sigmoid gates and
-/// tanh activations, no cell clipping. [`crate::LstmClassifierConfig::init`] builds only such
-/// layers; anything else is run through Burn's own forward.
-pub(crate) fn is_standard(lstm: &Lstm) -> bool {
+/// Whether `lstm` is the standard LSTM the fused path reproduces, and PyTorch's `nn.LSTM`
+/// computes: four gates, sigmoid gates and tanh activations, no cell clipping.
+/// [`crate::LstmClassifierConfig::init`] builds only such layers; anything else is run through
+/// Burn's own forward, and has no PyTorch equivalent.
+pub fn is_standard(lstm: &Lstm) -> bool {
     !lstm.input_forget
         && lstm.forget_gate.is_some()
         && lstm.clip.is_none()

@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod fused;
+pub use fused::is_standard as is_standard_lstm;
 #[cfg(any(feature = "cpu-kernel", feature = "cube"))]
 mod kernel;
 

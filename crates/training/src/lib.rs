@@ -42,7 +42,8 @@ pub use metrics_log::{
 };
 pub use renderer::LineRenderer;
 pub use run::{
-    ARTIFACTS_ROOT, METRICS_FILE, Resume, RunOptions, TrainOutcome, evaluate_run, latest_run, train,
+    ARTIFACTS_ROOT, METRICS_FILE, Resume, RunOptions, TrainOutcome, evaluate_run, latest_run,
+    train, write_model_run,
 };
 pub use schedule::{EarlyStopping, lr_scheduler};
 pub use trainee::{StepProbe, StepRecord, Trainee, classify};

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::setup::TrainingData;
-use super::{ARTIFACTS_ROOT, CONFIG_FILE, RUN_OUTPUTS, Resume, RunOptions};
+use super::{
+    ARTIFACTS_ROOT, CONFIG_FILE, MODEL_CONFIG_FILE, MODEL_FILE, RUN_OUTPUTS, Resume, RunOptions,
+};
 use crate::TrainingError;
 use crate::atomic::write_atomically;
 use crate::checkpoint::{CheckpointStore, FoundCheckpoint};
@@ -121,6 +123,36 @@ fn clear_run_dir(run_dir: &Path) -> Result<(), TrainingError> {
         )))?;
     }
     Ok(())
+}
+
+/// Writes the classifier's weights (`model.bpk`) and hyper-parameters (`model.json`) into the
+/// run directory `dir`.
+pub(super) fn save_model(
+    config: &ExperimentConfig,
+    classifier: model::LstmClassifier,
+    dir: &Path,
+) -> Result<PathBuf, TrainingError> {
+    let model_path = dir.join(MODEL_FILE);
+    classifier.save(&model_path)?;
+    write_file(
+        &dir.join(MODEL_CONFIG_FILE),
+        &burn::config::config_to_json(&config.model.to_model_config()),
+    )?;
+    Ok(model_path)
+}
+
+/// Makes `dir` the run directory of a model trained elsewhere (`mnist-lstm import`): cleared as
+/// for a new run, then `config.toml`, `model.json` and `model.bpk` written, which is all `eval`,
+/// `predict` and `serve` read. Returns the path of `model.bpk`.
+pub fn write_model_run(
+    config: &ExperimentConfig,
+    classifier: model::LstmClassifier,
+    dir: &Path,
+) -> Result<PathBuf, TrainingError> {
+    config.validate()?;
+    clear_run_dir(dir)?;
+    write_file(&dir.join(CONFIG_FILE), &config.to_toml())?;
+    save_model(config, classifier, dir)
 }
 
 /// Writes a file of the run directory whole or not at all.

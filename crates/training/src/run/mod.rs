@@ -101,6 +101,7 @@ mod learner;
 mod report;
 mod setup;
 
+pub use directory::write_model_run;
 pub use finished::{evaluate_run, latest_run};
 pub(crate) use setup::{data_dir_of, find_files};
 

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 
-use super::directory::{RunDirectory, write_file};
+use super::directory::{RunDirectory, save_model, write_file};
 use super::learner::Trained;
 use super::setup::TrainingData;
-use super::{EVALUATION_FILE, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_FILE, RunOptions};
+use super::{EVALUATION_FILE, METRICS_FILE, RunOptions};
 use super::{TrainOutcome, TrainingError};
 use crate::config::ExperimentConfig;
 use crate::curves::write_curves;
@@ -27,12 +27,7 @@ pub(super) fn write_results(
 ) -> Result<TrainOutcome, TrainingError> {
     let training = &config.training;
     let classifier = trained.trainee.classifier;
-    let model_path = run.dir.join(MODEL_FILE);
-    classifier.clone().save(&model_path)?;
-    write_file(
-        &run.dir.join(MODEL_CONFIG_FILE),
-        &burn::config::config_to_json(&config.model.to_model_config()),
-    )?;
+    let model_path = save_model(config, classifier.clone(), &run.dir)?;
     let images = data.splits.train.len() * training.epochs;
     say!(
         options,
