@@ -195,8 +195,16 @@ fn served_answers_match_eval_and_bad_input_never_costs_the_server() {
     let (_work, run_dir, digits, report) = trained_run();
     let server = start_server(&run_dir, &["--timeout-ms", "1000"]);
     let addr = server.addr;
+    good_images_get_evals_answers(addr, &digits, &report);
+    a_batch_gets_the_same_answers(addr, &digits, &report);
+    bad_inputs_get_their_4xx(addr, &digits);
+    slow_clients_time_out(addr);
+    the_server_still_answers_and_counted_it(addr, &digits, &report);
+    the_model_document_names_no_local_path(addr, &run_dir, &report);
+}
 
-    // Good images, as PNG and as JSON pixels, get eval's classes.
+/// Good images, as PNG and as JSON pixels, get eval's classes.
+fn good_images_get_evals_answers(addr: SocketAddr, digits: &[Vec<u8>], report: &EvaluationReport) {
     for (index, digit) in digits.iter().enumerate().take(24) {
         let expected = u64::from(report.predictions[index]);
         for (kind, body) in [
@@ -218,7 +226,10 @@ fn served_answers_match_eval_and_bad_input_never_costs_the_server() {
             assert_eq!(answer["top"].as_array().unwrap().len(), 3);
         }
     }
-    // A batch request: the same answers, in order.
+}
+
+/// A batch request: the same answers, in order.
+fn a_batch_gets_the_same_answers(addr: SocketAddr, digits: &[Vec<u8>], report: &EvaluationReport) {
     let batch: Vec<Value> = digits[..50]
         .iter()
         .enumerate()
@@ -252,8 +263,25 @@ fn served_answers_match_eval_and_bad_input_never_costs_the_server() {
         .map(|&p| u64::from(p))
         .collect();
     assert_eq!(classes, expected);
+}
 
-    // Bad input: each its status and a JSON error naming the problem.
+/// Bad input: each its status and a JSON error naming the problem.
+fn bad_inputs_get_their_4xx(addr: SocketAddr, digits: &[Vec<u8>]) {
+    for (what, path, kind, body, status, words) in bad_inputs(digits) {
+        let method = if path.starts_with("/v1") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let (got, answer) = request(addr, method, path, kind, &body);
+        assert_eq!(got, status, "{what}: {}", text(&answer));
+        let error = json(&answer)["error"].as_str().unwrap().to_string();
+        assert!(error.contains(words), "{what}: {error}");
+    }
+}
+
+/// Each kind of bad input, with the status and words of its answer.
+fn bad_inputs(digits: &[Vec<u8>]) -> Vec<BadInput> {
     let mut wrong_length = pixels_json(&digits[0][..783]);
     let nan = {
         let mut values: Vec<String> = digits[0].iter().map(u8::to_string).collect();
@@ -262,7 +290,7 @@ fn served_answers_match_eval_and_bad_input_never_costs_the_server() {
     };
     let good_png = png(&digits[0]);
     let truncated = good_png[..good_png.len() / 2].to_vec();
-    let cases: Vec<BadInput> = vec![
+    vec![
         (
             "over the size limit",
             "/v1/predict",
@@ -351,20 +379,11 @@ fn served_answers_match_eval_and_bad_input_never_costs_the_server() {
             404,
             "no such endpoint",
         ),
-    ];
-    for (what, path, kind, body, status, words) in cases {
-        let method = if path.starts_with("/v1") {
-            "POST"
-        } else {
-            "GET"
-        };
-        let (got, answer) = request(addr, method, path, kind, &body);
-        assert_eq!(got, status, "{what}: {}", text(&answer));
-        let error = json(&answer)["error"].as_str().unwrap().to_string();
-        assert!(error.contains(words), "{what}: {error}");
-    }
+    ]
+}
 
-    // A slow client: headers, then part of the body, then nothing; 408 after the timeout.
+/// A slow client: headers, then part of the body, then nothing; 408 after the timeout.
+fn slow_clients_time_out(addr: SocketAddr) {
     let mut slow = TcpStream::connect(addr).unwrap();
     slow.write_all(
         b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n0123456789",
@@ -388,8 +407,14 @@ fn served_answers_match_eval_and_bad_input_never_costs_the_server() {
         hung_up.is_ok() || rest.is_empty(),
         "the connection stayed open"
     );
+}
 
-    // The server still answers, and counted all of it.
+/// The server still answers, and counted all of it.
+fn the_server_still_answers_and_counted_it(
+    addr: SocketAddr,
+    digits: &[Vec<u8>],
+    report: &EvaluationReport,
+) {
     let (status, body) = request(addr, "POST", "/v1/predict", "image/png", &png(&digits[1]));
     assert_eq!(status, 200);
     assert_eq!(
@@ -414,8 +439,14 @@ fn served_answers_match_eval_and_bad_input_never_costs_the_server() {
         !metrics.contains("status=\"5"),
         "a 5xx was answered:\n{metrics}"
     );
+}
 
-    // /v1/model: the run's configuration without local paths, the dataset and class names.
+/// /v1/model: the run's configuration without local paths, the dataset and class names.
+fn the_model_document_names_no_local_path(
+    addr: SocketAddr,
+    run_dir: &Path,
+    report: &EvaluationReport,
+) {
     let (status, body) = request(addr, "GET", "/v1/model", "text/plain", b"");
     assert_eq!(status, 200);
     let model = json(&body);
@@ -607,6 +638,53 @@ impl Browser {
         )
         .unwrap()
     }
+
+    /// Waits until the page has shown an answer and its count of answers has not changed for
+    /// 0.7 s: it asks while the stroke is drawn and once more when the pointer lifts.
+    fn wait_for_settled_answers(&self, session: &str) {
+        let answered = || {
+            self.script(
+                session,
+                "return Number(document.body.dataset.answered || 0);",
+            )
+            .as_u64()
+            .unwrap_or(0)
+        };
+        let started = Instant::now();
+        let mut last = (answered(), Instant::now());
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = answered();
+            if now != last.0 {
+                last = (now, Instant::now());
+            } else if now > 0 && last.1.elapsed() > Duration::from_millis(700) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the page showed no prediction"
+            );
+        }
+    }
+
+    /// A screenshot of the page, written to `$PAGE_SCREENSHOT` or the test target directory.
+    fn save_screenshot(&self, session: &str) -> std::path::PathBuf {
+        use base64::Engine;
+        let screenshot = self
+            .call("GET", &format!("/session/{session}/screenshot"), None)
+            .unwrap();
+        let screenshot = base64::engine::general_purpose::STANDARD
+            .decode(screenshot.as_str().unwrap())
+            .unwrap();
+        let path = std::env::var_os("PAGE_SCREENSHOT")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page.png"));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(&path, screenshot).unwrap();
+        path
+    }
 }
 
 /// Pointer moves, relative to the centre of `element`, that write a 7: a bar, then a slanted
@@ -679,32 +757,7 @@ fn a_browser_draws_a_seven_on_the_page_and_reads_the_prediction() {
         )
         .unwrap();
 
-    // The page asks while the stroke is drawn and once more when the pointer lifts: wait until
-    // its answers stop changing.
-    let answered = || {
-        browser
-            .script(
-                &session,
-                "return Number(document.body.dataset.answered || 0);",
-            )
-            .as_u64()
-            .unwrap_or(0)
-    };
-    let started = Instant::now();
-    let mut last = (answered(), Instant::now());
-    loop {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = answered();
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if now > 0 && last.1.elapsed() > Duration::from_millis(700) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the page showed no prediction"
-        );
-    }
+    browser.wait_for_settled_answers(&session);
     let shown = browser.script(
         &session,
         "return document.getElementById('digit').textContent;",
@@ -733,19 +786,7 @@ fn a_browser_draws_a_seven_on_the_page_and_reads_the_prediction() {
         "the page and the API disagree"
     );
 
-    let screenshot = browser
-        .call("GET", &format!("/session/{session}/screenshot"), None)
-        .unwrap();
-    let screenshot = base64::engine::general_purpose::STANDARD
-        .decode(screenshot.as_str().unwrap())
-        .unwrap();
-    let path = std::env::var_os("PAGE_SCREENSHOT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page.png"));
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).unwrap();
-    }
-    std::fs::write(&path, screenshot).unwrap();
+    let path = browser.save_screenshot(&session);
     println!("screenshot of the page: {}", path.display());
     let _ = browser.call("DELETE", &format!("/session/{session}"), None);
     assert_eq!(shown.as_str(), Some("7"), "the drawn 7 was read as {shown}");

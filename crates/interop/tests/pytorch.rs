@@ -22,6 +22,17 @@ fn fixture_json() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture("pytorch-seed.json")).unwrap()).unwrap()
 }
 
+/// The fixture's state_dict, trained by PyTorch, imported as the default model.
+fn pytorch_seed(device: &Device) -> LstmClassifier {
+    import(
+        &fixture("pytorch-seed.pt"),
+        &LstmClassifierConfig::new(),
+        device,
+    )
+    .unwrap()
+    .valid()
+}
+
 /// Images `[n, 28, 28]` scaled as training scales them (pixels / 255).
 fn images(pixels: &[Vec<u8>], device: &Device) -> Tensor<3> {
     let values: Vec<f32> = pixels
@@ -90,13 +101,7 @@ fn an_export_imported_back_gives_the_same_logits_bit_for_bit() {
 fn pytorchs_trained_state_dict_gives_pytorchs_logits() {
     let device = Device::flex();
     let expected = fixture_json();
-    let model = import(
-        &fixture("pytorch-seed.pt"),
-        &LstmClassifierConfig::new(),
-        &device,
-    )
-    .unwrap()
-    .valid();
+    let model = pytorch_seed(&device);
     let first: Vec<Vec<u8>> = expected["first_images"]
         .as_array()
         .unwrap()
@@ -132,12 +137,7 @@ fn pytorchs_trained_state_dict_gives_pytorchs_logits() {
 fn pytorchs_trained_state_dict_gives_pytorchs_test_accuracy_exactly() {
     let device = Device::flex();
     let expected = fixture_json();
-    let model = import(
-        &fixture("pytorch-seed.pt"),
-        &LstmClassifierConfig::new(),
-        &device,
-    )
-    .unwrap();
+    let model = pytorch_seed(&device);
     let dir = PathBuf::from(std::env::var("MNIST_DIR").unwrap());
     let files = data::MnistFiles::in_dir(&dir).unwrap();
     let test = data::MnistSplits::load(&files, &data::SplitOptions::default())
