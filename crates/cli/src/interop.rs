@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use inference::{TrainedRun, select_device};
+use inference::{SelectedDevice, TrainedRun, select_device};
 use model::LstmClassifierConfig;
 use serde_json::json;
 use training::{ExperimentConfig, write_model_run};
@@ -61,6 +61,12 @@ fn pytorch_module(config: &LstmClassifierConfig) -> String {
     )
 }
 
+/// Where weights are moved between formats: flex when this build has it (no GPU needed for a
+/// copy), else the build's default device.
+fn weights_device() -> Result<SelectedDevice> {
+    Ok(select_device(Some("flex")).or_else(|_| select_device(None))?)
+}
+
 /// `<dir>/<stem>.config.json` beside `weights`.
 fn config_path(weights: &Path) -> PathBuf {
     let stem = weights
@@ -73,9 +79,7 @@ fn config_path(weights: &Path) -> PathBuf {
 /// Writes the run's weights as safetensors with PyTorch's names, and its configuration beside.
 pub(crate) fn export(args: ExportArgs) -> Result<()> {
     let run_dir = run_dir_or_latest(args.model)?;
-    let device = select_device(Some("flex"))
-        .or_else(|_| select_device(None))?
-        .device;
+    let device = weights_device()?.device;
     let run = TrainedRun::load(&run_dir, &device)
         .with_context(|| format!("cannot load the model of {}", run_dir.display()))?;
     let out = args
@@ -121,9 +125,7 @@ pub(crate) fn export(args: ExportArgs) -> Result<()> {
 /// Reads a PyTorch state_dict into a new run directory.
 pub(crate) fn import(args: ImportArgs) -> Result<()> {
     let config = ExperimentConfig::load(&args.config)?.with_overrides(&args.overrides)?;
-    let device = select_device(Some("flex"))
-        .or_else(|_| select_device(None))?
-        .device;
+    let device = weights_device()?.device;
     let model_config = config.model.to_model_config();
     let classifier = interop::import(&args.file, &model_config, &device)?;
     let model_path = write_model_run(&config, classifier, &args.artifacts)?;

@@ -45,10 +45,7 @@ impl EvaluationReport {
 
     /// `7`, or `7 Sneaker` where the class has a name of its own.
     pub fn label(&self, class: usize) -> String {
-        match self.class_names.get(class) {
-            Some(name) if *name != class.to_string() => format!("{class} {name}"),
-            _ => class.to_string(),
-        }
+        class_label(&self.class_names, class)
     }
 
     /// Accuracy of each true class (`None` for a class absent from the data).
@@ -107,6 +104,14 @@ impl fmt::Display for EvaluationReport {
         };
         writeln!(f, "  predicted: {}", list(&self.predictions[..shown]))?;
         write!(f, "  truth:     {}", list(&self.labels[..shown]))
+    }
+}
+
+/// `7`, or `7 Sneaker` where class `class` has a name of its own in `class_names`.
+pub(crate) fn class_label(class_names: &[String], class: usize) -> String {
+    match class_names.get(class) {
+        Some(name) if *name != class.to_string() => format!("{class} {name}"),
+        _ => class.to_string(),
     }
 }
 

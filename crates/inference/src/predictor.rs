@@ -71,10 +71,7 @@ impl Predictor {
 
     /// `7`, or `7 Sneaker` where the class has a name of its own.
     pub fn label(&self, class: usize) -> String {
-        match self.class_names.get(class) {
-            Some(name) if *name != class.to_string() => format!("{class} {name}"),
-            _ => class.to_string(),
-        }
+        crate::evaluate::class_label(&self.class_names, class)
     }
 
     /// Classifies MNIST digits (`28 * 28` grey levels each, as [`prepare_grey`] makes them),

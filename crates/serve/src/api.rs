@@ -40,22 +40,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state of a server answering through `queue`.
+    /// The state of a server answering through `queue`; `class_names` names each class by
+    /// label (the predictor's).
     pub fn new(
         queue: InferenceQueue,
         info: ModelInfo,
+        class_names: Vec<String>,
         metrics: Arc<Metrics>,
         options: &ServeOptions,
     ) -> Self {
-        let class_names = info.document()["class_names"]
-            .as_array()
-            .map(|names| {
-                names
-                    .iter()
-                    .map(|name| name.as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
         Self {
             queue,
             info: Arc::new(info),

@@ -134,6 +134,7 @@ pub fn serve_until(
         .build()
         .map_err(ServeError::Start)?;
     let metrics = Arc::new(metrics::Metrics::new());
+    let class_names = predictor.class_names().to_vec();
     let (queue, inference_thread) =
         batching::start(predictor, &options, metrics.clone()).map_err(ServeError::Start)?;
     let outcome = runtime.block_on(async {
@@ -145,7 +146,13 @@ pub fn serve_until(
                     source,
                 })?;
         let addr = listener.local_addr().map_err(ServeError::Start)?;
-        let app = api::router(api::AppState::new(queue, info, metrics, &options));
+        let app = api::router(api::AppState::new(
+            queue,
+            info,
+            class_names,
+            metrics,
+            &options,
+        ));
         on_ready(addr);
         accept_until(listener, app, &options, stop).await;
         Ok(())
