@@ -4,10 +4,11 @@
 //! one process: rounds of kernel, tensor-ops, kernel, ...
 //!
 //! ```sh
-//! cargo run -p training --release --features wgpu --example step_profile -- [DEVICE] [ROUNDS]
+//! cargo run -p training --release --features wgpu --example step_profile -- [DEVICE] [ROUNDS] [PATH]
 //! ```
 //!
-//! `DEVICE` is a `--device` name (default: the preferred backend compiled in); `MNIST_DIR` points
+//! `DEVICE` is a `--device` name (default: the preferred backend compiled in); `PATH`, `kernel`
+//! or `tensor-ops`, profiles that path alone (both otherwise); `MNIST_DIR` points
 //! at the MNIST files (synthetic images otherwise). Syncing between phases adds a wait per phase,
 //! so the phases sum to a little more than an unsynchronised step (`mnist-lstm bench`).
 
@@ -96,11 +97,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = MnistFiles::in_dir(&dir)?;
     let train = MnistDataset::from_files(&files.train_images, &files.train_labels)?.take(5000);
     let mut configs = Vec::new();
+    let only = args.get(2).map(String::as_str);
     for kernel in [true, false] {
         let mut config = ExperimentConfig::default();
         config.model.kernel = kernel;
         let path = config.model.to_model_config().lstm_path(&selected.device);
-        configs.push((path.name(), config));
+        if only.is_none_or(|only| only == path.name()) {
+            configs.push((path.name(), config));
+        }
+    }
+    if configs.is_empty() {
+        return Err(format!("no LSTM path is called {only:?}: kernel or tensor-ops").into());
     }
     for batch in [1, 8, 64, 1000] {
         let line: Vec<String> = configs

@@ -158,3 +158,10 @@ fn three_layers_bidirectional_batch_33_hidden_64() {
 fn three_layers_batch_64_hidden_256() {
     kernel_matches_reference(3, false, 64, 256);
 }
+
+/// Hidden sizes 4 does not divide: the kernel's columns then move in vectors of 2 (30) or 1 (7).
+#[test]
+fn narrow_vectors_two_layers_bidirectional_batch_33_hidden_30_and_7() {
+    kernel_matches_reference(2, true, 33, 30);
+    kernel_matches_reference(2, true, 33, 7);
+}

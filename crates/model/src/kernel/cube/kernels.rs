@@ -1,12 +1,15 @@
 //! The recurrence of one LSTM direction as CubeCL kernels: one launch walks every time step.
 //!
-//! A cube owns `rows` batch rows; each of its `hidden / spread` units owns `spread` hidden units
-//! (`u`, `u + hidden / spread`, ...) and computes their four gates (columns `u`, `u + hidden`,
-//! `u + 2 hidden`, `u + 3 hidden` of the fused weights) for all the cube's rows, so that
+//! Values move as vectors of `N` consecutive columns (`Vector<F, N>`, 4 where the hidden size
+//! allows): a load or store moves `N` values, and on a GPU a vector load from global memory is one
+//! wide transaction. A cube owns `rows` batch rows; each of its units owns `spread` vector groups
+//! of hidden units (group `g` is hidden units `g N .. g N + N`; a unit's groups are `unit`,
+//! `unit + groups / spread`, ...) and computes their four gates (the same groups in the column
+//! blocks `[input | forget | output | cell]` of the fused weights) for all the cube's rows, so that
 //!
-//! - each previous hidden value it reads from shared memory serves `4 spread` products, and each
-//!   recurrent weight it reads serves `rows`: loads, not arithmetic, bound this loop (on a CPU
-//!   rasteriser every load is a gather; on a GPU fewer loads leave more room for latency);
+//! - each weight vector it reads serves `rows` rows, and each previous hidden vector it reads from
+//!   shared memory serves `N` columns of weights: loads, not arithmetic, bound this loop (on a
+//!   CPU rasteriser every load is a gather; on a GPU fewer loads leave more room for latency);
 //! - the cell update of its hidden units needs no other unit's results: their cell states stay in
 //!   the unit's registers, and a step ends with one barrier, after the new hidden state is
 //!   written to the other half of a double buffer.
@@ -16,23 +19,33 @@
 //! gradient reaching their previous hidden states over every gate column. Cubes never wait on
 //! each other (there is no grid-wide barrier on wgpu): batch rows are independent.
 //!
-//! Layouts, all contiguous and row-major: `proj`, `gates` and `dz` `[batch, steps, 4 hidden]`
-//! (gate columns `[input | forget | output | cell]`, the cell gate's pre-activation doubled as in
-//! `fused.rs`), `w_h` `[hidden, 4 hidden]`, `w_h_t` its transpose, `hiddens` and `cells`
-//! `[batch, steps, hidden]` at each step's own time index.
+//! Layouts, all contiguous and row-major, indexed in vectors: `proj`, `gates` and `dz`
+//! `[batch, steps, 4 hidden]` (gate columns `[input | forget | output | cell]`, the cell gate's
+//! pre-activation doubled as in `fused.rs`), `weights` the fused `[input + 1 + hidden, 4 hidden]`
+//! (the bias in row `input`, the recurrent rows after it), `w_h_t` the recurrent rows' transpose
+//! `[4 hidden, hidden]`, `hiddens` and `cells` `[batch, steps, hidden]` at each step's own time
+//! index.
 
 use cubecl::prelude::*;
 
-/// `1 / (1 + e^-x)`.
+/// `1 / (1 + e^-x)`, lane by lane.
 #[cube]
-fn sigmoid<F: Float>(x: F) -> F {
-    F::new(1.0) / (F::new(1.0) + (F::new(0.0) - x).exp())
+fn sigmoid<F: Float, N: Size>(x: Vector<F, N>) -> Vector<F, N> {
+    let one = Vector::<F, N>::broadcast(F::new(1.0));
+    one / (one + (Vector::<F, N>::broadcast(F::new(0.0)) - x).exp())
 }
 
 /// `tanh(x)` as `2 sigmoid(2 x) - 1`, as the CPU kernel and the tensor-op path compute it.
 #[cube]
-fn tanh_of<F: Float>(x: F) -> F {
-    F::new(2.0) * sigmoid::<F>(F::new(2.0) * x) - F::new(1.0)
+fn tanh_of<F: Float, N: Size>(x: Vector<F, N>) -> Vector<F, N> {
+    let two = Vector::<F, N>::broadcast(F::new(2.0));
+    two * sigmoid::<F, N>(two * x) - Vector::<F, N>::broadcast(F::new(1.0))
+}
+
+/// A vector of zeros.
+#[cube]
+fn zeros<F: Float, N: Size>() -> Vector<F, N> {
+    Vector::<F, N>::broadcast(F::new(0.0))
 }
 
 /// The time index of step `step` of `steps`, read left to right or (`reverse == 1`) right to left.
@@ -41,98 +54,166 @@ fn time_of(step: usize, steps: usize, reverse: u32) -> usize {
     if reverse == 1 { steps - 1 - step } else { step }
 }
 
-/// Zeroes a shared buffer of `len` values, spread over the cube's units.
+/// Zeroes a shared buffer of `len` vectors, spread over the cube's units.
 #[cube]
-fn zero_shared<F: Float>(buffer: &mut Shared<[F]>, #[comptime] len: usize) {
+fn zero_shared<F: Float, N: Size>(buffer: &mut Shared<[Vector<F, N>]>, #[comptime] len: usize) {
     let mut index = UNIT_POS_X as usize;
     while index < len {
-        buffer[index] = F::new(0.0);
+        buffer[index] = zeros::<F, N>();
         index += CUBE_DIM_X as usize;
     }
 }
 
-/// Where unit `unit`'s `m`-th hidden unit is: `unit + m * hidden / spread`, so that neighbouring
-/// units read neighbouring weights.
+/// `len` zeroed vectors in a unit's registers.
 #[cube]
-fn owned(unit: usize, m: usize, #[comptime] hidden: usize, #[comptime] spread: usize) -> usize {
-    unit + m * (hidden / spread)
+fn zeroed<F: Float, N: Size>(#[comptime] len: usize) -> Array<Vector<F, N>> {
+    let mut values = Array::<Vector<F, N>>::new(len);
+    #[unroll]
+    for i in 0..len {
+        values[i] = zeros::<F, N>();
+    }
+    values
 }
 
-/// One forward step of unit `unit` for the cube's rows: the four gates of its hidden units from
-/// the input projection and the previous hidden state (half `current` of the double buffer
-/// `hidden_now`), their new cell states (in `cell`, `[rows * spread]`) and hidden states (into the
-/// other half). Leaves the activated gates in `gates` (`[(row * spread + m) * 4 + gate]`).
+/// Which vector group is unit `unit`'s `m`-th: `unit + m * groups / spread`, so that neighbouring
+/// units read neighbouring weights.
 #[cube]
-fn forward_step<F: Float>(
-    proj: &Tensor<F>,
-    w_h: &Tensor<F>,
-    hidden_now: &mut Shared<[F]>,
-    cell: &mut Array<F>,
-    gates: &mut Array<F>,
-    current: usize,
+fn owned(unit: usize, m: usize, #[comptime] groups: usize, #[comptime] spread: usize) -> usize {
+    unit + m * (groups / spread)
+}
+
+/// Where a forward kernel's unit is: its cube's rows, the fused weights' rows, its bias.
+#[derive(CubeType)]
+struct Walker<F: Float, N: Size> {
     unit: usize,
     first_row: usize,
     batch: usize,
     steps: usize,
+    /// The vector index of the first recurrent row of the fused weights.
+    recurrent_at: usize,
+    /// The bias of the unit's gates, `[m * 4 + gate]`.
+    bias: Array<Vector<F, N>>,
+}
+
+/// The unit's place and its gates' bias, read once before the time loop.
+#[cube]
+fn walker<F: Float, N: Size>(
+    weights: &Tensor<Vector<F, N>>,
+    batch: u32,
+    steps: u32,
+    input: u32,
+    #[comptime] rows: usize,
+    #[comptime] hidden: usize,
+    #[comptime] vector: usize,
+    #[comptime] spread: usize,
+) -> Walker<F, N> {
+    let groups = hidden / vector;
+    let unit = UNIT_POS_X as usize;
+    let bias_at = input as usize * 4 * groups;
+    let mut bias = Array::<Vector<F, N>>::new(4 * spread);
+    #[unroll]
+    for m in 0..spread {
+        #[unroll]
+        for gate in 0..4 {
+            bias[m * 4 + gate] = weights[bias_at + gate * groups + owned(unit, m, groups, spread)];
+        }
+    }
+    Walker::<F, N> {
+        unit,
+        first_row: CUBE_POS_X as usize * rows,
+        batch: batch as usize,
+        steps: steps as usize,
+        recurrent_at: bias_at + 4 * groups,
+        bias,
+    }
+}
+
+/// One forward step for the cube's rows at time `t`: the four gates of the unit's hidden units
+/// from the input projection, the bias and the previous hidden state (half `current` of the double
+/// buffer `hidden_now`), their new cell states (in `cell`, `[row * spread + m]`) and hidden states
+/// (into the other half). Leaves the activated gates in `gates` (`[(row * spread + m) * 4 + gate]`).
+#[cube]
+fn forward_step<F: Float, N: Size>(
+    proj: &Tensor<Vector<F, N>>,
+    weights: &Tensor<Vector<F, N>>,
+    at: &Walker<F, N>,
+    hidden_now: &mut Shared<[Vector<F, N>]>,
+    cell: &mut Array<Vector<F, N>>,
+    gates: &mut Array<Vector<F, N>>,
+    current: usize,
     t: usize,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
+    #[comptime] vector: usize,
     #[comptime] spread: usize,
 ) {
-    let width = 4 * hidden;
-    let read = current * rows * hidden;
+    let groups = hidden / vector;
+    let width = 4 * groups;
     #[unroll]
     for row in 0..rows {
-        let b = first_row + row;
+        let b = at.first_row + row;
         #[unroll]
         for m in 0..spread {
+            let slot = (row * spread + m) * 4;
             #[unroll]
             for gate in 0..4 {
-                gates[(row * spread + m) * 4 + gate] = F::new(0.0);
+                gates[slot + gate] = at.bias[m * 4 + gate];
             }
-            if b < batch {
-                let at = (b * steps + t) * width + owned(unit, m, hidden, spread);
+            if b < at.batch {
+                let from = (b * at.steps + t) * width + owned(at.unit, m, groups, spread);
                 #[unroll]
                 for gate in 0..4 {
-                    gates[(row * spread + m) * 4 + gate] = proj[at + gate * hidden];
+                    gates[slot + gate] += proj[from + gate * groups];
                 }
             }
         }
     }
-    let mut weights = Array::<F>::new(4 * spread);
-    for k in 0..hidden {
-        #[unroll]
-        for m in 0..spread {
-            let at = k * width + owned(unit, m, hidden, spread);
-            #[unroll]
-            for gate in 0..4 {
-                weights[m * 4 + gate] = w_h[at + gate * hidden];
-            }
-        }
+    let read = current * rows * groups;
+    let mut previous = Array::<Vector<F, N>>::new(rows);
+    let mut column = Array::<Vector<F, N>>::new(4 * spread);
+    for k_group in 0..groups {
         #[unroll]
         for row in 0..rows {
-            let h = hidden_now[read + row * hidden + k];
+            previous[row] = hidden_now[read + row * groups + k_group];
+        }
+        #[unroll]
+        for lane in 0..vector {
+            let k_at = at.recurrent_at + (k_group * vector + lane) * width;
             #[unroll]
-            for i in 0..4 * spread {
-                gates[row * 4 * spread + i] += h * weights[i];
+            for m in 0..spread {
+                #[unroll]
+                for gate in 0..4 {
+                    column[m * 4 + gate] =
+                        weights[k_at + gate * groups + owned(at.unit, m, groups, spread)];
+                }
+            }
+            #[unroll]
+            for row in 0..rows {
+                let h = Vector::<F, N>::broadcast(previous[row].extract(lane));
+                #[unroll]
+                for i in 0..4 * spread {
+                    gates[row * 4 * spread + i] += h * column[i];
+                }
             }
         }
     }
-    let write = (1 - current) * rows * hidden;
+    let write = (1 - current) * rows * groups;
+    let two = Vector::<F, N>::broadcast(F::new(2.0));
+    let one = Vector::<F, N>::broadcast(F::new(1.0));
     #[unroll]
     for row in 0..rows {
         #[unroll]
         for m in 0..spread {
             let g = (row * spread + m) * 4;
-            let input_gate = sigmoid::<F>(gates[g]);
-            let forget_gate = sigmoid::<F>(gates[g + 1]);
-            let output_gate = sigmoid::<F>(gates[g + 2]);
+            let input_gate = sigmoid::<F, N>(gates[g]);
+            let forget_gate = sigmoid::<F, N>(gates[g + 1]);
+            let output_gate = sigmoid::<F, N>(gates[g + 2]);
             // The cell gate's doubled pre-activation: 2 sigmoid(2 z) - 1 = tanh(z).
-            let candidate = F::new(2.0) * sigmoid::<F>(gates[g + 3]) - F::new(1.0);
+            let candidate = two * sigmoid::<F, N>(gates[g + 3]) - one;
             let c = forget_gate * cell[row * spread + m] + input_gate * candidate;
             cell[row * spread + m] = c;
-            hidden_now[write + row * hidden + owned(unit, m, hidden, spread)] =
-                output_gate * tanh_of::<F>(c);
+            hidden_now[write + row * groups + owned(at.unit, m, groups, spread)] =
+                output_gate * tanh_of::<F, N>(c);
             gates[g] = input_gate;
             gates[g + 1] = forget_gate;
             gates[g + 2] = output_gate;
@@ -141,76 +222,63 @@ fn forward_step<F: Float>(
     }
 }
 
-/// A unit's registers for `rows * spread` cell states and their gates, zeroed.
-#[cube]
-fn forward_state<F: Float>(#[comptime] rows: usize, #[comptime] spread: usize) -> Array<F> {
-    let mut cell = Array::<F>::new(rows * spread);
-    #[unroll]
-    for i in 0..rows * spread {
-        cell[i] = F::new(0.0);
-    }
-    cell
-}
-
 /// The forward pass of training: every step's hidden state, cell and activated gates.
 #[cube(launch_unchecked)]
-pub fn lstm_forward_train<F: Float>(
-    proj: &Tensor<F>,
-    w_h: &Tensor<F>,
-    hiddens: &mut Tensor<F>,
-    cells: &mut Tensor<F>,
-    saved_gates: &mut Tensor<F>,
+pub fn lstm_forward_train<F: Float, N: Size>(
+    proj: &Tensor<Vector<F, N>>,
+    weights: &Tensor<Vector<F, N>>,
+    hiddens: &mut Tensor<Vector<F, N>>,
+    cells: &mut Tensor<Vector<F, N>>,
+    saved_gates: &mut Tensor<Vector<F, N>>,
     batch: u32,
     steps: u32,
+    input: u32,
     reverse: u32,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
+    #[comptime] vector: usize,
     #[comptime] spread: usize,
     #[define(F)] _dtype: ElemType,
 ) {
-    let batch = batch as usize;
-    let steps = steps as usize;
-    let unit = UNIT_POS_X as usize;
-    let first_row = CUBE_POS_X as usize * rows;
-    let width = 4 * hidden;
-    let mut hidden_now = Shared::<[F]>::new_slice(2 * rows * hidden);
-    zero_shared::<F>(&mut hidden_now, 2 * rows * hidden);
-    let mut cell = forward_state::<F>(rows, spread);
-    let mut gates = Array::<F>::new(4 * rows * spread);
+    let groups = hidden / vector;
+    let width = 4 * groups;
+    let at = walker::<F, N>(weights, batch, steps, input, rows, hidden, vector, spread);
+    let mut hidden_now = Shared::<[Vector<F, N>]>::new_slice(2 * rows * groups);
+    zero_shared::<F, N>(&mut hidden_now, 2 * rows * groups);
+    let mut cell = zeroed::<F, N>(rows * spread);
+    let mut gates = Array::<Vector<F, N>>::new(4 * rows * spread);
     sync_cube();
-    for step in 0..steps {
-        let t = time_of(step, steps, reverse);
+    for step in 0..at.steps {
+        let t = time_of(step, at.steps, reverse);
         let current = step % 2;
-        forward_step::<F>(
+        forward_step::<F, N>(
             proj,
-            w_h,
+            weights,
+            &at,
             &mut hidden_now,
             &mut cell,
             &mut gates,
             current,
-            unit,
-            first_row,
-            batch,
-            steps,
             t,
             rows,
             hidden,
+            vector,
             spread,
         );
-        let written = (1 - current) * rows * hidden;
+        let written = (1 - current) * rows * groups;
         #[unroll]
         for row in 0..rows {
-            let b = first_row + row;
-            if b < batch {
-                let at = b * steps + t;
+            let b = at.first_row + row;
+            if b < at.batch {
+                let step_at = b * at.steps + t;
                 #[unroll]
                 for m in 0..spread {
-                    let u = owned(unit, m, hidden, spread);
-                    hiddens[at * hidden + u] = hidden_now[written + row * hidden + u];
-                    cells[at * hidden + u] = cell[row * spread + m];
+                    let g = owned(at.unit, m, groups, spread);
+                    hiddens[step_at * groups + g] = hidden_now[written + row * groups + g];
+                    cells[step_at * groups + g] = cell[row * spread + m];
                     #[unroll]
                     for gate in 0..4 {
-                        saved_gates[at * width + gate * hidden + u] =
+                        saved_gates[step_at * width + gate * groups + g] =
                             gates[(row * spread + m) * 4 + gate];
                     }
                 }
@@ -223,60 +291,58 @@ pub fn lstm_forward_train<F: Float>(
 /// The forward pass of inference: nothing saved; `outputs` is `[batch, steps, hidden]` when
 /// `all_steps`, else `[batch, 1, hidden]`, the last time index's hidden state.
 #[cube(launch_unchecked)]
-pub fn lstm_forward_infer<F: Float>(
-    proj: &Tensor<F>,
-    w_h: &Tensor<F>,
-    outputs: &mut Tensor<F>,
+pub fn lstm_forward_infer<F: Float, N: Size>(
+    proj: &Tensor<Vector<F, N>>,
+    weights: &Tensor<Vector<F, N>>,
+    outputs: &mut Tensor<Vector<F, N>>,
     batch: u32,
     steps: u32,
+    input: u32,
     reverse: u32,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
+    #[comptime] vector: usize,
     #[comptime] spread: usize,
     #[comptime] all_steps: bool,
     #[define(F)] _dtype: ElemType,
 ) {
-    let batch = batch as usize;
-    let steps = steps as usize;
-    let unit = UNIT_POS_X as usize;
-    let first_row = CUBE_POS_X as usize * rows;
-    let mut hidden_now = Shared::<[F]>::new_slice(2 * rows * hidden);
-    zero_shared::<F>(&mut hidden_now, 2 * rows * hidden);
-    let mut cell = forward_state::<F>(rows, spread);
-    let mut gates = Array::<F>::new(4 * rows * spread);
+    let groups = hidden / vector;
+    let at = walker::<F, N>(weights, batch, steps, input, rows, hidden, vector, spread);
+    let mut hidden_now = Shared::<[Vector<F, N>]>::new_slice(2 * rows * groups);
+    zero_shared::<F, N>(&mut hidden_now, 2 * rows * groups);
+    let mut cell = zeroed::<F, N>(rows * spread);
+    let mut gates = Array::<Vector<F, N>>::new(4 * rows * spread);
     sync_cube();
-    for step in 0..steps {
-        let t = time_of(step, steps, reverse);
+    for step in 0..at.steps {
+        let t = time_of(step, at.steps, reverse);
         let current = step % 2;
-        forward_step::<F>(
+        forward_step::<F, N>(
             proj,
-            w_h,
+            weights,
+            &at,
             &mut hidden_now,
             &mut cell,
             &mut gates,
             current,
-            unit,
-            first_row,
-            batch,
-            steps,
             t,
             rows,
             hidden,
+            vector,
             spread,
         );
-        let written = (1 - current) * rows * hidden;
+        let written = (1 - current) * rows * groups;
         #[unroll]
         for row in 0..rows {
-            let b = first_row + row;
-            if b < batch {
+            let b = at.first_row + row;
+            if b < at.batch {
                 #[unroll]
                 for m in 0..spread {
-                    let u = owned(unit, m, hidden, spread);
-                    let h = hidden_now[written + row * hidden + u];
+                    let g = owned(at.unit, m, groups, spread);
+                    let h = hidden_now[written + row * groups + g];
                     if all_steps {
-                        outputs[(b * steps + t) * hidden + u] = h;
-                    } else if t == steps - 1 {
-                        outputs[b * hidden + u] = h;
+                        outputs[(b * at.steps + t) * groups + g] = h;
+                    } else if t == at.steps - 1 {
+                        outputs[b * groups + g] = h;
                     }
                 }
             }
@@ -291,44 +357,54 @@ pub fn lstm_forward_infer<F: Float>(
 /// pass. A unit keeps what reaches its hidden units' cell and hidden states in registers; the gate
 /// gradients the latter sums come from every unit through shared memory.
 #[cube(launch_unchecked)]
-pub fn lstm_backward<F: Float>(
-    output_grad: &Tensor<F>,
-    gates: &Tensor<F>,
-    cells: &Tensor<F>,
-    w_h_t: &Tensor<F>,
-    dz: &mut Tensor<F>,
+pub fn lstm_backward<F: Float, N: Size>(
+    output_grad: &Tensor<Vector<F, N>>,
+    gates: &Tensor<Vector<F, N>>,
+    cells: &Tensor<Vector<F, N>>,
+    w_h_t: &Tensor<Vector<F, N>>,
+    dz: &mut Tensor<Vector<F, N>>,
     batch: u32,
     steps: u32,
     reverse: u32,
     last_only: u32,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
+    #[comptime] vector: usize,
     #[comptime] spread: usize,
     #[define(F)] _dtype: ElemType,
 ) {
+    let groups = hidden / vector;
+    let width = 4 * groups;
     let batch = batch as usize;
     let steps = steps as usize;
     let unit = UNIT_POS_X as usize;
     let first_row = CUBE_POS_X as usize * rows;
-    let width = 4 * hidden;
     // This step's gate gradients of every unit, `[rows, 4 hidden]`; rows past the batch stay zero.
-    let mut dz_now = Shared::<[F]>::new_slice(rows * width);
-    zero_shared::<F>(&mut dz_now, rows * width);
+    let mut dz_now = Shared::<[Vector<F, N>]>::new_slice(rows * width);
+    zero_shared::<F, N>(&mut dz_now, rows * width);
     // What reaches each owned hidden unit's cell and hidden state from the step after.
-    let mut dc = forward_state::<F>(rows, spread);
-    let mut dh_next = forward_state::<F>(rows, spread);
+    let mut dc = zeroed::<F, N>(rows * spread);
+    let mut dh_next = zeroed::<F, N>(rows * spread);
+    let mut gradients = Array::<Vector<F, N>>::new(rows);
+    let mut column = Array::<Vector<F, N>>::new(spread);
     sync_cube();
     for step in 0..steps {
         // `step` counts forward steps from the last one back; `t` is its time index.
         let forward_step = steps - 1 - step;
-        let t = time_of(forward_step, steps, reverse);
+        let cell_at = CellAt {
+            steps,
+            forward_step,
+            t: time_of(forward_step, steps, reverse),
+            reverse,
+            last_only,
+        };
         #[unroll]
         for row in 0..rows {
             let b = first_row + row;
             if b < batch {
                 #[unroll]
                 for m in 0..spread {
-                    backward_cell::<F>(
+                    backward_cell::<F, N>(
                         output_grad,
                         gates,
                         cells,
@@ -336,16 +412,13 @@ pub fn lstm_backward<F: Float>(
                         &mut dz_now,
                         &mut dc,
                         &dh_next,
+                        &cell_at,
                         row * spread + m,
                         row,
-                        owned(unit, m, hidden, spread),
+                        owned(unit, m, groups, spread),
                         b,
-                        steps,
-                        forward_step,
-                        t,
-                        reverse,
-                        last_only,
                         hidden,
+                        vector,
                     );
                 }
             }
@@ -354,20 +427,27 @@ pub fn lstm_backward<F: Float>(
         // dh_next = dz_now · W_hᵀ for the owned hidden units of every row.
         #[unroll]
         for i in 0..rows * spread {
-            dh_next[i] = F::new(0.0);
+            dh_next[i] = zeros::<F, N>();
         }
-        let mut weights = Array::<F>::new(spread);
-        for j in 0..width {
-            #[unroll]
-            for m in 0..spread {
-                weights[m] = w_h_t[j * hidden + owned(unit, m, hidden, spread)];
-            }
+        for j_group in 0..width {
             #[unroll]
             for row in 0..rows {
-                let gradient = dz_now[row * width + j];
+                gradients[row] = dz_now[row * width + j_group];
+            }
+            #[unroll]
+            for lane in 0..vector {
+                let j = j_group * vector + lane;
                 #[unroll]
                 for m in 0..spread {
-                    dh_next[row * spread + m] += gradient * weights[m];
+                    column[m] = w_h_t[j * groups + owned(unit, m, groups, spread)];
+                }
+                #[unroll]
+                for row in 0..rows {
+                    let gradient = Vector::<F, N>::broadcast(gradients[row].extract(lane));
+                    #[unroll]
+                    for m in 0..spread {
+                        dh_next[row * spread + m] += gradient * column[m];
+                    }
                 }
             }
         }
@@ -376,71 +456,79 @@ pub fn lstm_backward<F: Float>(
     }
 }
 
-/// One hidden unit `u` of one row (`slot` in the unit's registers) at time `t` of the backward
-/// pass: the gradients of its four gates' pre-activations into `dz` and `dz_now`, and the one
-/// reaching its previous cell state into `dc`.
-#[cube]
-fn backward_cell<F: Float>(
-    output_grad: &Tensor<F>,
-    gates: &Tensor<F>,
-    cells: &Tensor<F>,
-    dz: &mut Tensor<F>,
-    dz_now: &mut Shared<[F]>,
-    dc: &mut Array<F>,
-    dh_next: &Array<F>,
-    slot: usize,
-    row: usize,
-    u: usize,
-    b: usize,
+/// Which step of the backward pass a cell is at.
+#[derive(CubeType)]
+struct CellAt {
     steps: usize,
+    /// The step's place in the forward pass's order.
     forward_step: usize,
+    /// Its time index.
     t: usize,
     reverse: u32,
     last_only: u32,
+}
+
+/// One vector group `g` of one row (`slot` in the unit's registers) at one step of the backward
+/// pass: the gradients of its four gates' pre-activations into `dz` and `dz_now`, and the one
+/// reaching its previous cell state into `dc`.
+#[cube]
+fn backward_cell<F: Float, N: Size>(
+    output_grad: &Tensor<Vector<F, N>>,
+    gates: &Tensor<Vector<F, N>>,
+    cells: &Tensor<Vector<F, N>>,
+    dz: &mut Tensor<Vector<F, N>>,
+    dz_now: &mut Shared<[Vector<F, N>]>,
+    dc: &mut Array<Vector<F, N>>,
+    dh_next: &Array<Vector<F, N>>,
+    at: &CellAt,
+    slot: usize,
+    row: usize,
+    g: usize,
+    b: usize,
     #[comptime] hidden: usize,
+    #[comptime] vector: usize,
 ) {
-    let width = 4 * hidden;
-    let one = F::new(1.0);
-    let at = b * steps + t;
+    let groups = hidden / vector;
+    let width = 4 * groups;
+    let one = Vector::<F, N>::broadcast(F::new(1.0));
+    let step_at = b * at.steps + at.t;
     let mut dh = dh_next[slot];
-    if last_only == 1 {
-        if t == steps - 1 {
-            dh += output_grad[b * hidden + u];
+    if at.last_only == 1 {
+        if at.t == at.steps - 1 {
+            dh += output_grad[b * groups + g];
         }
     } else {
-        dh += output_grad[at * hidden + u];
+        dh += output_grad[step_at * groups + g];
     }
-    let gate_at = at * width + u;
+    let gate_at = step_at * width + g;
     let input_gate = gates[gate_at];
-    let forget_gate = gates[gate_at + hidden];
-    let output_gate = gates[gate_at + 2 * hidden];
-    let candidate = gates[gate_at + 3 * hidden];
-    let squashed = tanh_of::<F>(cells[at * hidden + u]);
-    let mut previous_cell = F::new(0.0);
-    if forward_step > 0 {
-        let previous_t = time_of(forward_step - 1, steps, reverse);
-        previous_cell = cells[(b * steps + previous_t) * hidden + u];
+    let forget_gate = gates[gate_at + groups];
+    let output_gate = gates[gate_at + 2 * groups];
+    let candidate = gates[gate_at + 3 * groups];
+    let squashed = tanh_of::<F, N>(cells[step_at * groups + g]);
+    let mut previous_cell = zeros::<F, N>();
+    if at.forward_step > 0 {
+        let previous_t = time_of(at.forward_step - 1, at.steps, at.reverse);
+        previous_cell = cells[(b * at.steps + previous_t) * groups + g];
     }
-    let d_cell_state = dc[slot] + dh * output_grad_scale::<F>(output_gate, squashed);
+    // How the gradient reaching `o tanh(c)` reaches its cell: `o (1 - tanh(c)^2)`.
+    let d_cell_state = dc[slot] + dh * output_gate * (one - squashed * squashed);
     dc[slot] = d_cell_state * forget_gate;
     let d_input = d_cell_state * candidate * input_gate * (one - input_gate);
     let d_forget = d_cell_state * previous_cell * forget_gate * (one - forget_gate);
     let d_output = dh * squashed * output_gate * (one - output_gate);
     // d candidate / d (doubled pre-activation) = 2 s (1 - s) = (1 - candidate^2) / 2.
-    let d_candidate = d_cell_state * input_gate * (one - candidate * candidate) * F::new(0.5);
-    let base = row * width + u;
+    let d_candidate = d_cell_state
+        * input_gate
+        * (one - candidate * candidate)
+        * Vector::<F, N>::broadcast(F::new(0.5));
+    let base = row * width + g;
     dz_now[base] = d_input;
-    dz_now[base + hidden] = d_forget;
-    dz_now[base + 2 * hidden] = d_output;
-    dz_now[base + 3 * hidden] = d_candidate;
+    dz_now[base + groups] = d_forget;
+    dz_now[base + 2 * groups] = d_output;
+    dz_now[base + 3 * groups] = d_candidate;
     dz[gate_at] = d_input;
-    dz[gate_at + hidden] = d_forget;
-    dz[gate_at + 2 * hidden] = d_output;
-    dz[gate_at + 3 * hidden] = d_candidate;
-}
-
-/// How the gradient reaching a hidden state `o tanh(c)` reaches its cell: `o (1 - tanh(c)^2)`.
-#[cube]
-fn output_grad_scale<F: Float>(output_gate: F, squashed: F) -> F {
-    output_gate * (F::new(1.0) - squashed * squashed)
+    dz[gate_at + groups] = d_forget;
+    dz[gate_at + 2 * groups] = d_output;
+    dz[gate_at + 3 * groups] = d_candidate;
 }

@@ -25,12 +25,14 @@ use super::{Dims, LstmCubeOps, LstmSequenceOps, dims};
 /// The largest number of batch rows a cube takes.
 const MAX_ROWS_PER_CUBE: usize = 8;
 
-/// How one call is spread over the device: `rows` batch rows per cube, `spread` hidden units per
-/// unit.
+/// How one call is spread over the device: `rows` batch rows per cube, columns in vectors of
+/// `vector`, `spread` vector groups of hidden units per unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Launch {
     rows: usize,
-    /// Hidden units per cube unit (see `kernels.rs`).
+    /// Values per vector (see `kernels.rs`).
+    vector: usize,
+    /// Vector groups of hidden units per cube unit.
     spread: usize,
     units: u32,
     cubes: u32,
@@ -66,10 +68,13 @@ impl Launch {
         batch: usize,
         hidden: usize,
         elem_size: usize,
-        max_spread: usize,
+        max_hidden_per_unit: usize,
     ) -> Option<Self> {
-        let spread = spread_of(hidden, max_spread);
-        let units = hidden / spread;
+        let vector =
+            largest_power_of_two_dividing(hidden, MAX_VECTOR.min(hardware.max_vector_size));
+        let groups = hidden / vector;
+        let spread = largest_power_of_two_dividing(groups, (max_hidden_per_unit / vector).max(1));
+        let units = groups / spread;
         let unit_limit =
             (hardware.max_units_per_cube as usize).min(hardware.max_cube_dim.0 as usize);
         // The forward pass's double-buffered hidden state, the backward pass's gate gradients.
@@ -85,10 +90,17 @@ impl Launch {
         let cubes = u32::try_from(batch.div_ceil(rows).max(1)).ok()?;
         (cubes <= hardware.max_cube_count.0).then_some(Self {
             rows,
+            vector,
             spread,
             units: units as u32,
             cubes,
         })
+    }
+
+    /// Hidden units per cube unit.
+    #[cfg(test)]
+    fn hidden_per_unit(&self) -> usize {
+        self.vector * self.spread
     }
 
     fn cube_count(&self) -> CubeCount {
@@ -107,18 +119,21 @@ fn preferred_rows(batch: usize) -> usize {
     batch.next_power_of_two().clamp(1, MAX_ROWS_PER_CUBE)
 }
 
-/// Hidden units per unit of the forward kernel, at most: each shared value a unit reads serves
-/// `4 spread` products (see docs/gpu.md for what it measured).
+/// Hidden units per unit of the forward kernel, at most: each weight vector a unit reads serves
+/// `rows` rows, each shared hidden vector `4 spread` weight vectors (see docs/gpu.md for what
+/// was measured).
 const FORWARD_SPREAD: usize = 4;
 /// Hidden units per unit of the backward kernel, at most.
 const BACKWARD_SPREAD: usize = 8;
+/// Values per vector, at most (and at most the device's widest).
+const MAX_VECTOR: usize = 4;
 
-/// Hidden units per cube unit: the largest power of two up to `max` that divides `hidden`.
-fn spread_of(hidden: usize, max: usize) -> usize {
-    (0..=max.ilog2())
+/// The largest power of two up to `max` that divides `n`.
+fn largest_power_of_two_dividing(n: usize, max: usize) -> usize {
+    (0..=max.max(1).ilog2())
         .rev()
         .map(|power| 1 << power)
-        .find(|spread| hidden.is_multiple_of(*spread))
+        .find(|size| n.is_multiple_of(*size))
         .unwrap_or(1)
 }
 
@@ -132,10 +147,11 @@ struct Call {
     dims: Dims,
     dtype: DType,
     launch: Launch,
-    /// Every step's input projection plus bias, `[batch, steps, 4 hidden]`, contiguous.
+    /// Every step's input projection, `[batch, steps, 4 hidden]`, contiguous (the kernel adds
+    /// the bias).
     projection: CubeTensor,
-    /// The recurrent rows of the fused weights, `[hidden, 4 hidden]`, contiguous.
-    recurrent: CubeTensor,
+    /// The fused weights, `[input + 1 + hidden, 4 hidden]`, contiguous.
+    weights: CubeTensor,
 }
 
 /// `tensor[start..end]` along `dim`, every index of the other dimensions, on any backend.
@@ -195,25 +211,16 @@ impl Call {
         });
         let flat = CubeBackend::float_reshape(inputs, Shape::new([batch * steps, input]));
         let input_weights = narrow::<CubeBackend>(weights.clone(), 0, 0, input);
-        let bias = narrow::<CubeBackend>(weights.clone(), 0, input, input + 1);
-        let projection =
-            CubeBackend::float_add(CubeBackend::float_matmul(flat, input_weights), bias);
         let projection = into_contiguous(CubeBackend::float_reshape(
-            projection,
+            CubeBackend::float_matmul(flat, input_weights),
             Shape::new([batch, steps, 4 * hidden]),
-        ));
-        let recurrent = into_contiguous(narrow::<CubeBackend>(
-            weights,
-            0,
-            input + 1,
-            input + 1 + hidden,
         ));
         Self {
             dims,
             dtype,
             launch,
             projection,
-            recurrent,
+            weights: into_contiguous(weights),
         }
     }
 
@@ -234,8 +241,8 @@ impl LstmSequenceOps for CubeBackend {
         let Dims {
             batch,
             steps,
+            input,
             hidden,
-            ..
         } = call.dims;
         let kept = if last_only { 1 } else { steps };
         let outputs = call.empty([batch, kept, hidden]);
@@ -246,14 +253,17 @@ impl LstmSequenceOps for CubeBackend {
                 &call.projection.client,
                 call.launch.cube_count(),
                 call.launch.cube_dim(),
+                call.launch.vector,
                 call.projection.clone().into_tensor_arg(),
-                call.recurrent.clone().into_tensor_arg(),
+                call.weights.clone().into_tensor_arg(),
                 outputs.clone().into_tensor_arg(),
                 batch as u32,
                 steps as u32,
+                input as u32,
                 u32::from(reverse),
                 call.launch.rows,
                 hidden,
+                call.launch.vector,
                 call.launch.spread,
                 !last_only,
                 dtype_to_storage_type(call.dtype),
@@ -273,8 +283,8 @@ impl LstmCubeOps for CubeBackend {
         let Dims {
             batch,
             steps,
+            input,
             hidden,
-            ..
         } = call.dims;
         let hiddens = call.empty([batch, steps, hidden]);
         let cells = call.empty([batch, steps, hidden]);
@@ -285,16 +295,19 @@ impl LstmCubeOps for CubeBackend {
                 &call.projection.client,
                 call.launch.cube_count(),
                 call.launch.cube_dim(),
+                call.launch.vector,
                 call.projection.clone().into_tensor_arg(),
-                call.recurrent.clone().into_tensor_arg(),
+                call.weights.clone().into_tensor_arg(),
                 hiddens.clone().into_tensor_arg(),
                 cells.clone().into_tensor_arg(),
                 gates.clone().into_tensor_arg(),
                 batch as u32,
                 steps as u32,
+                input as u32,
                 u32::from(reverse),
                 call.launch.rows,
                 hidden,
+                call.launch.vector,
                 call.launch.spread,
                 dtype_to_storage_type(call.dtype),
             )
@@ -333,6 +346,7 @@ impl LstmCubeOps for CubeBackend {
                 &dz.client,
                 launch.cube_count(),
                 launch.cube_dim(),
+                launch.vector,
                 output_grad.into_tensor_arg(),
                 gates.into_tensor_arg(),
                 cells.into_tensor_arg(),
@@ -344,6 +358,7 @@ impl LstmCubeOps for CubeBackend {
                 u32::from(last_only),
                 launch.rows,
                 hidden,
+                launch.vector,
                 launch.spread,
                 dtype_to_storage_type(dtype),
             )
@@ -386,14 +401,30 @@ mod tests {
         assert_eq!((launch.rows, launch.units, launch.cubes), (8, 64, 8));
         let launch = Launch::new(&gpu, 33, 20, 4).expect("fits");
         assert_eq!((launch.rows, launch.units, launch.cubes), (8, 5, 5));
-        // 4 divides neither 30 nor 7; 2 divides 30.
-        let spread = |hidden| Launch::new(&gpu, 8, hidden, 4).map(|l| (l.spread, l.units));
+        // Vectors of 4 where the hidden size allows, of 2 or 1 where not: 4 divides neither 30
+        // nor 7; 2 divides 30.
+        assert_eq!(launch.vector, 4);
+        let spread =
+            |hidden| Launch::new(&gpu, 8, hidden, 4).map(|l| (l.hidden_per_unit(), l.units));
         assert_eq!(spread(30), Some((2, 15)));
         assert_eq!(spread(7), Some((1, 7)));
+        let vector = |hidden| Launch::new(&gpu, 8, hidden, 4).map(|l| l.vector);
+        assert_eq!((vector(30), vector(7)), (Some(2), Some(1)));
+        let mut scalar_only = gpu.clone();
+        scalar_only.max_vector_size = 1;
+        let launch = Launch::new(&scalar_only, 8, 64, 4).expect("fits");
+        assert_eq!(
+            (launch.vector, launch.hidden_per_unit(), launch.units),
+            (1, 4, 16)
+        );
         let backward = Launch::backward(&gpu, 64, 64, 4).expect("fits");
-        assert_eq!((backward.rows, backward.spread, backward.units), (8, 8, 8));
+        assert_eq!(
+            (backward.rows, backward.hidden_per_unit(), backward.units),
+            (8, 8, 8)
+        );
+        assert_eq!((backward.vector, backward.spread), (4, 2));
         let backward = Launch::backward(&gpu, 64, 20, 4).expect("fits");
-        assert_eq!((backward.spread, backward.units), (4, 5));
+        assert_eq!((backward.hidden_per_unit(), backward.units), (4, 5));
         let launch = Launch::new(&gpu, 1, 64, 4).expect("fits");
         assert_eq!((launch.rows, launch.cubes), (1, 1));
         let launch = Launch::new(&gpu, 3, 64, 4).expect("fits");
