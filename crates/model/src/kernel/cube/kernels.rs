@@ -197,7 +197,34 @@ fn forward_step<F: Float, N: Size>(
             }
         }
     }
-    let write = (1 - current) * rows * groups;
+    update_cells::<F, N>(
+        at,
+        hidden_now,
+        cell,
+        gates,
+        (1 - current) * rows * groups,
+        rows,
+        hidden,
+        vector,
+        spread,
+    );
+}
+
+/// The end of a forward step: the gates' activations (left in `gates`), the new cell states (in
+/// `cell`) and hidden states (into `hidden_now` from index `write`) of the unit's hidden units.
+#[cube]
+fn update_cells<F: Float, N: Size>(
+    at: &Walker<F, N>,
+    hidden_now: &mut Shared<[Vector<F, N>]>,
+    cell: &mut Array<Vector<F, N>>,
+    gates: &mut Array<Vector<F, N>>,
+    write: usize,
+    #[comptime] rows: usize,
+    #[comptime] hidden: usize,
+    #[comptime] vector: usize,
+    #[comptime] spread: usize,
+) {
+    let groups = hidden / vector;
     let two = Vector::<F, N>::broadcast(F::new(2.0));
     let one = Vector::<F, N>::broadcast(F::new(1.0));
     #[unroll]
@@ -385,8 +412,6 @@ pub fn lstm_backward<F: Float, N: Size>(
     // What reaches each owned hidden unit's cell and hidden state from the step after.
     let mut dc = zeroed::<F, N>(rows * spread);
     let mut dh_next = zeroed::<F, N>(rows * spread);
-    let mut gradients = Array::<Vector<F, N>>::new(rows);
-    let mut column = Array::<Vector<F, N>>::new(spread);
     sync_cube();
     for step in 0..steps {
         // `step` counts forward steps from the last one back; `t` is its time index.
@@ -424,35 +449,63 @@ pub fn lstm_backward<F: Float, N: Size>(
             }
         }
         sync_cube();
-        // dh_next = dz_now · W_hᵀ for the owned hidden units of every row.
-        #[unroll]
-        for i in 0..rows * spread {
-            dh_next[i] = zeros::<F, N>();
-        }
-        for j_group in 0..width {
-            #[unroll]
-            for row in 0..rows {
-                gradients[row] = dz_now[row * width + j_group];
-            }
-            #[unroll]
-            for lane in 0..vector {
-                let j = j_group * vector + lane;
-                #[unroll]
-                for m in 0..spread {
-                    column[m] = w_h_t[j * groups + owned(unit, m, groups, spread)];
-                }
-                #[unroll]
-                for row in 0..rows {
-                    let gradient = Vector::<F, N>::broadcast(gradients[row].extract(lane));
-                    #[unroll]
-                    for m in 0..spread {
-                        dh_next[row * spread + m] += gradient * column[m];
-                    }
-                }
-            }
-        }
+        recurrent_gradient::<F, N>(
+            &dz_now,
+            w_h_t,
+            &mut dh_next,
+            unit,
+            rows,
+            hidden,
+            vector,
+            spread,
+        );
         // Every unit has read `dz_now` before the next step writes it.
         sync_cube();
+    }
+}
+
+/// What reaches the unit's hidden units' previous hidden states from this step's gate gradients
+/// of every unit: `dh_next = dz_now · W_hᵀ` for the cube's rows.
+#[cube]
+fn recurrent_gradient<F: Float, N: Size>(
+    dz_now: &Shared<[Vector<F, N>]>,
+    w_h_t: &Tensor<Vector<F, N>>,
+    dh_next: &mut Array<Vector<F, N>>,
+    unit: usize,
+    #[comptime] rows: usize,
+    #[comptime] hidden: usize,
+    #[comptime] vector: usize,
+    #[comptime] spread: usize,
+) {
+    let groups = hidden / vector;
+    let width = 4 * groups;
+    let mut gradients = Array::<Vector<F, N>>::new(rows);
+    let mut column = Array::<Vector<F, N>>::new(spread);
+    #[unroll]
+    for i in 0..rows * spread {
+        dh_next[i] = zeros::<F, N>();
+    }
+    for j_group in 0..width {
+        #[unroll]
+        for row in 0..rows {
+            gradients[row] = dz_now[row * width + j_group];
+        }
+        #[unroll]
+        for lane in 0..vector {
+            let j = j_group * vector + lane;
+            #[unroll]
+            for m in 0..spread {
+                column[m] = w_h_t[j * groups + owned(unit, m, groups, spread)];
+            }
+            #[unroll]
+            for row in 0..rows {
+                let gradient = Vector::<F, N>::broadcast(gradients[row].extract(lane));
+                #[unroll]
+                for m in 0..spread {
+                    dh_next[row * spread + m] += gradient * column[m];
+                }
+            }
+        }
     }
 }
 
