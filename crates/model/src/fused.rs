@@ -218,7 +218,13 @@ fn kernel_last_step_output(
 ) -> Tensor<2> {
     use crate::kernel::lstm_sequence;
     let [batch, steps, _] = sequences.dims();
-    let weights = |lstm: &Lstm| FusedDirection::new(lstm).weights;
+    let weights = |lstm: &Lstm| {
+        #[cfg(feature = "cube")]
+        if let Some(weights) = crate::kernel::packed_weights(lstm) {
+            return weights;
+        }
+        FusedDirection::new(lstm).weights
+    };
     let top = forward_layers.len() - 1;
     let mut x = sequences;
     for (forward, backward) in forward_layers[..top]

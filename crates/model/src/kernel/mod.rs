@@ -62,15 +62,22 @@ pub(crate) trait LstmSequenceOps: Backend {
 #[cfg(feature = "cube")]
 #[backend_extension(Cube, Fusion: cfg(feature = "fusion"))]
 pub(crate) trait LstmCubeOps: Backend {
-    /// [`LstmSequenceOps::lstm_sequence`]'s forward pass, keeping what the backward pass reads:
-    /// every step's hidden state and cell, `[batch, steps, hidden]`, and activated gates,
-    /// `[batch, steps, 4 hidden]`, each at its step's own index.
-    #[fusion(meta = |inputs, weights, _reverse| fusion_specs::saved(inputs, weights))]
+    /// [`LstmSequenceOps::lstm_sequence`]'s forward pass: its output, then what the backward
+    /// pass reads: the hidden state each step read (the previous step's, zero for the first) and
+    /// every step's cell, `[batch, steps, hidden]`, and activated gates, `[batch, steps,
+    /// 4 hidden]`, each at its step's own index.
+    #[fusion(meta = |inputs, weights, _reverse, last_only| fusion_specs::saved(inputs, weights, *last_only))]
     fn lstm_cube_forward(
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         reverse: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+        last_only: bool,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    );
 
     /// The gradient of every step's gate pre-activations, `[batch, steps, 4 hidden]`, from the
     /// outputs' gradient and what [`LstmCubeOps::lstm_cube_forward`] kept.
@@ -83,6 +90,56 @@ pub(crate) trait LstmCubeOps: Backend {
         reverse: bool,
         last_only: bool,
     ) -> FloatTensor<Self>;
+
+    /// The gradients of gate `gate`'s input weight, bias (each of its two biases gets the same)
+    /// and hidden weight from that of the fused weights, `grad` `[input + 1 + hidden, 4 hidden]`
+    /// ([`LstmWeightOps::lstm_pack_weights`]'s backward pass).
+    #[fusion(meta = |grad, input, _gate| fusion_specs::unpacked(grad, *input))]
+    fn lstm_unpack_gate(
+        grad: FloatTensor<Self>,
+        input: usize,
+        gate: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// One gate's parameters as Burn's `Lstm` keeps them: the input and hidden transforms' weights
+/// (`[input, hidden]`, `[hidden, hidden]`) and biases (`[hidden]` each).
+#[cfg(feature = "cube")]
+#[derive(burn::backend::ExtensionType)]
+#[extension_type(fusion: cfg(feature = "fusion"))]
+pub(crate) struct GateParams<B: Backend> {
+    pub input_weight: FloatTensor<B>,
+    pub input_bias: FloatTensor<B>,
+    pub hidden_bias: FloatTensor<B>,
+    pub hidden_weight: FloatTensor<B>,
+}
+
+/// The four gates' parameters of one LSTM direction, in the fused column order.
+#[cfg(feature = "cube")]
+#[derive(burn::backend::ExtensionType)]
+#[extension_type(fusion: cfg(feature = "fusion"))]
+pub(crate) struct LstmParams<B: Backend> {
+    #[extension_type]
+    pub input: GateParams<B>,
+    #[extension_type]
+    pub forget: GateParams<B>,
+    #[extension_type]
+    pub output: GateParams<B>,
+    #[extension_type]
+    pub cell: GateParams<B>,
+}
+
+/// The fused weight matrix of `fused.rs` built from each gate's own parameters on the device, a
+/// small launch a gate (in tensor operations the same matrix is about twenty launches and as many
+/// autodiff nodes); under autodiff its backward pass cuts the matrix's gradient back into each
+/// parameter's, again a launch a gate ([`LstmCubeOps::lstm_unpack_gate`]).
+#[cfg(feature = "cube")]
+#[backend_extension(Cube, Fusion: cfg(feature = "fusion"), Autodiff)]
+pub(crate) trait LstmWeightOps: Backend {
+    /// `[input + 1 + hidden, 4 hidden]`: the input weights, the two biases' sum and the hidden
+    /// weights of the gates `[input | forget | output | cell]`, the cell gate's doubled.
+    #[fusion(meta = |params| fusion_specs::packed(params))]
+    fn lstm_pack_weights(#[extension_type] params: LstmParams<Self>) -> FloatTensor<Self>;
 }
 
 /// The output shapes that Burn's fusion records for each operation before running it.
@@ -109,11 +166,41 @@ mod fusion_specs {
     pub(super) fn saved(
         inputs: &TensorSpec,
         weights: &TensorSpec,
-    ) -> (TensorSpec, TensorSpec, TensorSpec) {
+        last_only: bool,
+    ) -> (TensorSpec, TensorSpec, TensorSpec, TensorSpec) {
         let (batch, steps, hidden) = sizes(inputs, weights);
         let state = TensorSpec::new(Shape::new([batch, steps, hidden]), inputs.dtype);
         let gates = TensorSpec::new(Shape::new([batch, steps, 4 * hidden]), inputs.dtype);
-        (state.clone(), state, gates)
+        (
+            sequence(inputs, weights, last_only),
+            state.clone(),
+            state,
+            gates,
+        )
+    }
+
+    #[cfg(feature = "cube")]
+    pub(super) fn packed(params: &super::LstmParamsMetadata) -> TensorSpec {
+        let gate = &params.input;
+        let [input, hidden] = [gate.input_weight.shape[0], gate.input_weight.shape[1]];
+        TensorSpec::new(
+            Shape::new([input + 1 + hidden, 4 * hidden]),
+            gate.input_weight.dtype,
+        )
+    }
+
+    #[cfg(feature = "cube")]
+    pub(super) fn unpacked(
+        grad: &TensorSpec,
+        input: usize,
+    ) -> (TensorSpec, TensorSpec, TensorSpec) {
+        let hidden = grad.shape[1] / 4;
+        let spec = |shape: Shape| TensorSpec::new(shape, grad.dtype);
+        (
+            spec(Shape::new([input, hidden])),
+            spec(Shape::new([hidden])),
+            spec(Shape::new([hidden, hidden])),
+        )
     }
 }
 
@@ -176,6 +263,36 @@ pub(crate) fn lstm_sequence(
         last_only,
     );
     Tensor::from_dispatch(output)
+}
+
+/// The fused weight matrix of `lstm` (see `fused.rs`) built on the device by
+/// [`LstmWeightOps::lstm_pack_weights`], where `lstm` is on a CubeCL device and every gate has
+/// both biases; `None` otherwise (the caller builds it in tensor operations).
+#[cfg(feature = "cube")]
+pub(crate) fn packed_weights(lstm: &burn::nn::Lstm) -> Option<Tensor<2>> {
+    use burn::backend::DispatchDevice;
+    let device = lstm.input_gate.input_transform.weight.device();
+    if !matches!(device.inner().as_dispatch(), DispatchDevice::Cube(_)) {
+        return None;
+    }
+    let gate = |gate: &burn::nn::GateController| {
+        let (input, hidden) = (&gate.input_transform, &gate.hidden_transform);
+        Some(GateParams {
+            input_weight: input.weight.val().into_dispatch(),
+            input_bias: input.bias.as_ref()?.val().into_dispatch(),
+            hidden_bias: hidden.bias.as_ref()?.val().into_dispatch(),
+            hidden_weight: hidden.weight.val().into_dispatch(),
+        })
+    };
+    let params = LstmParams {
+        input: gate(&lstm.input_gate)?,
+        forget: gate(lstm.forget_gate.as_ref()?)?,
+        output: gate(&lstm.output_gate)?,
+        cell: gate(&lstm.cell_gate)?,
+    };
+    Some(Tensor::from_dispatch(
+        <Dispatch as LstmWeightOps>::lstm_pack_weights(params),
+    ))
 }
 
 /// Sizes of a call: `batch` sequences of `steps` steps of `input` features, `hidden` units.

@@ -6,13 +6,13 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Cube, TensorMetadata};
 use burn::tensor::Shape;
 
 use super::narrow;
-use crate::kernel::{AutodiffLstm, Dims, LstmCubeOps, dims};
+use crate::kernel::{AutodiffLstm, Dims, GateParams, LstmCubeOps, LstmParams, LstmWeightOps, dims};
 
 /// What the backward pass reads: the operands and the forward kernel's saved tensors.
 #[derive(Debug, Clone)]
@@ -20,7 +20,8 @@ struct Saved<B: Backend> {
     dims: Dims,
     inputs: FloatTensor<B>,
     weights: FloatTensor<B>,
-    hiddens: FloatTensor<B>,
+    /// The hidden state each step read, `[batch, steps, hidden]`.
+    previous: FloatTensor<B>,
     cells: FloatTensor<B>,
     gates: FloatTensor<B>,
     reverse: bool,
@@ -30,35 +31,6 @@ struct Saved<B: Backend> {
 /// The backward pass of the cube LSTM sequence; parents `[inputs, weights]`.
 #[derive(Debug)]
 struct CubeSequenceBackward;
-
-/// The hidden state each step read, `[batch * steps, hidden]`: the previous step's (the next
-/// index's when `reverse`), zero for the first step.
-fn previous_hiddens<B: Backend>(
-    hiddens: FloatTensor<B>,
-    dims: Dims,
-    reverse: bool,
-) -> FloatTensor<B> {
-    let Dims {
-        batch,
-        steps,
-        hidden,
-        ..
-    } = dims;
-    let device = hiddens.device();
-    let zeros = B::float_zeros(
-        Shape::new([batch, 1, hidden]),
-        &device,
-        hiddens.dtype().into(),
-    );
-    let shifted = if steps == 1 {
-        zeros
-    } else if reverse {
-        B::float_cat(vec![narrow::<B>(hiddens, 1, 1, steps), zeros], 1)
-    } else {
-        B::float_cat(vec![zeros, narrow::<B>(hiddens, 1, 0, steps - 1)], 1)
-    };
-    B::float_reshape(shifted, Shape::new([batch * steps, hidden]))
-}
 
 impl<B: Backend + LstmCubeOps> Backward<B, 2> for CubeSequenceBackward {
     type State = Saved<B>;
@@ -91,7 +63,7 @@ impl<B: Backend + LstmCubeOps> Backward<B, 2> for CubeSequenceBackward {
         if let Some(node) = weights_node {
             let input_grad = B::float_matmul(B::float_transpose(flat_inputs), dz.clone());
             let bias_grad = B::float_sum_dim(dz.clone(), 0);
-            let previous = previous_hiddens::<B>(saved.hiddens, saved.dims, saved.reverse);
+            let previous = B::float_reshape(saved.previous, Shape::new([batch * steps, hidden]));
             let hidden_grad = B::float_matmul(B::float_transpose(previous), dz.clone());
             let grad = B::float_cat(vec![input_grad, bias_grad, hidden_grad], 0);
             grads.register::<B>(node.id, grad);
@@ -123,18 +95,13 @@ impl AutodiffLstm for Cube {
         {
             OpsKind::Tracked(prep) => {
                 let dims = dims(&inputs, &weights);
-                let (hiddens, cells, gates) =
-                    Self::lstm_cube_forward(inputs.clone(), weights.clone(), reverse);
-                let output = if last_only {
-                    narrow::<Self>(hiddens.clone(), 1, dims.steps - 1, dims.steps)
-                } else {
-                    hiddens.clone()
-                };
+                let (output, previous, cells, gates) =
+                    Self::lstm_cube_forward(inputs.clone(), weights.clone(), reverse, last_only);
                 let saved = Saved {
                     dims,
                     inputs,
                     weights,
-                    hiddens,
+                    previous,
                     cells,
                     gates,
                     reverse,
@@ -147,6 +114,89 @@ impl AutodiffLstm for Cube {
                     inputs, weights, reverse, last_only,
                 ))
             }
+        }
+    }
+}
+
+/// The backward pass of [`LstmWeightOps::lstm_pack_weights`]; parents: each gate's input
+/// weight, input bias, hidden bias and hidden weight, gate by gate; its state is the input size.
+#[derive(Debug)]
+struct PackBackward;
+
+impl<B: Backend + LstmCubeOps> Backward<B, 16> for PackBackward {
+    type State = usize;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 16>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        for (gate, nodes) in ops.parents.chunks(4).enumerate() {
+            if nodes.iter().all(Option::is_none) {
+                continue;
+            }
+            let (input_weight, bias, hidden_weight) =
+                B::lstm_unpack_gate(grad.clone(), ops.state, gate);
+            // Both biases enter the fused matrix as their sum, so each gets its whole gradient.
+            let parts = [input_weight, bias.clone(), bias, hidden_weight];
+            for (node, part) in nodes.iter().zip(parts) {
+                if let Some(node) = node {
+                    grads.register::<B>(node.id, part);
+                }
+            }
+        }
+    }
+}
+
+/// A gate's parameters on the inner backend, and their autodiff nodes in [`PackBackward`]'s order.
+fn split_gate<B: Backend, C: CheckpointStrategy>(
+    gate: GateParams<Autodiff<B, C>>,
+) -> (GateParams<B>, [NodeGuard; 4]) {
+    let (input_weight, input_weight_node) = gate.input_weight.into_parts();
+    let (input_bias, input_bias_node) = gate.input_bias.into_parts();
+    let (hidden_bias, hidden_bias_node) = gate.hidden_bias.into_parts();
+    let (hidden_weight, hidden_weight_node) = gate.hidden_weight.into_parts();
+    (
+        GateParams {
+            input_weight,
+            input_bias,
+            hidden_bias,
+            hidden_weight,
+        },
+        [
+            input_weight_node,
+            input_bias_node,
+            hidden_bias_node,
+            hidden_weight_node,
+        ],
+    )
+}
+
+impl<B: LstmWeightOps + LstmCubeOps, C: CheckpointStrategy> LstmWeightOps for Autodiff<B, C> {
+    fn lstm_pack_weights(params: LstmParams<Self>) -> FloatTensor<Self> {
+        let (input, input_nodes) = split_gate(params.input);
+        let (forget, forget_nodes) = split_gate(params.forget);
+        let (output, output_nodes) = split_gate(params.output);
+        let (cell, cell_nodes) = split_gate(params.cell);
+        let input_size = input.input_weight.shape()[0];
+        let inner = LstmParams {
+            input,
+            forget,
+            output,
+            cell,
+        };
+        let nodes: Vec<NodeGuard> = [input_nodes, forget_nodes, output_nodes, cell_nodes]
+            .into_iter()
+            .flatten()
+            .collect();
+        let Ok(nodes) = <[NodeGuard; 16]>::try_from(nodes) else {
+            unreachable!("four gates of four parameters each")
+        };
+        match PackBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(input_size, B::lstm_pack_weights(inner)),
+            OpsKind::UnTracked(prep) => prep.finish(B::lstm_pack_weights(inner)),
         }
     }
 }

@@ -249,12 +249,89 @@ fn update_cells<F: Float, N: Size>(
     }
 }
 
-/// The forward pass of training: every step's hidden state, cell and activated gates.
+/// Writes the hidden states of the unit's hidden units just computed for time `t` (from index
+/// `written` of `hidden_now`) into `outputs`: `[batch, steps, hidden]` when `all_steps`, else
+/// `[batch, 1, hidden]`, the last time index's alone.
+#[cube]
+fn write_outputs<F: Float, N: Size>(
+    outputs: &mut Tensor<Vector<F, N>>,
+    hidden_now: &Shared<[Vector<F, N>]>,
+    at: &Walker<F, N>,
+    written: usize,
+    t: usize,
+    #[comptime] rows: usize,
+    #[comptime] hidden: usize,
+    #[comptime] vector: usize,
+    #[comptime] spread: usize,
+    #[comptime] all_steps: bool,
+) {
+    let groups = hidden / vector;
+    #[unroll]
+    for row in 0..rows {
+        let b = at.first_row + row;
+        if b < at.batch {
+            #[unroll]
+            for m in 0..spread {
+                let g = owned(at.unit, m, groups, spread);
+                let h = hidden_now[written + row * groups + g];
+                if all_steps {
+                    outputs[(b * at.steps + t) * groups + g] = h;
+                } else if t == at.steps - 1 {
+                    outputs[b * groups + g] = h;
+                }
+            }
+        }
+    }
+}
+
+/// Writes what the backward pass reads of time `t`: the hidden state the step read (from index
+/// `read` of `hidden_now`), the cells and the activated gates of the unit's hidden units.
+#[cube]
+fn write_saved<F: Float, N: Size>(
+    previous: &mut Tensor<Vector<F, N>>,
+    cells: &mut Tensor<Vector<F, N>>,
+    saved_gates: &mut Tensor<Vector<F, N>>,
+    hidden_now: &Shared<[Vector<F, N>]>,
+    cell: &Array<Vector<F, N>>,
+    gates: &Array<Vector<F, N>>,
+    at: &Walker<F, N>,
+    read: usize,
+    t: usize,
+    #[comptime] rows: usize,
+    #[comptime] hidden: usize,
+    #[comptime] vector: usize,
+    #[comptime] spread: usize,
+) {
+    let groups = hidden / vector;
+    let width = 4 * groups;
+    #[unroll]
+    for row in 0..rows {
+        let b = at.first_row + row;
+        if b < at.batch {
+            let step_at = b * at.steps + t;
+            #[unroll]
+            for m in 0..spread {
+                let g = owned(at.unit, m, groups, spread);
+                previous[step_at * groups + g] = hidden_now[read + row * groups + g];
+                cells[step_at * groups + g] = cell[row * spread + m];
+                #[unroll]
+                for gate in 0..4 {
+                    saved_gates[step_at * width + gate * groups + g] =
+                        gates[(row * spread + m) * 4 + gate];
+                }
+            }
+        }
+    }
+}
+
+/// The forward pass of training: the outputs as [`lstm_forward_infer`] writes them, and for
+/// every step the hidden state it read (zero for the first), its cell and its activated gates.
 #[cube(launch_unchecked)]
 pub fn lstm_forward_train<F: Float, N: Size>(
     proj: &Tensor<Vector<F, N>>,
     weights: &Tensor<Vector<F, N>>,
-    hiddens: &mut Tensor<Vector<F, N>>,
+    outputs: &mut Tensor<Vector<F, N>>,
+    previous: &mut Tensor<Vector<F, N>>,
     cells: &mut Tensor<Vector<F, N>>,
     saved_gates: &mut Tensor<Vector<F, N>>,
     batch: u32,
@@ -265,10 +342,10 @@ pub fn lstm_forward_train<F: Float, N: Size>(
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
     #[comptime] spread: usize,
+    #[comptime] all_steps: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let groups = hidden / vector;
-    let width = 4 * groups;
     let at = walker::<F, N>(weights, batch, steps, input, rows, hidden, vector, spread);
     let mut hidden_now = Shared::<[Vector<F, N>]>::new_slice(2 * rows * groups);
     zero_shared::<F, N>(&mut hidden_now, 2 * rows * groups);
@@ -292,25 +369,37 @@ pub fn lstm_forward_train<F: Float, N: Size>(
             vector,
             spread,
         );
+        // The unit wrote and reads only its own hidden units here, so no barrier is needed
+        // before these reads; the one after them guards the next step's.
+        let read = current * rows * groups;
+        write_saved::<F, N>(
+            previous,
+            cells,
+            saved_gates,
+            &hidden_now,
+            &cell,
+            &gates,
+            &at,
+            read,
+            t,
+            rows,
+            hidden,
+            vector,
+            spread,
+        );
         let written = (1 - current) * rows * groups;
-        #[unroll]
-        for row in 0..rows {
-            let b = at.first_row + row;
-            if b < at.batch {
-                let step_at = b * at.steps + t;
-                #[unroll]
-                for m in 0..spread {
-                    let g = owned(at.unit, m, groups, spread);
-                    hiddens[step_at * groups + g] = hidden_now[written + row * groups + g];
-                    cells[step_at * groups + g] = cell[row * spread + m];
-                    #[unroll]
-                    for gate in 0..4 {
-                        saved_gates[step_at * width + gate * groups + g] =
-                            gates[(row * spread + m) * 4 + gate];
-                    }
-                }
-            }
-        }
+        write_outputs::<F, N>(
+            outputs,
+            &hidden_now,
+            &at,
+            written,
+            t,
+            rows,
+            hidden,
+            vector,
+            spread,
+            all_steps,
+        );
         sync_cube();
     }
 }
@@ -358,22 +447,18 @@ pub fn lstm_forward_infer<F: Float, N: Size>(
             spread,
         );
         let written = (1 - current) * rows * groups;
-        #[unroll]
-        for row in 0..rows {
-            let b = at.first_row + row;
-            if b < at.batch {
-                #[unroll]
-                for m in 0..spread {
-                    let g = owned(at.unit, m, groups, spread);
-                    let h = hidden_now[written + row * groups + g];
-                    if all_steps {
-                        outputs[(b * at.steps + t) * groups + g] = h;
-                    } else if t == at.steps - 1 {
-                        outputs[b * groups + g] = h;
-                    }
-                }
-            }
-        }
+        write_outputs::<F, N>(
+            outputs,
+            &hidden_now,
+            &at,
+            written,
+            t,
+            rows,
+            hidden,
+            vector,
+            spread,
+            all_steps,
+        );
         sync_cube();
     }
 }

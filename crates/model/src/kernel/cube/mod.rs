@@ -10,6 +10,7 @@
 
 mod autodiff;
 mod kernels;
+mod weights;
 
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::ops::FloatTensorOps;
@@ -21,7 +22,7 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::{CubeCount, CubeDim};
 
-use super::{Dims, LstmCubeOps, LstmSequenceOps, dims};
+use super::{Dims, LstmCubeOps, LstmParams, LstmSequenceOps, LstmWeightOps, dims};
 
 /// The largest number of batch rows a cube takes.
 const MAX_ROWS_PER_CUBE: usize = 8;
@@ -176,8 +177,8 @@ fn narrow<B: Backend>(
 
 /// A new contiguous tensor of `shape` with `like`'s dtype, on its device (the kernels index
 /// their outputs as contiguous, which `client.empty_tensor` need not give).
-fn empty_like(like: &CubeTensor, shape: [usize; 3]) -> CubeTensor {
-    let shape = Shape::new(shape);
+fn empty_like(like: &CubeTensor, shape: impl Into<Shape>) -> CubeTensor {
+    let shape = shape.into();
     let buffer = like.client.empty(shape.num_elements() * like.dtype.size());
     CubeTensor::new_contiguous(
         like.client.clone(),
@@ -279,7 +280,13 @@ impl LstmCubeOps for CubeBackend {
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         reverse: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        last_only: bool,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
         let call = Call::new(inputs, weights);
         let Dims {
             batch,
@@ -287,7 +294,8 @@ impl LstmCubeOps for CubeBackend {
             input,
             hidden,
         } = call.dims;
-        let hiddens = call.empty([batch, steps, hidden]);
+        let outputs = call.empty([batch, if last_only { 1 } else { steps }, hidden]);
+        let previous = call.empty([batch, steps, hidden]);
         let cells = call.empty([batch, steps, hidden]);
         let gates = call.empty([batch, steps, 4 * hidden]);
         // SAFETY: as for `lstm_forward_infer` above.
@@ -299,7 +307,8 @@ impl LstmCubeOps for CubeBackend {
                 call.launch.vector,
                 call.projection.clone().into_tensor_arg(),
                 call.weights.clone().into_tensor_arg(),
-                hiddens.clone().into_tensor_arg(),
+                outputs.clone().into_tensor_arg(),
+                previous.clone().into_tensor_arg(),
                 cells.clone().into_tensor_arg(),
                 gates.clone().into_tensor_arg(),
                 batch as u32,
@@ -310,10 +319,11 @@ impl LstmCubeOps for CubeBackend {
                 hidden,
                 call.launch.vector,
                 call.launch.spread,
+                !last_only,
                 dtype_to_storage_type(call.dtype),
             )
         };
-        (hiddens, cells, gates)
+        (outputs, previous, cells, gates)
     }
 
     fn lstm_cube_backward(
@@ -365,6 +375,20 @@ impl LstmCubeOps for CubeBackend {
             )
         };
         dz
+    }
+
+    fn lstm_unpack_gate(
+        grad: FloatTensor<Self>,
+        input: usize,
+        gate: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        weights::unpack(grad, input, gate)
+    }
+}
+
+impl LstmWeightOps for CubeBackend {
+    fn lstm_pack_weights(params: LstmParams<Self>) -> FloatTensor<Self> {
+        weights::pack([params.input, params.forget, params.output, params.cell])
     }
 }
 
