@@ -5,10 +5,10 @@ use std::fmt;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Int, Tensor};
 use data::{MnistBatcher, MnistDataset};
 use model::LstmClassifier;
+use model::cross_entropy;
 
 /// What `eval` prints.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,12 +157,4 @@ pub fn evaluate(
         confusion,
         class_names: class_names.iter().map(|name| name.to_string()).collect(),
     }
-}
-
-/// The mean cross-entropy of `logits` (`[batch, classes]`) against `targets` (`[batch]`), the
-/// loss training minimises.
-pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    CrossEntropyLossConfig::new()
-        .init(&logits.device())
-        .forward(logits, targets)
 }

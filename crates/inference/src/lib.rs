@@ -12,10 +12,12 @@ mod run;
 
 pub use device::{BURN_DEVICE_ENV, BackendKind, SelectedDevice, WGPU_API_ENV, select_device};
 pub use error::InferenceError;
-pub use evaluate::{EvaluationReport, cross_entropy, evaluate};
+pub use evaluate::{EvaluationReport, evaluate};
 pub use frame::{
     MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, digit_from_bytes, idx_digit, load_digit, prepare_grey,
     prepare_image,
 };
+/// The loss training minimises (the model crate's).
+pub use model::cross_entropy;
 pub use predictor::{Prediction, Predictor};
 pub use run::{CONFIG_FILE, EVALUATION_FILE, MODEL_CONFIG_FILE, MODEL_FILE, TrainedRun};

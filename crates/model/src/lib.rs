@@ -42,6 +42,8 @@ mod fused;
 pub use fused::is_standard as is_standard_lstm;
 #[cfg(any(feature = "cpu-kernel", feature = "cube"))]
 mod kernel;
+mod loss;
+pub use loss::cross_entropy;
 
 use std::path::Path;
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use data::{MnistDataset, MnistFiles, write_synthetic_mnist};
 use training::{ExperimentConfig, classify, select_device};
 
@@ -73,10 +73,12 @@ fn inference_ms(
     let batcher = config.data.batcher();
     let items: Vec<_> = (0..batch).filter_map(|i| train.item(i)).collect();
     let images = batcher.batch(items, device).images;
-    let _ = model.forward(images.clone()).into_data();
+    // Reading the logits waits for them: `into_data` alone may leave them on the device.
+    let read = |images: Tensor<3>| model.forward(images).into_data().iter::<f32>().count();
+    read(images.clone());
     let started = Instant::now();
     for _ in 0..STEPS {
-        let _ = model.forward(images.clone()).into_data();
+        read(images.clone());
     }
     started.elapsed().as_secs_f64() * 1e3 / STEPS as f64
 }

@@ -286,7 +286,16 @@ fn time_inference(
             batcher.batch(items, device).images
         })
         .collect();
-    let classify = |images: &Tensor<3>| model.forward(images.clone()).argmax(1).into_data();
+    // `into_data` may hand back storage still on the device (Burn's lazy `TensorData` on wgpu):
+    // only reading the predictions waits for the forward pass.
+    let classify = |images: &Tensor<3>| {
+        model
+            .forward(images.clone())
+            .argmax(1)
+            .into_data()
+            .iter::<i64>()
+            .count()
+    };
     if let Some(first) = batches.first() {
         let _ = classify(first);
     }

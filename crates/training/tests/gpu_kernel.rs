@@ -165,3 +165,50 @@ fn narrow_vectors_two_layers_bidirectional_batch_33_hidden_30_and_7() {
     kernel_matches_reference(2, true, 33, 30);
     kernel_matches_reference(2, true, 33, 7);
 }
+
+/// `model::cross_entropy` (one GPU launch forward, one backward) against Burn's
+/// `CrossEntropyLoss` on the same wgpu logits: the loss and the logits' gradient.
+fn loss_matches_burn(batch: usize) {
+    let device = wgpu_device().autodiff();
+    let logits =
+        Tensor::<2>::random([batch, 10], Distribution::Normal(0.0, 4.0), &device).require_grad();
+    let labels: Vec<i64> = (0..batch as i64).map(|i| (i * 3) % 10).collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
+    let run = |loss: Tensor<1>| {
+        let grads = loss.clone().backward();
+        let gradient = logits.grad(&grads).expect("the logits have a gradient");
+        (values(loss.inner()), values(gradient))
+    };
+    let burn_loss = burn::nn::loss::CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(logits.clone(), targets.clone());
+    let (expected_loss, expected_grad) = run(burn_loss);
+    let (actual_loss, actual_grad) = run(model::cross_entropy(logits.clone(), targets.clone()));
+    let (loss_diff, _) = max_diff(&expected_loss, &actual_loss);
+    let (grad_diff, scale) = max_diff(&expected_grad, &actual_grad);
+    assert!(
+        loss_diff <= 1e-5 && grad_diff <= 1e-6,
+        "batch {batch}: loss {actual_loss:?} against Burn's {expected_loss:?}, gradients differ \
+         by {grad_diff} (largest {scale})"
+    );
+    assert!(scale > 0.0, "batch {batch}: the gradient is all zeros");
+    // Without autodiff the same single launch gives the same value.
+    let plain = values(model::cross_entropy(logits.inner(), targets.inner()));
+    assert_eq!(plain, actual_loss, "batch {batch}: inference loss");
+}
+
+#[test]
+fn the_loss_matches_burns_cross_entropy_for_batches_1_64_and_1000() {
+    for batch in [1, 64, 1000] {
+        loss_matches_burn(batch);
+    }
+}
+
+#[test]
+fn a_target_that_is_not_a_class_makes_the_loss_nan() {
+    let device = wgpu_device();
+    let logits = Tensor::<2>::zeros([2, 10], &device);
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 10], [2]), &device);
+    let loss = values(model::cross_entropy(logits, targets));
+    assert!(loss[0].is_nan(), "loss {loss:?}");
+}

@@ -142,6 +142,64 @@ pub(crate) trait LstmWeightOps: Backend {
     fn lstm_pack_weights(#[extension_type] params: LstmParams<Self>) -> FloatTensor<Self>;
 }
 
+/// The mean cross-entropy of a batch's logits as one GPU launch, and its gradient as another, in
+/// place of Burn's `CrossEntropyLoss` (about two dozen launches forward and backward, the larger
+/// part of a kernel-path training step's launches).
+#[cfg(feature = "cube")]
+#[backend_extension(Cube, Fusion: cfg(feature = "fusion"), Autodiff)]
+pub(crate) trait CrossEntropyOps: Backend {
+    /// `[1]`: the mean over the rows of `logits` `[batch, classes]` of `-log softmax(row)` at the
+    /// row's class in `targets` `[batch]`; NaN where a target is not a class.
+    #[fusion(dtype = logits, shape = burn::tensor::Shape::new([1]))]
+    fn cross_entropy(
+        logits: FloatTensor<Self>,
+        targets: burn::backend::tensor::IntTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// The two halves of [`CrossEntropyOps::cross_entropy`] under autodiff.
+#[cfg(feature = "cube")]
+#[backend_extension(Cube, Fusion: cfg(feature = "fusion"))]
+pub(crate) trait CrossEntropyCubeOps: Backend {
+    /// The loss, and the softmax of every row, `[batch, classes]`, that the backward pass reads.
+    #[fusion(meta = |logits, _targets| fusion_specs::cross_entropy(logits))]
+    fn cross_entropy_forward(
+        logits: FloatTensor<Self>,
+        targets: burn::backend::tensor::IntTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The logits' gradient, `(softmax - one_hot(target)) * loss_grad / batch`.
+    #[fusion(dtype = softmax, shape = softmax)]
+    fn cross_entropy_backward(
+        loss_grad: FloatTensor<Self>,
+        softmax: FloatTensor<Self>,
+        targets: burn::backend::tensor::IntTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// [`CrossEntropyOps::cross_entropy`] on tensors, where the device is a CubeCL one; the operands
+/// back elsewhere (the caller takes Burn's loss).
+#[cfg(feature = "cube")]
+#[allow(clippy::type_complexity)]
+pub(crate) fn cube_cross_entropy(
+    logits: Tensor<2>,
+    targets: Tensor<1, burn::tensor::Int>,
+) -> Result<Tensor<1>, (Tensor<2>, Tensor<1, burn::tensor::Int>)> {
+    use burn::backend::DispatchDevice;
+    if !matches!(
+        logits.device().inner().as_dispatch(),
+        DispatchDevice::Cube(_)
+    ) {
+        return Err((logits, targets));
+    }
+    Ok(Tensor::from_dispatch(
+        <Dispatch as CrossEntropyOps>::cross_entropy(
+            logits.into_dispatch(),
+            targets.into_dispatch(),
+        ),
+    ))
+}
+
 /// The output shapes that Burn's fusion records for each operation before running it.
 #[cfg(feature = "fusion")]
 mod fusion_specs {
@@ -176,6 +234,14 @@ mod fusion_specs {
             state.clone(),
             state,
             gates,
+        )
+    }
+
+    #[cfg(feature = "cube")]
+    pub(super) fn cross_entropy(logits: &TensorSpec) -> (TensorSpec, TensorSpec) {
+        (
+            TensorSpec::new(Shape::new([1]), logits.dtype),
+            logits.clone(),
         )
     }
 

@@ -10,6 +10,7 @@
 
 mod autodiff;
 mod kernels;
+mod loss;
 mod weights;
 
 use burn::backend::cubecl::dtype_to_storage_type;
