@@ -5,7 +5,7 @@ use std::fmt;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::Device;
 use data::{MnistBatcher, MnistDataset};
 use model::LstmClassifier;
 use model::cross_entropy;

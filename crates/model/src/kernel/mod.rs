@@ -177,26 +177,28 @@ pub(crate) trait CrossEntropyCubeOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// [`CrossEntropyOps::cross_entropy`] on tensors, where the device is a CubeCL one; the operands
-/// back elsewhere (the caller takes Burn's loss).
+/// Whether `device` is a CubeCL one (wgpu), with or without autodiff.
 #[cfg(feature = "cube")]
-#[allow(clippy::type_complexity)]
+pub(crate) fn is_cube(device: &Device) -> bool {
+    use burn::backend::DispatchDevice;
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Cube(_)
+    )
+}
+
+/// [`CrossEntropyOps::cross_entropy`] on tensors.
+///
+/// # Panics
+/// If the device is not a CubeCL one ([`is_cube`]).
+#[cfg(feature = "cube")]
 pub(crate) fn cube_cross_entropy(
     logits: Tensor<2>,
     targets: Tensor<1, burn::tensor::Int>,
-) -> Result<Tensor<1>, (Tensor<2>, Tensor<1, burn::tensor::Int>)> {
-    use burn::backend::DispatchDevice;
-    if !matches!(
-        logits.device().inner().as_dispatch(),
-        DispatchDevice::Cube(_)
-    ) {
-        return Err((logits, targets));
-    }
-    Ok(Tensor::from_dispatch(
-        <Dispatch as CrossEntropyOps>::cross_entropy(
-            logits.into_dispatch(),
-            targets.into_dispatch(),
-        ),
+) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as CrossEntropyOps>::cross_entropy(
+        logits.into_dispatch(),
+        targets.into_dispatch(),
     ))
 }
 
@@ -336,9 +338,7 @@ pub(crate) fn lstm_sequence(
 /// both biases; `None` otherwise (the caller builds it in tensor operations).
 #[cfg(feature = "cube")]
 pub(crate) fn packed_weights(lstm: &burn::nn::Lstm) -> Option<Tensor<2>> {
-    use burn::backend::DispatchDevice;
-    let device = lstm.input_gate.input_transform.weight.device();
-    if !matches!(device.inner().as_dispatch(), DispatchDevice::Cube(_)) {
+    if !is_cube(&lstm.input_gate.input_transform.weight.device()) {
         return None;
     }
     let gate = |gate: &burn::nn::GateController| {

@@ -58,8 +58,7 @@ fn cross_entropy_rows<F: Float, I: Int>(
             partial += total.ln() + largest - logits[at + target];
         } else {
             // WGSL has no NaN literal: 0 / 0, computed at run time.
-            let zero = total - total;
-            partial += zero / zero;
+            partial += (total * F::new(0.0)) / (largest * F::new(0.0));
         }
         row += UNITS;
     }
