@@ -26,6 +26,8 @@ const GRADIENT_UNITS: u32 = 256;
 
 /// Every row's softmax into `softmax`, and the mean over rows of `log(sum(exp(row))) -
 /// row[target]` into `loss[0]` (NaN where a target is not a class).
+// `zero / zero` is meant: the NaN of a target that is not a class.
+#[allow(clippy::eq_op)]
 #[cube(launch_unchecked)]
 fn cross_entropy_rows<F: Float, I: Int>(
     logits: &Tensor<F>,
@@ -33,6 +35,7 @@ fn cross_entropy_rows<F: Float, I: Int>(
     loss: &mut Tensor<F>,
     softmax: &mut Tensor<F>,
     batch: u32,
+    zero: u32,
     #[comptime] classes: usize,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
@@ -58,7 +61,10 @@ fn cross_entropy_rows<F: Float, I: Int>(
             partial += total.ln() + largest - logits[at + target];
         } else {
             // WGSL has no NaN literal: 0 / 0, computed at run time.
-            partial += (total * F::new(0.0)) / (largest * F::new(0.0));
+            // WGSL has no NaN literal, and CubeCL folds constant 0 / 0 into one: the zero is
+            // an argument.
+            let zero = F::cast_from(zero);
+            partial += zero / zero;
         }
         row += UNITS;
     }
@@ -120,6 +126,7 @@ fn forward(logits: CubeTensor, targets: CubeTensor) -> (CubeTensor, CubeTensor) 
             loss.clone().into_tensor_arg(),
             softmax.clone().into_tensor_arg(),
             batch as u32,
+            0,
             classes,
             dtypes,
         )
