@@ -17,7 +17,8 @@
 //!
 //! The parameters stay where they are (the `Vec<Lstm>` fields), so records, initialisation and
 //! optimiser state are unchanged; gradients flow back through the concatenation into each gate's
-//! own weights.
+//! own weights. On a CubeCL device the kernel path builds the same matrix with a packing kernel
+//! instead (`kernel::packed_weights`), a launch a gate each way.
 //!
 //! Dropout between layers (when training) keeps each value with the same probability and scales
 //! it the same way as the reference path's Burn `Dropout` over the whole sequence, but with other

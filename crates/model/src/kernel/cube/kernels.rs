@@ -23,8 +23,8 @@
 //! `[batch, steps, 4 hidden]` (gate columns `[input | forget | output | cell]`, the cell gate's
 //! pre-activation doubled as in `fused.rs`), `weights` the fused `[input + 1 + hidden, 4 hidden]`
 //! (the bias in row `input`, the recurrent rows after it), `w_h_t` the recurrent rows' transpose
-//! `[4 hidden, hidden]`, `hiddens` and `cells` `[batch, steps, hidden]` at each step's own time
-//! index.
+//! `[4 hidden, hidden]`, `outputs`, `previous` (the hidden state a step read) and `cells`
+//! `[batch, steps, hidden]` at each step's own time index.
 
 use cubecl::prelude::*;
 

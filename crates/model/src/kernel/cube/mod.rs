@@ -1,12 +1,14 @@
 //! The LSTM sequence on Burn's CubeCL backend (wgpu; it is written for any CubeCL runtime): the
 //! input projection of every step as one of Burn's matmuls, then one kernel launch for the whole
-//! recurrence (`kernels.rs`), which adds the bias itself.
+//! recurrence (`kernels.rs`), which adds the bias itself. `weights.rs` packs the fused weight
+//! matrix from each gate's parameters, and `loss.rs` is the training loss, a launch each way.
 //!
-//! Per layer and direction a training step launches, forward, a matmul, the recurrent kernel and
-//! a slice of the outputs; backward, the recurrent kernel (after a transpose
-//! of the recurrent weights) and the weight gradients as three matmuls and a sum over every step
-//! (`autodiff.rs`). Written in tensor operations (`fused.rs`) the same work is about fifteen
-//! launches per time step forward and more backward.
+//! Per layer and direction a training step launches, forward, the four packing launches, a
+//! matmul and the recurrent kernel (which writes the outputs and what backward reads); backward,
+//! the recurrent kernel (after a transpose of the recurrent weights), the weight gradients as
+//! three matmuls and a sum over every step (`autodiff.rs`) and the four unpacking launches.
+//! Written in tensor operations (`fused.rs`) the same work is about fifteen launches per time step
+//! forward and more backward.
 
 mod autodiff;
 mod kernels;
