@@ -25,8 +25,8 @@ const UNITS: usize = 64;
 const GRADIENT_UNITS: u32 = 256;
 
 /// Every row's softmax into `softmax`, and the mean over rows of `log(sum(exp(row))) -
-/// row[target]` into `loss[0]` (NaN where a target is not a class).
-// `zero / zero` is meant: the NaN of a target that is not a class.
+/// row[target]` into `loss[0]` (NaN where a target is not a class, as `zero / zero`, hence the
+/// allowed `eq_op`).
 #[allow(clippy::eq_op)]
 #[cube(launch_unchecked)]
 fn cross_entropy_rows<F: Float, I: Int>(
@@ -60,9 +60,8 @@ fn cross_entropy_rows<F: Float, I: Int>(
         if target < classes {
             partial += total.ln() + largest - logits[at + target];
         } else {
-            // WGSL has no NaN literal: 0 / 0, computed at run time.
-            // WGSL has no NaN literal, and CubeCL folds constant 0 / 0 into one: the zero is
-            // an argument.
+            // WGSL has no NaN literal, and CubeCL folds a constant 0 / 0 into one: the zero
+            // is an argument, so the division happens at run time.
             let zero = F::cast_from(zero);
             partial += zero / zero;
         }
