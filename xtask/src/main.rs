@@ -146,10 +146,17 @@ fn fuzz(target: &str, minutes: u64) -> Result<ExitCode> {
 
 /// The workspace root: xtask lives one level below it.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+        .unwrap_or_else(|| PathBuf::from("."));
+    // A binary carried to another machine (a GPU machine without cargo: bench/gpu-device.sh)
+    // runs in a checkout somewhere else.
+    if built_in.join("Cargo.toml").is_file() {
+        built_in
+    } else {
+        PathBuf::from(".")
+    }
 }
 
 /// Paths given by the user are relative to where they ran the command, not to the root the

@@ -154,6 +154,8 @@ pub const WGPU_API_ENV: &str = "BURN_WGPU_API";
 
 #[cfg(feature = "wgpu")]
 mod gpu {
+    use std::sync::{Mutex, PoisonError};
+
     use burn::tensor::Device;
     use burn::tensor::wgpu::{WgpuBackend, wgpu};
 
@@ -207,10 +209,29 @@ mod gpu {
             .collect()
     }
 
+    /// The devices opened so far, by API, with their descriptions. CubeCL registers a device's
+    /// runtime once per process and refuses a second registration ("Service already
+    /// initialized"), and one process may select the device twice: `bench` does, then its epoch
+    /// run does again.
+    static OPENED: Mutex<Vec<(WgpuBackend, Device, String)>> = Mutex::new(Vec::new());
+
     /// Opens the default adapter of the requested API now, so that a machine without one gets
-    /// an error here rather than a panic at the first tensor operation (`Device::wgpu` is lazy).
+    /// an error here rather than a panic at the first tensor operation (`Device::wgpu` is lazy);
+    /// the same device again when it is already open.
     pub(super) fn init() -> Result<(Device, String), InferenceError> {
         let api = requested_api()?;
+        // A poisoned lock still holds a consistent list: entries are pushed whole.
+        let mut opened = OPENED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, device, description)) = opened.iter().find(|(open, ..)| *open == api) {
+            return Ok((device.clone(), description.clone()));
+        }
+        let (device, description) = open(api)?;
+        opened.push((api, device.clone(), description.clone()));
+        Ok((device, description))
+    }
+
+    /// Opens the default adapter of `api`, and describes it.
+    fn open(api: WgpuBackend) -> Result<(Device, String), InferenceError> {
         let found = adapters(api);
         if found.is_empty() {
             return Err(InferenceError::Device(format!(

@@ -9,8 +9,6 @@
 //! one.
 #![cfg(feature = "wgpu")]
 
-use std::sync::OnceLock;
-
 #[path = "../../model/tests/support/mod.rs"]
 mod support;
 
@@ -23,17 +21,24 @@ use training::{BackendKind, select_device};
 /// The GPU sums in other orders than Burn's reference path, and over up to 1000 rows.
 const TOLERANCE: f32 = 1e-4;
 
-/// The wgpu device, opened once: Burn registers a wgpu runtime once per process.
+/// The wgpu device: `select_device` opens it once per process (CubeCL registers a runtime once)
+/// and hands the same device back after that.
 fn wgpu_device() -> Device {
-    static DEVICE: OnceLock<Device> = OnceLock::new();
-    DEVICE
-        .get_or_init(|| {
-            let selected = select_device(Some("wgpu")).unwrap_or_else(|error| panic!("{error}"));
-            assert_eq!(selected.kind, BackendKind::Wgpu);
-            println!("wgpu adapter: {}", selected.description);
-            selected.device
-        })
-        .clone()
+    let selected = select_device(Some("wgpu")).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(selected.kind, BackendKind::Wgpu);
+    selected.device
+}
+
+#[test]
+fn selecting_wgpu_twice_gives_the_open_device_again() {
+    // `mnist-lstm bench` selects the device, then its epoch run selects it again.
+    let first = select_device(Some("wgpu")).unwrap_or_else(|error| panic!("{error}"));
+    let second = select_device(Some("wgpu")).unwrap_or_else(|error| panic!("{error}"));
+    println!("wgpu adapter: {}", first.description);
+    assert_eq!(first.description, second.description);
+    assert!(first.device == second.device, "the same device both times");
+    let sum = |device: &Device| Tensor::<1>::ones([4], device).sum().into_scalar::<f32>();
+    assert_eq!((sum(&first.device), sum(&second.device)), (4.0, 4.0));
 }
 
 /// One model shape and batch, checked through the kernel against the reference.

@@ -9,9 +9,9 @@
 //!   `host.rs` runs `sequence.rs`, plain Rust over host memory: one matrix product for every
 //!   step's input projection, one per step for the recurrence, vectorised activations, the batch
 //!   split across rayon's threads;
-//! - on Burn's CubeCL backend (wgpu: feature `wgpu`, feature `cube` for any runtime), `cube/` runs the input
-//!   projection as one of Burn's matmuls and the recurrence as one CubeCL kernel launch that
-//!   walks every time step, with a second kernel for the backward pass ([`LstmCubeOps`]);
+//! - on Burn's CubeCL backend (wgpu: feature `wgpu`, feature `cube` for any runtime), `cube/` runs
+//!   the recurrence, input projection included, as one CubeCL kernel launch that walks every
+//!   time step, with a second kernel for the backward pass ([`LstmCubeOps`]);
 //! - under autodiff ([`AutodiffLstm`]), each keeps what its backward pass needs and gives the
 //!   gradients of the fused weights and, where the inputs are tracked (upper layers), of the
 //!   inputs; Burn carries them on through the concatenation of the weights to each gate's own
@@ -308,7 +308,9 @@ pub(crate) fn runs_on(device: &Device, hidden: usize) -> bool {
         #[cfg(feature = "ndarray")]
         DispatchDevice::NdArray(_) => true,
         #[cfg(feature = "cube")]
-        DispatchDevice::Cube(device) => cube::fits(&device.client().properties().hardware, hidden),
+        DispatchDevice::Cube(device) => {
+            cube::fits(cube::Target::of(device.client().properties()), hidden)
+        }
         #[allow(unreachable_patterns)]
         _ => false,
     }

@@ -1,7 +1,7 @@
 //! The recurrence of one LSTM direction as CubeCL kernels: one launch walks every time step.
 //!
-//! Values move as vectors of `N` consecutive columns (`Vector<F, N>`, 4 where the hidden size
-//! allows): a load or store moves `N` values, and on a GPU a vector load from global memory is one
+//! Values move as vectors of `N` consecutive columns (`Vector<F, N>`, 4 where the input and
+//! hidden sizes allow): a load or store moves `N` values, and on a GPU a vector load from global memory is one
 //! wide transaction. A cube owns `rows` batch rows; each of its units owns `spread` vector groups
 //! of hidden units (group `g` is hidden units `g N .. g N + N`; a unit's groups are `unit`,
 //! `unit + groups / spread`, ...) and computes their four gates (the same groups in the column
@@ -19,7 +19,8 @@
 //! gradient reaching their previous hidden states over every gate column. Cubes never wait on
 //! each other (there is no grid-wide barrier on wgpu): batch rows are independent.
 //!
-//! Layouts, all contiguous and row-major, indexed in vectors: `proj`, `gates` and `dz`
+//! Layouts, all contiguous and row-major, indexed in vectors (so the vector size divides both the
+//! input and the hidden size): `inputs` `[batch, steps, input]`, `gates` and `dz`
 //! `[batch, steps, 4 hidden]` (gate columns `[input | forget | output | cell]`, the cell gate's
 //! pre-activation doubled as in `fused.rs`), `weights` the fused `[input + 1 + hidden, 4 hidden]`
 //! (the bias in row `input`, the recurrent rows after it), `w_h_t` the recurrent rows' transpose
@@ -89,6 +90,8 @@ struct Walker<F: Float, N: Size> {
     first_row: usize,
     batch: usize,
     steps: usize,
+    /// Input values per step.
+    input: usize,
     /// The vector index of the first recurrent row of the fused weights.
     recurrent_at: usize,
     /// The bias of the unit's gates, `[m * 4 + gate]`.
@@ -123,18 +126,19 @@ fn walker<F: Float, N: Size>(
         first_row: CUBE_POS_X as usize * rows,
         batch: batch as usize,
         steps: steps as usize,
+        input: input as usize,
         recurrent_at: bias_at + 4 * groups,
         bias,
     }
 }
 
 /// One forward step for the cube's rows at time `t`: the four gates of the unit's hidden units
-/// from the input projection, the bias and the previous hidden state (half `current` of the double
+/// from the bias, the step's inputs and the previous hidden state (half `current` of the double
 /// buffer `hidden_now`), their new cell states (in `cell`, `[row * spread + m]`) and hidden states
 /// (into the other half). Leaves the activated gates in `gates` (`[(row * spread + m) * 4 + gate]`).
 #[cube]
 fn forward_step<F: Float, N: Size>(
-    proj: &Tensor<Vector<F, N>>,
+    inputs: &Tensor<Vector<F, N>>,
     weights: &Tensor<Vector<F, N>>,
     at: &Walker<F, N>,
     hidden_now: &mut Shared<[Vector<F, N>]>,
@@ -151,51 +155,57 @@ fn forward_step<F: Float, N: Size>(
     let width = 4 * groups;
     #[unroll]
     for row in 0..rows {
-        let b = at.first_row + row;
         #[unroll]
         for m in 0..spread {
-            let slot = (row * spread + m) * 4;
             #[unroll]
             for gate in 0..4 {
-                gates[slot + gate] = at.bias[m * 4 + gate];
-            }
-            if b < at.batch {
-                let from = (b * at.steps + t) * width + owned(at.unit, m, groups, spread);
-                #[unroll]
-                for gate in 0..4 {
-                    gates[slot + gate] += proj[from + gate * groups];
-                }
+                gates[(row * spread + m) * 4 + gate] = at.bias[m * 4 + gate];
             }
         }
     }
-    let read = current * rows * groups;
-    let mut previous = Array::<Vector<F, N>>::new(rows);
+    let mut values = Array::<Vector<F, N>>::new(rows);
     let mut column = Array::<Vector<F, N>>::new(4 * spread);
+    // `x_t W_x`, in the kernel rather than as a matmul over all steps before it: one launch and
+    // one `[batch, steps, 4 hidden]` round trip fewer. Rows past the batch read the last row;
+    // nothing of theirs is written.
+    let input_groups = at.input / vector;
+    for k_group in 0..input_groups {
+        #[unroll]
+        for row in 0..rows {
+            let b = clamped_row(at.first_row + row, at.batch);
+            values[row] = inputs[(b * at.steps + t) * input_groups + k_group];
+        }
+        add_products::<F, N>(
+            &values,
+            &mut column,
+            gates,
+            weights,
+            k_group * vector * width,
+            at.unit,
+            rows,
+            hidden,
+            vector,
+            spread,
+        );
+    }
+    let read = current * rows * groups;
     for k_group in 0..groups {
         #[unroll]
         for row in 0..rows {
-            previous[row] = hidden_now[read + row * groups + k_group];
+            values[row] = hidden_now[read + row * groups + k_group];
         }
-        #[unroll]
-        for lane in 0..vector {
-            let k_at = at.recurrent_at + (k_group * vector + lane) * width;
-            #[unroll]
-            for m in 0..spread {
-                #[unroll]
-                for gate in 0..4 {
-                    column[m * 4 + gate] =
-                        weights[k_at + gate * groups + owned(at.unit, m, groups, spread)];
-                }
-            }
-            #[unroll]
-            for row in 0..rows {
-                let h = Vector::<F, N>::broadcast(previous[row].extract(lane));
-                #[unroll]
-                for i in 0..4 * spread {
-                    gates[row * 4 * spread + i] += h * column[i];
-                }
-            }
-        }
+        add_products::<F, N>(
+            &values,
+            &mut column,
+            gates,
+            weights,
+            at.recurrent_at + k_group * vector * width,
+            at.unit,
+            rows,
+            hidden,
+            vector,
+            spread,
+        );
     }
     update_cells::<F, N>(
         at,
@@ -208,6 +218,52 @@ fn forward_step<F: Float, N: Size>(
         vector,
         spread,
     );
+}
+
+/// `row`, or the last row of the batch for a cube's rows past it.
+#[cube]
+fn clamped_row(row: usize, batch: usize) -> usize {
+    if row < batch { row } else { batch - 1 }
+}
+
+/// Adds to the unit's gates (`[row * 4 spread + i]`) the products of `vector` consecutive rows of
+/// the fused weights, from vector row `first`, with each row's values in `values` (a vector of
+/// `vector` inputs or hidden states per batch row): each weight vector read serves every row.
+#[cube]
+fn add_products<F: Float, N: Size>(
+    values: &Array<Vector<F, N>>,
+    column: &mut Array<Vector<F, N>>,
+    gates: &mut Array<Vector<F, N>>,
+    weights: &Tensor<Vector<F, N>>,
+    first: usize,
+    unit: usize,
+    #[comptime] rows: usize,
+    #[comptime] hidden: usize,
+    #[comptime] vector: usize,
+    #[comptime] spread: usize,
+) {
+    let groups = hidden / vector;
+    let width = 4 * groups;
+    #[unroll]
+    for lane in 0..vector {
+        let k_at = first + lane * width;
+        #[unroll]
+        for m in 0..spread {
+            #[unroll]
+            for gate in 0..4 {
+                column[m * 4 + gate] =
+                    weights[k_at + gate * groups + owned(unit, m, groups, spread)];
+            }
+        }
+        #[unroll]
+        for row in 0..rows {
+            let value = Vector::<F, N>::broadcast(values[row].extract(lane));
+            #[unroll]
+            for i in 0..4 * spread {
+                gates[row * 4 * spread + i] += value * column[i];
+            }
+        }
+    }
 }
 
 /// The end of a forward step: the gates' activations (left in `gates`), the new cell states (in
@@ -328,7 +384,7 @@ fn write_saved<F: Float, N: Size>(
 /// every step the hidden state it read (zero for the first), its cell and its activated gates.
 #[cube(launch_unchecked)]
 pub fn lstm_forward_train<F: Float, N: Size>(
-    proj: &Tensor<Vector<F, N>>,
+    inputs: &Tensor<Vector<F, N>>,
     weights: &Tensor<Vector<F, N>>,
     outputs: &mut Tensor<Vector<F, N>>,
     previous: &mut Tensor<Vector<F, N>>,
@@ -356,7 +412,7 @@ pub fn lstm_forward_train<F: Float, N: Size>(
         let t = time_of(step, at.steps, reverse);
         let current = step % 2;
         forward_step::<F, N>(
-            proj,
+            inputs,
             weights,
             &at,
             &mut hidden_now,
@@ -408,7 +464,7 @@ pub fn lstm_forward_train<F: Float, N: Size>(
 /// `all_steps`, else `[batch, 1, hidden]`, the last time index's hidden state.
 #[cube(launch_unchecked)]
 pub fn lstm_forward_infer<F: Float, N: Size>(
-    proj: &Tensor<Vector<F, N>>,
+    inputs: &Tensor<Vector<F, N>>,
     weights: &Tensor<Vector<F, N>>,
     outputs: &mut Tensor<Vector<F, N>>,
     batch: u32,
@@ -433,7 +489,7 @@ pub fn lstm_forward_infer<F: Float, N: Size>(
         let t = time_of(step, at.steps, reverse);
         let current = step % 2;
         forward_step::<F, N>(
-            proj,
+            inputs,
             weights,
             &at,
             &mut hidden_now,

@@ -1,10 +1,10 @@
-//! The LSTM sequence on Burn's CubeCL backend (wgpu; it is written for any CubeCL runtime): the
-//! input projection of every step as one of Burn's matmuls, then one kernel launch for the whole
-//! recurrence (`kernels.rs`), which adds the bias itself. `weights.rs` packs the fused weight
+//! The LSTM sequence on Burn's CubeCL backend (wgpu; it is written for any CubeCL runtime): one
+//! kernel launch for the whole recurrence (`kernels.rs`), which computes each step's gates from
+//! the bias, the step's inputs and the previous hidden state itself. `weights.rs` packs the fused weight
 //! matrix from each gate's parameters, and `loss.rs` is the training loss, a launch each way.
 //!
-//! Per layer and direction a training step launches, forward, the four packing launches, a
-//! matmul and the recurrent kernel (which writes the outputs and what backward reads); backward,
+//! Per layer and direction a training step launches, forward, the four packing launches and the
+//! recurrent kernel (which writes the outputs and what backward reads); backward,
 //! the recurrent kernel (after a transpose of the recurrent weights), the weight gradients as
 //! three matmuls and a sum over every step (`autodiff.rs`) and the four unpacking launches.
 //! Written in tensor operations (`fused.rs`) the same work is about fifteen launches per time step
@@ -27,8 +27,41 @@ use cubecl::{CubeCount, CubeDim};
 
 use super::{Dims, LstmCubeOps, LstmParams, LstmSequenceOps, LstmWeightOps, dims};
 
-/// The largest number of batch rows a cube takes.
+/// The most batch rows a cube takes on a GPU.
 const MAX_ROWS_PER_CUBE: usize = 8;
+/// The most batch rows a cube takes on a device that is no card (see [`preferred_rows`]).
+const MAX_ROWS_PER_CPU_CUBE: usize = 32;
+
+/// The device a launch is laid out for: its limits and, for a device that is no card (a CPU
+/// rasteriser such as lavapipe), the CPU threads its cubes run on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    hardware: &'a cubecl::ir::HardwareProperties,
+    cpu_threads: Option<usize>,
+}
+
+impl<'a> Target<'a> {
+    /// The device with these properties.
+    pub(crate) fn of(properties: &'a cubecl::ir::DeviceProperties) -> Self {
+        Self {
+            hardware: &properties.hardware,
+            // CubeCL reports no physical card for a CPU or a software rasteriser; lavapipe runs
+            // cubes on as many threads as the machine has cores.
+            cpu_threads: properties.identity.physical.is_none().then(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
+        }
+    }
+
+    /// A GPU with these limits.
+    #[cfg(test)]
+    fn gpu(hardware: &'a cubecl::ir::HardwareProperties) -> Self {
+        Self {
+            hardware,
+            cpu_threads: None,
+        }
+    }
+}
 
 /// How one call is spread over the device: `rows` batch rows per cube, columns in vectors of
 /// `vector`, `spread` vector groups of hidden units per unit.
@@ -44,39 +77,38 @@ pub(crate) struct Launch {
 }
 
 impl Launch {
-    /// The layout for `batch` rows of `hidden` units under the device's limits, or `None` where
-    /// a cube cannot have `hidden` units or its shared memory cannot hold one row's state (the
-    /// caller then takes the tensor-op path).
+    /// The forward kernels' layout for `batch` rows of `input` inputs and `hidden` units under
+    /// the device's limits, or `None` where a cube cannot have `hidden` units or its shared
+    /// memory cannot hold one row's state (the caller then takes the tensor-op path).
     pub(crate) fn new(
-        hardware: &cubecl::ir::HardwareProperties,
+        target: Target<'_>,
         batch: usize,
+        input: usize,
         hidden: usize,
         elem_size: usize,
     ) -> Option<Self> {
-        Self::with_spread(hardware, batch, hidden, elem_size, FORWARD_SPREAD)
+        // The kernel reads the inputs in the same vectors as everything else.
+        let vector = largest_power_of_two_dividing(input, widest_vector(target.hardware, hidden));
+        Self::with_spread(target, batch, hidden, vector, elem_size, FORWARD_SPREAD)
     }
 
     /// The backward kernel's layout: its recurrent product sums over four times the columns of
     /// the forward one's, so its units take more hidden units each (measured on lavapipe: 8 a
     /// unit trained faster than 4).
-    fn backward(
-        hardware: &cubecl::ir::HardwareProperties,
-        batch: usize,
-        hidden: usize,
-        elem_size: usize,
-    ) -> Option<Self> {
-        Self::with_spread(hardware, batch, hidden, elem_size, BACKWARD_SPREAD)
+    fn backward(target: Target<'_>, batch: usize, hidden: usize, elem_size: usize) -> Option<Self> {
+        let vector = widest_vector(target.hardware, hidden);
+        Self::with_spread(target, batch, hidden, vector, elem_size, BACKWARD_SPREAD)
     }
 
     fn with_spread(
-        hardware: &cubecl::ir::HardwareProperties,
+        target: Target<'_>,
         batch: usize,
         hidden: usize,
+        vector: usize,
         elem_size: usize,
         max_hidden_per_unit: usize,
     ) -> Option<Self> {
-        let vector =
-            largest_power_of_two_dividing(hidden, MAX_VECTOR.min(hardware.max_vector_size));
+        let hardware = target.hardware;
         let groups = hidden / vector;
         let spread = largest_power_of_two_dividing(groups, (max_hidden_per_unit / vector).max(1));
         let units = groups / spread;
@@ -84,7 +116,7 @@ impl Launch {
             (hardware.max_units_per_cube as usize).min(hardware.max_cube_dim.0 as usize);
         // The forward pass's double-buffered hidden state, the backward pass's gate gradients.
         let shared_bytes = |rows: usize| rows * 4 * hidden * elem_size;
-        let mut rows = preferred_rows(batch);
+        let mut rows = preferred_rows(batch, target.cpu_threads);
         while rows > 1 && shared_bytes(rows) > hardware.max_shared_memory_size {
             rows /= 2;
         }
@@ -117,11 +149,24 @@ impl Launch {
     }
 }
 
-/// Batch rows per cube: each recurrent weight a unit reads serves every row of its cube, so as
-/// many as shared memory takes, up to [`MAX_ROWS_PER_CUBE`] (on a GPU a step's few products per
-/// cube are cheap beside a launch; see docs/gpu.md for what was measured).
-fn preferred_rows(batch: usize) -> usize {
-    batch.next_power_of_two().clamp(1, MAX_ROWS_PER_CUBE)
+/// The widest vector, up to [`MAX_VECTOR`] and the device's widest, that divides `hidden`.
+fn widest_vector(hardware: &cubecl::ir::HardwareProperties, hidden: usize) -> usize {
+    largest_power_of_two_dividing(hidden, MAX_VECTOR.min(hardware.max_vector_size))
+}
+
+/// Batch rows per cube: each recurrent weight a unit reads serves every row of its cube. On a
+/// GPU up to [`MAX_ROWS_PER_CUBE`], so that a batch spreads over many cubes (a step's few
+/// products per cube are cheap beside a launch). On a device that is no card a cube is one CPU
+/// thread's work and every load costs each of its lanes, so there as few cubes as keep every
+/// thread busy, up to [`MAX_ROWS_PER_CPU_CUBE`] rows each (measured on lavapipe: docs/gpu.md).
+fn preferred_rows(batch: usize, cpu_threads: Option<usize>) -> usize {
+    let most = cpu_threads.map_or(MAX_ROWS_PER_CUBE, |threads| {
+        batch
+            .div_ceil(threads.max(1))
+            .next_power_of_two()
+            .clamp(MAX_ROWS_PER_CUBE, MAX_ROWS_PER_CPU_CUBE)
+    });
+    batch.next_power_of_two().clamp(1, most)
 }
 
 /// Hidden units per unit of the forward kernel, at most: each weight vector a unit reads serves
@@ -142,9 +187,10 @@ fn largest_power_of_two_dividing(n: usize, max: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// Whether the kernel takes sequences of `hidden` units on a device with these limits.
-pub(crate) fn fits(hardware: &cubecl::ir::HardwareProperties, hidden: usize) -> bool {
-    Launch::new(hardware, 1, hidden, std::mem::size_of::<f32>()).is_some()
+/// Whether the kernel takes sequences of `hidden` units on this device (the input size only
+/// narrows the vectors).
+pub(crate) fn fits(target: Target<'_>, hidden: usize) -> bool {
+    Launch::new(target, 1, hidden, hidden, std::mem::size_of::<f32>()).is_some()
 }
 
 /// A call's operands on the device, ready for a kernel.
@@ -152,9 +198,8 @@ struct Call {
     dims: Dims,
     dtype: DType,
     launch: Launch,
-    /// Every step's input projection, `[batch, steps, 4 hidden]`, contiguous (the kernel adds
-    /// the bias).
-    projection: CubeTensor,
+    /// `[batch, steps, input]`, contiguous.
+    inputs: CubeTensor,
     /// The fused weights, `[input + 1 + hidden, 4 hidden]`, contiguous.
     weights: CubeTensor,
 }
@@ -197,14 +242,15 @@ impl Call {
         let dims = dims(&inputs, &weights);
         let Dims {
             batch,
-            steps,
             input,
             hidden,
+            ..
         } = dims;
         let dtype = inputs.dtype;
         let launch = Launch::new(
-            &inputs.client.properties().hardware,
+            Target::of(inputs.client.properties()),
             batch,
+            input,
             hidden,
             dtype.size(),
         )
@@ -214,24 +260,18 @@ impl Call {
                  kernel::runs_on should have sent this model to the tensor-op path"
             )
         });
-        let flat = CubeBackend::float_reshape(inputs, Shape::new([batch * steps, input]));
-        let input_weights = narrow::<CubeBackend>(weights.clone(), 0, 0, input);
-        let projection = into_contiguous(CubeBackend::float_reshape(
-            CubeBackend::float_matmul(flat, input_weights),
-            Shape::new([batch, steps, 4 * hidden]),
-        ));
         Self {
             dims,
             dtype,
             launch,
-            projection,
+            inputs: into_contiguous(inputs),
             weights: into_contiguous(weights),
         }
     }
 
     /// A new contiguous tensor of the call's dtype on its device.
     fn empty(&self, shape: [usize; 3]) -> CubeTensor {
-        empty_like(&self.projection, shape)
+        empty_like(&self.inputs, shape)
     }
 }
 
@@ -255,11 +295,11 @@ impl LstmSequenceOps for CubeBackend {
         // are checked against `batch`, columns and units stay below the widths `dims` checked.
         unsafe {
             kernels::lstm_forward_infer::launch_unchecked(
-                &call.projection.client,
+                &call.inputs.client,
                 call.launch.cube_count(),
                 call.launch.cube_dim(),
                 call.launch.vector,
-                call.projection.clone().into_tensor_arg(),
+                call.inputs.clone().into_tensor_arg(),
                 call.weights.clone().into_tensor_arg(),
                 outputs.clone().into_tensor_arg(),
                 batch as u32,
@@ -304,11 +344,11 @@ impl LstmCubeOps for CubeBackend {
         // SAFETY: as for `lstm_forward_infer` above.
         unsafe {
             kernels::lstm_forward_train::launch_unchecked(
-                &call.projection.client,
+                &call.inputs.client,
                 call.launch.cube_count(),
                 call.launch.cube_dim(),
                 call.launch.vector,
-                call.projection.clone().into_tensor_arg(),
+                call.inputs.clone().into_tensor_arg(),
                 call.weights.clone().into_tensor_arg(),
                 outputs.clone().into_tensor_arg(),
                 previous.clone().into_tensor_arg(),
@@ -342,7 +382,7 @@ impl LstmCubeOps for CubeBackend {
         let input = weights.meta.shape()[0] - 1 - hidden;
         let dtype = gates.dtype;
         let launch = Launch::backward(
-            &gates.client.properties().hardware,
+            Target::of(gates.client.properties()),
             batch,
             hidden,
             dtype.size(),
@@ -423,39 +463,40 @@ mod tests {
     #[test]
     fn a_cube_takes_up_to_eight_rows_and_a_unit_per_four_hidden_units() {
         let gpu = hardware(48 * 1024, 1024);
-        let launch = Launch::new(&gpu, 1000, 64, 4).expect("fits");
+        let launch = Launch::new(Target::gpu(&gpu), 1000, 28, 64, 4).expect("fits");
         assert_eq!((launch.rows, launch.units, launch.cubes), (8, 16, 125));
-        let launch = Launch::new(&gpu, 64, 256, 4).expect("fits");
+        let launch = Launch::new(Target::gpu(&gpu), 64, 28, 256, 4).expect("fits");
         assert_eq!((launch.rows, launch.units, launch.cubes), (8, 64, 8));
-        let launch = Launch::new(&gpu, 33, 20, 4).expect("fits");
+        let launch = Launch::new(Target::gpu(&gpu), 33, 28, 20, 4).expect("fits");
         assert_eq!((launch.rows, launch.units, launch.cubes), (8, 5, 5));
         assert_eq!(launch.vector, 4);
         // Vectors of 4 where the hidden size allows, of 2 or 1 where not: 4 divides neither 30
         // nor 7; 2 divides 30.
-        let spread =
-            |hidden| Launch::new(&gpu, 8, hidden, 4).map(|l| (l.hidden_per_unit(), l.units));
+        let spread = |hidden| {
+            Launch::new(Target::gpu(&gpu), 8, 28, hidden, 4).map(|l| (l.hidden_per_unit(), l.units))
+        };
         assert_eq!(spread(30), Some((2, 15)));
         assert_eq!(spread(7), Some((1, 7)));
-        let vector = |hidden| Launch::new(&gpu, 8, hidden, 4).map(|l| l.vector);
+        let vector = |hidden| Launch::new(Target::gpu(&gpu), 8, 28, hidden, 4).map(|l| l.vector);
         assert_eq!((vector(30), vector(7)), (Some(2), Some(1)));
         let mut scalar_only = gpu.clone();
         scalar_only.max_vector_size = 1;
-        let launch = Launch::new(&scalar_only, 8, 64, 4).expect("fits");
+        let launch = Launch::new(Target::gpu(&scalar_only), 8, 28, 64, 4).expect("fits");
         assert_eq!(
             (launch.vector, launch.hidden_per_unit(), launch.units),
             (1, 4, 16)
         );
-        let backward = Launch::backward(&gpu, 64, 64, 4).expect("fits");
+        let backward = Launch::backward(Target::gpu(&gpu), 64, 64, 4).expect("fits");
         assert_eq!(
             (backward.rows, backward.hidden_per_unit(), backward.units),
             (8, 8, 8)
         );
         assert_eq!((backward.vector, backward.spread), (4, 2));
-        let backward = Launch::backward(&gpu, 64, 20, 4).expect("fits");
+        let backward = Launch::backward(Target::gpu(&gpu), 64, 20, 4).expect("fits");
         assert_eq!((backward.hidden_per_unit(), backward.units), (4, 5));
-        let launch = Launch::new(&gpu, 1, 64, 4).expect("fits");
+        let launch = Launch::new(Target::gpu(&gpu), 1, 28, 64, 4).expect("fits");
         assert_eq!((launch.rows, launch.cubes), (1, 1));
-        let launch = Launch::new(&gpu, 3, 64, 4).expect("fits");
+        let launch = Launch::new(Target::gpu(&gpu), 3, 28, 64, 4).expect("fits");
         assert_eq!((launch.rows, launch.cubes), (4, 1));
     }
 
@@ -463,15 +504,55 @@ mod tests {
     fn rows_shrink_to_fit_shared_memory_and_what_cannot_fit_is_refused() {
         // 4 * 512 hidden * 4 bytes = 8 KiB a row: 16 KiB takes 2 rows, and 1024 units 1.
         let small = hardware(16 * 1024, 1024);
-        let launch = Launch::new(&small, 1000, 512, 4).expect("fits");
+        let launch = Launch::new(Target::gpu(&small), 1000, 28, 512, 4).expect("fits");
         assert_eq!((launch.rows, launch.cubes), (2, 500));
-        let launch = Launch::new(&small, 1000, 1024, 4).expect("fits");
+        let launch = Launch::new(Target::gpu(&small), 1000, 28, 1024, 4).expect("fits");
         assert_eq!((launch.rows, launch.cubes), (1, 1000));
-        assert_eq!(Launch::new(&small, 64, 1100, 4), None);
-        assert!(fits(&small, 512));
-        assert!(!fits(&small, 1100));
+        assert_eq!(Launch::new(Target::gpu(&small), 64, 28, 1100, 4), None);
+        assert!(fits(Target::gpu(&small), 512));
+        assert!(!fits(Target::gpu(&small), 1100));
         // More hidden units than a cube has units, four to a unit.
-        assert!(!fits(&hardware(1 << 20, 64), 260));
-        assert!(fits(&hardware(1 << 20, 64), 256));
+        assert!(!fits(Target::gpu(&hardware(1 << 20, 64)), 260));
+        assert!(fits(Target::gpu(&hardware(1 << 20, 64)), 256));
+    }
+
+    #[test]
+    fn the_inputs_narrow_the_vectors() {
+        let gpu = hardware(48 * 1024, 1024);
+        let launch = Launch::new(Target::gpu(&gpu), 64, 30, 64, 4).expect("fits");
+        assert_eq!(
+            (launch.vector, launch.hidden_per_unit(), launch.units),
+            (2, 4, 16)
+        );
+        let launch = Launch::new(Target::gpu(&gpu), 64, 27, 64, 4).expect("fits");
+        assert_eq!(
+            (launch.vector, launch.hidden_per_unit(), launch.units),
+            (1, 4, 16)
+        );
+        // The backward kernel reads no inputs.
+        let backward = Launch::backward(Target::gpu(&gpu), 64, 64, 4).expect("fits");
+        assert_eq!(backward.vector, 4);
+    }
+
+    #[test]
+    fn a_cpu_rasteriser_takes_fewer_fatter_cubes() {
+        // lavapipe's limits: 32 KiB of shared memory.
+        let lavapipe = hardware(32 * 1024, 1024);
+        let cpu = |threads| Target {
+            hardware: &lavapipe,
+            cpu_threads: Some(threads),
+        };
+        let layout = |target, batch, hidden| {
+            Launch::new(target, batch, 28, hidden, 4).map(|l| (l.rows, l.cubes))
+        };
+        // A cube a thread on 2 threads, up to 32 rows a cube.
+        assert_eq!(layout(cpu(2), 64, 64), Some((32, 2)));
+        assert_eq!(layout(cpu(2), 1000, 64), Some((32, 32)));
+        // Never fewer rows than on a GPU, nor more than the batch.
+        assert_eq!(layout(cpu(16), 64, 64), Some((8, 8)));
+        assert_eq!(layout(cpu(2), 3, 64), Some((4, 1)));
+        // Shared memory still bounds them: 16 rows of 128 hidden units fill 32 KiB.
+        assert_eq!(layout(cpu(2), 64, 128), Some((16, 4)));
+        assert_eq!(layout(Target::gpu(&lavapipe), 64, 64), Some((8, 8)));
     }
 }
