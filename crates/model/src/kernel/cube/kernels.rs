@@ -151,8 +151,6 @@ fn forward_step<F: Float, N: Size>(
     #[comptime] vector: usize,
     #[comptime] spread: usize,
 ) {
-    let groups = hidden / vector;
-    let width = 4 * groups;
     #[unroll]
     for row in 0..rows {
         #[unroll]
@@ -163,32 +161,10 @@ fn forward_step<F: Float, N: Size>(
             }
         }
     }
-    let mut values = Array::<Vector<F, N>>::new(rows);
-    let mut column = Array::<Vector<F, N>>::new(4 * spread);
-    // `x_t W_x`, in the kernel rather than as a matmul over all steps before it: one launch and
-    // one `[batch, steps, 4 hidden]` round trip fewer. Rows past the batch read the last row;
-    // nothing of theirs is written.
-    let input_groups = at.input / vector;
-    for k_group in 0..input_groups {
-        #[unroll]
-        for row in 0..rows {
-            let b = clamped_row(at.first_row + row, at.batch);
-            values[row] = inputs[(b * at.steps + t) * input_groups + k_group];
-        }
-        add_products::<F, N>(
-            &values,
-            &mut column,
-            gates,
-            weights,
-            k_group * vector * width,
-            at.unit,
-            rows,
-            hidden,
-            vector,
-            spread,
-        );
-    }
+    add_inputs::<F, N>(inputs, weights, at, gates, t, rows, hidden, vector, spread);
+    let groups = hidden / vector;
     let read = current * rows * groups;
+    let mut values = Array::<Vector<F, N>>::new(rows);
     for k_group in 0..groups {
         #[unroll]
         for row in 0..rows {
@@ -196,10 +172,9 @@ fn forward_step<F: Float, N: Size>(
         }
         add_products::<F, N>(
             &values,
-            &mut column,
-            gates,
             weights,
-            at.recurrent_at + k_group * vector * width,
+            gates,
+            at.recurrent_at + k_group * vector * 4 * groups,
             at.unit,
             rows,
             hidden,
@@ -220,6 +195,44 @@ fn forward_step<F: Float, N: Size>(
     );
 }
 
+/// Adds `x_t W_x` to the unit's gates for the cube's rows, in the kernel rather than as a matmul
+/// over all steps before it: one launch and one `[batch, steps, 4 hidden]` round trip fewer.
+/// Rows past the batch read the last row; nothing of theirs is written.
+#[cube]
+fn add_inputs<F: Float, N: Size>(
+    inputs: &Tensor<Vector<F, N>>,
+    weights: &Tensor<Vector<F, N>>,
+    at: &Walker<F, N>,
+    gates: &mut Array<Vector<F, N>>,
+    t: usize,
+    #[comptime] rows: usize,
+    #[comptime] hidden: usize,
+    #[comptime] vector: usize,
+    #[comptime] spread: usize,
+) {
+    let width = 4 * (hidden / vector);
+    let input_groups = at.input / vector;
+    let mut values = Array::<Vector<F, N>>::new(rows);
+    for k_group in 0..input_groups {
+        #[unroll]
+        for row in 0..rows {
+            let b = clamped_row(at.first_row + row, at.batch);
+            values[row] = inputs[(b * at.steps + t) * input_groups + k_group];
+        }
+        add_products::<F, N>(
+            &values,
+            weights,
+            gates,
+            k_group * vector * width,
+            at.unit,
+            rows,
+            hidden,
+            vector,
+            spread,
+        );
+    }
+}
+
 /// `row`, or the last row of the batch for a cube's rows past it.
 #[cube]
 fn clamped_row(row: usize, batch: usize) -> usize {
@@ -232,9 +245,8 @@ fn clamped_row(row: usize, batch: usize) -> usize {
 #[cube]
 fn add_products<F: Float, N: Size>(
     values: &Array<Vector<F, N>>,
-    column: &mut Array<Vector<F, N>>,
-    gates: &mut Array<Vector<F, N>>,
     weights: &Tensor<Vector<F, N>>,
+    gates: &mut Array<Vector<F, N>>,
     first: usize,
     unit: usize,
     #[comptime] rows: usize,
@@ -244,6 +256,7 @@ fn add_products<F: Float, N: Size>(
 ) {
     let groups = hidden / vector;
     let width = 4 * groups;
+    let mut column = Array::<Vector<F, N>>::new(4 * spread);
     #[unroll]
     for lane in 0..vector {
         let k_at = first + lane * width;
