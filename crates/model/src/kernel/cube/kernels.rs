@@ -1,8 +1,8 @@
 //! The recurrence of one LSTM direction as CubeCL kernels: one launch walks every time step.
 //!
 //! Values move as vectors of `N` consecutive columns (`Vector<F, N>`, 4 where the input and
-//! hidden sizes allow): a load or store moves `N` values, and on a GPU a vector load from global memory is one
-//! wide transaction. A cube owns `rows` batch rows; each of its units owns `spread` vector groups
+//! hidden sizes allow): a load or store moves `N` values, and on a GPU a vector load from global
+//! memory is one wide transaction. A cube owns `rows` batch rows; each of its units owns `spread` vector groups
 //! of hidden units (group `g` is hidden units `g N .. g N + N`; a unit's groups are `unit`,
 //! `unit + groups / spread`, ...) and computes their four gates (the same groups in the column
 //! blocks `[input | forget | output | cell]` of the fused weights) for all the cube's rows, so that

@@ -1,7 +1,8 @@
 //! The LSTM sequence on Burn's CubeCL backend (wgpu; it is written for any CubeCL runtime): one
 //! kernel launch for the whole recurrence (`kernels.rs`), which computes each step's gates from
-//! the bias, the step's inputs and the previous hidden state itself. `weights.rs` packs the fused weight
-//! matrix from each gate's parameters, and `loss.rs` is the training loss, a launch each way.
+//! the bias, the step's inputs and the previous hidden state itself. `weights.rs` packs the fused
+//! weight matrix from each gate's parameters, and `loss.rs` is the training loss, a launch each
+//! way.
 //!
 //! Per layer and direction a training step launches, forward, the four packing launches and the
 //! recurrent kernel (which writes the outputs and what backward reads); backward,
@@ -47,9 +48,7 @@ impl<'a> Target<'a> {
             hardware: &properties.hardware,
             // CubeCL reports no physical card for a CPU or a software rasteriser; lavapipe runs
             // cubes on as many threads as the machine has cores.
-            cpu_threads: properties.identity.physical.is_none().then(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            }),
+            cpu_threads: properties.identity.physical.is_none().then(cpu_cores),
         }
     }
 
@@ -61,6 +60,14 @@ impl<'a> Target<'a> {
             cpu_threads: None,
         }
     }
+}
+
+/// The machine's cores, asked once: every launch lays itself out with them, and on Linux the
+/// answer reads the process's CPU affinity and cgroup quota.
+fn cpu_cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES
+        .get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
 }
 
 /// How one call is spread over the device: `rows` batch rows per cube, columns in vectors of
