@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Makes crates/interop/tests/fixtures/pytorch-seed.{pt,json} (and pytorch-seed-module.pt): the
-tutorial's model trained for one epoch with the seed recipe in real PyTorch, for `mnist-lstm
+tutorial's model trained for one epoch with the tutorial's recipe in real PyTorch, for `mnist-lstm
 import`'s tests.
 
 The model is the tutorial's module as its users have it: `nn.LSTM(28, 64, batch_first=True)`
 named `rnn`, `nn.Linear(64, 10)` named `out`, the last time step's output classified. Trained
-with seed.py's recipe (Adam 0.01, batch 64, pixels / 255, one shuffled epoch, seed 42), saved
+with tutorial.py's recipe (Adam 0.01, batch 64, pixels / 255, one shuffled epoch, seed 42), saved
 with `torch.save(model.state_dict(), ...)`, and once more whole with `torch.save(model, ...)`, as
 the tutorial does, which import refuses. The JSON holds what the import test checks against:
 the number of the 10,000 test images PyTorch classifies right, the first 20 test images and

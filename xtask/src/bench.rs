@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: builds the cli with both CPU backends, runs `mnist-lstm bench` once per
 //! backend per repetition (one process each, so peak memory is per backend), optionally
-//! PyTorch's seed (`bench/pytorch/seed.py`) in between, and writes `target/bench/latest.json`
+//! the PyTorch tutorial (`bench/pytorch/tutorial.py`) in between, and writes `target/bench/latest.json`
 //! and a table of medians and ratios.
 
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use crate::{absolute, cargo_cli, time_to, workspace_root};
 /// Options of `cargo xtask bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Also run PyTorch's seed (installs torch into bench/pytorch/.venv from PyPI if absent),
+    /// Also run the PyTorch tutorial (installs torch into bench/pytorch/.venv from PyPI if absent),
     /// alternating with ours, and print each figure's ratio.
     #[arg(long)]
     vs_pytorch: bool,
@@ -50,7 +50,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// Instead of the figures above: the wall time from the start of training to 97 % test
-    /// accuracy, `mnist-lstm train <--config>` on the first of --backends against PyTorch's seed
+    /// accuracy, `mnist-lstm train <--config>` on the first of --backends against the PyTorch tutorial
     /// recipe epoch after epoch (installs torch like --vs-pytorch), alternating per seed.
     #[arg(long)]
     time_to_97: bool,
@@ -257,7 +257,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             let json = runs_dir.join(format!("{seed}-pytorch.json"));
             let mut command = Command::new(python);
             command
-                .arg(root.join("bench/pytorch/seed.py"))
+                .arg(root.join("bench/pytorch/tutorial.py"))
                 .args(["--data-dir", dir, "--json"])
                 .arg(&json)
                 .args(["--threads", &threads.to_string()])
@@ -343,7 +343,7 @@ pub(crate) fn pin_ours(command: &mut Command, threads: usize) {
 }
 
 /// PyTorch's: the BLAS and OpenMP pools under torch follow the same count as
-/// `torch.set_num_threads` (which seed.py's `--threads` sets).
+/// `torch.set_num_threads` (which tutorial.py's `--threads` sets).
 pub(crate) fn pin_torch(command: &mut Command, threads: usize) {
     command
         .env("OMP_NUM_THREADS", threads.to_string())

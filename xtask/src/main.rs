@@ -43,8 +43,8 @@ enum Chore {
     /// target/bench/gpu-check.json and a table. `--binary` runs a prebuilt cli.
     GpuCheck(gpu_check::GpuCheckArgs),
     /// Measure the CPU backends (training and inference images/s, one epoch, peak memory,
-    /// accuracy), optionally against PyTorch's seed; writes target/bench/latest.json. With
-    /// --time-to-97: the time to 97 % test accuracy of configs/fast.toml against PyTorch's seed
+    /// accuracy), optionally against the PyTorch tutorial; writes target/bench/latest.json. With
+    /// --time-to-97: the time to 97 % test accuracy of configs/fast.toml against the PyTorch tutorial
     /// recipe; writes target/bench/time-to-97.json. With --serve RUN: `mnist-lstm serve` under
     /// 64 concurrent clients, batching against --max-batch 1; writes target/bench/serve.json.
     Bench(bench::BenchArgs),

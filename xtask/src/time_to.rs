@@ -1,6 +1,6 @@
 //! `cargo xtask bench --time-to-97`: the wall time from the start of training to a model that
 //! classifies 97 % of the 10k test images right, ours (`mnist-lstm train configs/fast.toml`)
-//! against PyTorch's seed recipe (`bench/pytorch/seed.py --time-to-accuracy 0.97`), alternating
+//! against the PyTorch tutorial's recipe (`bench/pytorch/tutorial.py --time-to-accuracy 0.97`), alternating
 //! per seed, medians and their ratio, JSON under `<target dir>/bench/`.
 //!
 //! Ours: the `elapsed_s` of the first `valid` row of the run's `metrics.csv` at or above the
@@ -130,7 +130,7 @@ pub fn time_to_accuracy(args: TimeToArgs<'_>) -> Result<()> {
         all(&ours_runs)
     );
     println!(
-        "  PyTorch seed recipe:  {} s  [{}]",
+        "  PyTorch tutorial recipe:  {} s  [{}]",
         shown(theirs),
         all(&theirs_runs)
     );
@@ -209,13 +209,13 @@ fn run_ours(args: &TimeToArgs<'_>, runs_dir: &Path, seed: u64) -> Result<Value> 
     }))
 }
 
-/// `seed.py --time-to-accuracy TARGET` with this seed.
+/// `tutorial.py --time-to-accuracy TARGET` with this seed.
 fn run_pytorch(args: &TimeToArgs<'_>, runs_dir: &Path, seed: u64) -> Result<Value> {
     let json_path = runs_dir.join(format!("{seed}-pytorch.json"));
-    println!("training PyTorch's seed recipe (seed {seed}) ...");
+    println!("training the PyTorch tutorial's recipe (seed {seed}) ...");
     let mut command = Command::new(args.python);
     command
-        .arg(args.root.join("bench/pytorch/seed.py"))
+        .arg(args.root.join("bench/pytorch/tutorial.py"))
         .args(["--data-dir", args.data_dir, "--json"])
         .arg(&json_path)
         .args(["--threads", &args.threads.to_string()])
@@ -227,7 +227,7 @@ fn run_pytorch(args: &TimeToArgs<'_>, runs_dir: &Path, seed: u64) -> Result<Valu
     let mut report = run_for_json(
         &mut command,
         &json_path,
-        &format!("seed.py --time-to-accuracy (seed {seed})"),
+        &format!("tutorial.py --time-to-accuracy (seed {seed})"),
     )?;
     let process_seconds = started.elapsed().as_secs_f64();
     if let Some(object) = report.as_object_mut() {

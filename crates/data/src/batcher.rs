@@ -25,7 +25,7 @@ pub struct MnistBatcher {
 }
 
 impl MnistBatcher {
-    /// Pixels scaled to [0, 1] and nothing more, as the seed does.
+    /// Pixels scaled to [0, 1] and nothing more, as the tutorial does.
     pub fn new() -> Self {
         Self::default()
     }

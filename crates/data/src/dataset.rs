@@ -174,7 +174,7 @@ impl Dataset<MnistItem> for MnistDataset {
 /// Where the validation split of a run comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Validation {
-    /// Validate on the test split, as the seed does.
+    /// Validate on the test split, as the tutorial does.
     TestSplit,
     /// Hold out the last `n` training images (they are then not trained on).
     HoldOut(usize),

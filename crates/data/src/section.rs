@@ -12,7 +12,7 @@ use crate::{DatasetKind, MNIST_MEAN_STD, SplitOptions, Validation};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ValidationSource {
-    /// The test split, as the seed does.
+    /// The test split, as the tutorial does.
     Test,
     /// The last `data.holdout` training images, not trained on.
     Holdout,

@@ -53,7 +53,7 @@ use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, Lstm, 
 use burn::store::RecordError;
 use burn::tensor::{Device, Tensor};
 
-/// Hyper-parameters of an [`LstmClassifier`]; the defaults are the seed model (one LSTM layer of
+/// Hyper-parameters of an [`LstmClassifier`]; the defaults are the tutorial's model (one LSTM layer of
 /// 64 units over 28 steps of 28 pixels, ten classes).
 #[derive(Config, Debug, PartialEq)]
 pub struct LstmClassifierConfig {
@@ -177,7 +177,7 @@ impl LstmClassifierConfig {
     ///
     /// LSTM weights and biases are drawn from U(-1/sqrt(hidden), 1/sqrt(hidden)) and the head
     /// uses Kaiming-uniform, the same schemes as PyTorch's `nn.LSTM` and `nn.Linear`, so the
-    /// seed's recipe (Adam 0.01, batch 64) behaves here as it does there. A non-zero
+    /// tutorial's recipe (Adam 0.01, batch 64) behaves here as it does there. A non-zero
     /// [`forget_bias`](Self::forget_bias) is then added to each forget gate's input-transform
     /// bias (drawing that bias first; with 0 nothing is touched, so the weights are the same as
     /// before the field existed).

@@ -1,5 +1,5 @@
 //! Measuring speed, memory and accuracy of one backend, for `mnist-lstm bench` and
-//! `cargo xtask bench` (which compares the backends and PyTorch's seed, `bench/pytorch/seed.py`;
+//! `cargo xtask bench` (which compares the backends and the PyTorch tutorial, `bench/pytorch/tutorial.py`;
 //! the two print the same JSON fields).
 //!
 //! Three phases, in this order, in one process:
@@ -66,7 +66,7 @@ impl Default for BenchOptions {
     }
 }
 
-/// The figures of one process; field names shared with `bench/pytorch/seed.py`.
+/// The figures of one process; field names shared with `bench/pytorch/tutorial.py`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     /// `burn` here (`pytorch` for the reference script).

@@ -60,17 +60,17 @@ pub struct ModelSection {
 
 impl Default for ModelSection {
     fn default() -> Self {
-        let seed = LstmClassifierConfig::new();
+        let tutorial = LstmClassifierConfig::new();
         Self {
-            input_size: seed.input_size,
-            hidden_size: seed.hidden_size,
-            num_layers: seed.num_layers,
-            bidirectional: seed.bidirectional,
-            dropout: seed.dropout,
-            num_classes: seed.num_classes,
-            fused: seed.fused,
-            kernel: seed.kernel,
-            forget_bias: seed.forget_bias,
+            input_size: tutorial.input_size,
+            hidden_size: tutorial.hidden_size,
+            num_layers: tutorial.num_layers,
+            bidirectional: tutorial.bidirectional,
+            dropout: tutorial.dropout,
+            num_classes: tutorial.num_classes,
+            fused: tutorial.fused,
+            kernel: tutorial.kernel,
+            forget_bias: tutorial.forget_bias,
         }
     }
 }

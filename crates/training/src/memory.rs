@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn the_default_model_is_small_and_a_million_units_are_terabytes() {
         let default = MemoryEstimate::of(&ExperimentConfig::default());
-        // 4*64*(28+64+2) + 64*10 + 10 = 24,714: Burn's layout of the seed's model.
+        // 4*64*(28+64+2) + 64*10 + 10 = 24,714: Burn's layout of the tutorial's model.
         assert_eq!(default.parameters, 24_714.0);
         // Mostly what an evaluation batch of 1,000 keeps: about 90 MB.
         assert!(default.bytes < 256.0 * 1024.0 * 1024.0, "{}", default.bytes);

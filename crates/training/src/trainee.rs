@@ -1,4 +1,4 @@
-//! The classifier as burn-train sees it: one training and one inference step, plus the seed's
+//! The classifier as burn-train sees it: one training and one inference step, plus the tutorial's
 //! habit of logging the loss and the accuracy on a fixed test subset every few steps.
 
 use std::fmt;
@@ -61,7 +61,7 @@ impl InferenceStep for Trainee {
     }
 }
 
-/// One step line: what the seed printed every 50 steps.
+/// One step line: what the tutorial printed every 50 steps.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepRecord {
     /// Epoch, from 1.

@@ -1,7 +1,7 @@
 //! The accuracy bars hold a recipe, not a seed: each configuration is trained for its epoch on
 //! the real files with five seeds fixed before any was measured (the default, 42, and the next
 //! four), and the median test accuracy is held to the bar:
-//! - `configs/default.toml` (the seed recipe) on MNIST: median at least 96.2 % (PyTorch's own
+//! - `configs/default.toml` (the tutorial's recipe) on MNIST: median at least 96.2 % (PyTorch's own
 //!   recipe measured 96.2-96.6 % medians on this machine class);
 //! - the same on Fashion-MNIST: median at least 82.5 %;
 //! - `configs/fast.toml`: median at least 97.2 %, and every seed at least 97.0 %.

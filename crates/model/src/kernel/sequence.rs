@@ -80,7 +80,7 @@ fn order(steps: usize, reverse: bool) -> impl Iterator<Item = usize> {
     (0..steps).map(move |p| if reverse { steps - 1 - p } else { p })
 }
 
-/// The most rows of a training slice: two slices for the seed's batch of 64, one per core of a
+/// The most rows of a training slice: two slices for the tutorial's batch of 64, one per core of a
 /// laptop CPU's pair, and enough rows for the matrix products to run near full speed.
 const TRAINING_SLICE_ROWS: usize = 32;
 

@@ -12,12 +12,12 @@ Phases, each as in bench.rs:
           order (wrapping around);
   infer:  one warm-up batch, then the first `infer_images` test images in batches of 1000,
           timed, the argmax read back;
-  epoch:  (unless --no-epoch) the seed's epoch from a fresh model seeded with --seed: 938 shuffled
+  epoch:  (unless --no-epoch) the tutorial's epoch from a fresh model seeded with --seed: 938 shuffled
           steps, every 50 steps the loss and the accuracy on the first 2,000 test images, then
           one pass over the 10,000 test images in batches of 1000 (burn-train's validation pass);
           its test accuracy is reported.
 
-With --time-to-accuracy A (e.g. 0.97) it measures none of those but the seed's recipe the way a
+With --time-to-accuracy A (e.g. 0.97) it measures none of those but the tutorial's recipe the way a
 user trains it until the 10k test set reaches A: a fresh model seeded with --seed, epoch after
 epoch of 938 shuffled steps (no step probes), the 10,000 test images classified after each epoch
 (batches of 1000), for at most --max-epochs epochs. The clock starts before the first step (data
@@ -113,7 +113,7 @@ def accuracy(model, images, labels, batch):
 
 
 def seed_recipe(seed):
-    """The seed's model and optimiser (Adam 0.01), initialised from `seed`."""
+    """The tutorial's model and optimiser (Adam 0.01), initialised from `seed`."""
     torch.manual_seed(seed)
     model = Seed()
     return model, torch.optim.Adam(model.parameters(), lr=0.01)
@@ -134,7 +134,7 @@ def train_epoch(model, opt, loss_fn, train_x, train_y, bs, after_step=None):
 
 
 def time_to_accuracy(args, train_x, train_y, test_x, test_y):
-    """The seed recipe, epoch after epoch, until the test accuracy reaches args.time_to_accuracy."""
+    """The tutorial recipe, epoch after epoch, until the test accuracy reaches args.time_to_accuracy."""
     bs = args.batch_size
     loss_fn = nn.CrossEntropyLoss()
     model, opt = seed_recipe(args.seed)
@@ -183,7 +183,7 @@ def main():
         "--time-to-accuracy",
         type=float,
         metavar="A",
-        help="only time the seed recipe, epoch after epoch, until the test accuracy reaches A",
+        help="only time the tutorial's recipe, epoch after epoch, until the test accuracy reaches A",
     )
     p.add_argument("--max-epochs", type=int, default=10, help="with --time-to-accuracy")
     args = p.parse_args()
@@ -239,7 +239,7 @@ def main():
         infer_seconds = time.perf_counter() - started
     model.train()
 
-    # The seed's epoch.
+    # The tutorial's epoch.
     epoch_seconds = test_accuracy = None
     if not args.no_epoch:
         model, opt = seed_recipe(args.seed)
