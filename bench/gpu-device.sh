@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `cargo xtask gpu-check` on a GPU machine without cargo or internet (the device tool).
+# `cargo xtask gpu-check` on a GPU machine without cargo or internet access.
 #
 #   bench/gpu-device.sh pack   # here: the release binaries, stripped and gzipped, and the MNIST
-#                              # files into target/device (about 35 MB: carry that folder)
+#                              # files into target/device (about 35 MB: copy that folder there)
 #   bench/gpu-device.sh run    # there, from the repository root: the table, and the JSON in
 #                              # $OUT/gpu-check.json (or target/device/gpu-check.json)
 set -euo pipefail

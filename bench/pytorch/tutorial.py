@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The seed in PyTorch, measured the way `mnist-lstm bench` measures ours.
+"""The tutorial in PyTorch, measured the way `mnist-lstm bench` measures ours.
 
 nn.LSTM(28, 64) + Linear(64, 10) on the last time step, Adam 0.01, batch 64, pixels / 255 (no
 mean/std: configs/default.toml has normalize = false), PyTorch's default initialisation. It reads

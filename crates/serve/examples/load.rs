@@ -1,7 +1,7 @@
 //! A closed-loop load generator for `mnist-lstm serve`, loopback only: `--clients` connections
 //! (HTTP/1.1 keep-alive), each posting MNIST test digits as PNG to `/v1/predict` one after
 //! another for `--seconds` (or `--max-requests` in all). Prints JSON: predictions/s, latency
-//! p50/p90/p99/max in ms, errors. `cargo xtask bench --serve` runs it against batching on and off.
+//! p50/p90/p99/max in ms, errors. `cargo xtask bench serve` runs it against batching on and off.
 //!
 //! cargo run -p serve --release --example load -- --addr 127.0.0.1:8080 --images \
 //!     ../shared/data/mnist/t10k-images-idx3-ubyte.gz

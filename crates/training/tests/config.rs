@@ -169,7 +169,7 @@ fn forget_bias_reaches_the_model_and_must_be_finite() {
 
 #[test]
 fn fast_toml_validates_on_the_test_split_with_the_fast_recipe() {
-    // `cargo xtask bench --time-to-97` reads the test accuracy from the `valid` rows.
+    // `cargo xtask bench time-to-97` reads the test accuracy from the `valid` rows.
     let config = ExperimentConfig::load(&config_path("fast.toml")).unwrap();
     assert_eq!(config.data.validation, ValidationSource::Test);
     assert!(config.data.valid_limit.is_none() && config.data.test_limit.is_none());

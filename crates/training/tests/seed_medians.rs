@@ -1,6 +1,6 @@
-//! The accuracy bars hold a recipe, not a seed: each configuration is trained for its epoch on
-//! the real files with five seeds fixed before any was measured (the default, 42, and the next
-//! four), and the median test accuracy is held to the bar:
+//! These tests judge a recipe, not a seed: each configuration is trained for its epoch on the
+//! real files with five seeds fixed before any was measured (the default, 42, and the next four),
+//! and the median test accuracy must reach:
 //! - `configs/default.toml` (the tutorial's recipe) on MNIST: median at least 96.2 % (PyTorch's own
 //!   recipe measured 96.2-96.6 % medians on this machine class);
 //! - the same on Fashion-MNIST: median at least 82.5 %;
@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use training::{ExperimentConfig, RunOptions, train};
 
-/// The seeds every bar is measured over: chosen before measuring, never tuned on the test set.
+/// The seeds every median is taken over: chosen before measuring, never tuned on the test set.
 const SEEDS: [u64; 5] = [42, 43, 44, 45, 46];
 
 /// One training at a time: the backend's random state is the process's, so two runs seeding it

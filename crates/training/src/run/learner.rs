@@ -46,7 +46,7 @@ pub(super) struct Trained {
     pub(super) probe: Arc<StepProbe>,
     /// Every row of `metrics.csv` so far.
     pub(super) log: Arc<MetricsLog>,
-    /// Seconds in burn-train's loop, this session.
+    /// Seconds in burn-train's loop in this process (a resumed run counts from its resume).
     pub(super) seconds: f64,
 }
 
