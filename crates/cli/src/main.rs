@@ -97,7 +97,7 @@ enum Command {
     Import(interop::ImportArgs),
     /// Measure one backend: training images/s, inference images/s, a full run of the
     /// configuration (an epoch by default) with its test accuracy, and peak memory; prints JSON.
-    /// `cargo xtask bench` runs it per backend and beside PyTorch.
+    /// `cargo xtask bench cpu` runs it per backend and beside PyTorch.
     Bench {
         /// The configuration [default: the built-in defaults, the same as configs/default.toml].
         #[arg(long, value_name = "FILE")]
