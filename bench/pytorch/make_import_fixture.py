@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Makes crates/interop/tests/fixtures/pytorch-seed.{pt,json} (and pytorch-seed-module.pt): the
+"""Makes crates/interop/tests/fixtures/pytorch-tutorial.{pt,json} (and pytorch-tutorial-module.pt): the
 tutorial's model trained for one epoch with the tutorial's recipe in real PyTorch, for `mnist-lstm
 import`'s tests.
 
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from seed import load, train_epoch  # noqa: E402
+from tutorial import load, train_epoch  # noqa: E402
 
 FIXTURES = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates", "interop", "tests", "fixtures"
@@ -69,9 +69,9 @@ def main():
         first = test_x[:20]
         logits = model(first)
     os.makedirs(args.out, exist_ok=True)
-    torch.save(model.state_dict(), os.path.join(args.out, "pytorch-seed.pt"))
+    torch.save(model.state_dict(), os.path.join(args.out, "pytorch-tutorial.pt"))
     # What the tutorial itself writes (the whole module), which import must refuse clearly.
-    torch.save(model, os.path.join(args.out, "pytorch-seed-module.pt"))
+    torch.save(model, os.path.join(args.out, "pytorch-tutorial-module.pt"))
     fixture = {
         "recipe": "tutorial MyModel (rnn: nn.LSTM(28, 64), out: nn.Linear(64, 10)), Adam 0.01, "
         f"batch 64, pixels / 255, one epoch, seed {args.seed}",
@@ -81,7 +81,7 @@ def main():
         "first_images": (first * 255).round().to(torch.uint8).reshape(20, 784).tolist(),
         "first_logits": logits.tolist(),
     }
-    with open(os.path.join(args.out, "pytorch-seed.json"), "w") as f:
+    with open(os.path.join(args.out, "pytorch-tutorial.json"), "w") as f:
         json.dump(fixture, f)
         f.write("\n")
     print(f"test accuracy {correct / len(test_x):.4f} ({correct} / {len(test_x)}); "

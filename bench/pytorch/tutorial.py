@@ -79,7 +79,7 @@ def load(data_dir):
     )
 
 
-class Seed(nn.Module):
+class TutorialLstm(nn.Module):
     def __init__(self):
         super().__init__()
         self.lstm = nn.LSTM(28, 64, batch_first=True)
@@ -112,10 +112,10 @@ def accuracy(model, images, labels, batch):
     return correct / max(1, len(images))
 
 
-def seed_recipe(seed):
+def tutorial_recipe(seed):
     """The tutorial's model and optimiser (Adam 0.01), initialised from `seed`."""
     torch.manual_seed(seed)
-    model = Seed()
+    model = TutorialLstm()
     return model, torch.optim.Adam(model.parameters(), lr=0.01)
 
 
@@ -137,7 +137,7 @@ def time_to_accuracy(args, train_x, train_y, test_x, test_y):
     """The tutorial recipe, epoch after epoch, until the test accuracy reaches args.time_to_accuracy."""
     bs = args.batch_size
     loss_fn = nn.CrossEntropyLoss()
-    model, opt = seed_recipe(args.seed)
+    model, opt = tutorial_recipe(args.seed)
     epochs = []
     reached = None
     started = time.perf_counter()
@@ -154,7 +154,7 @@ def time_to_accuracy(args, train_x, train_y, test_x, test_y):
         "implementation": "pytorch",
         "backend": "pytorch",
         "version": torch.__version__,
-        "recipe": "seed: nn.LSTM(28, 64) + Linear(64, 10), Adam 0.01, batch 64, pixels / 255",
+        "recipe": "tutorial: nn.LSTM(28, 64) + Linear(64, 10), Adam 0.01, batch 64, pixels / 255",
         "threads": args.threads,
         "seed": args.seed,
         "batch_size": bs,
@@ -208,7 +208,7 @@ def main():
     loss_fn = nn.CrossEntropyLoss()
 
     # Training throughput.
-    model, opt = seed_recipe(args.seed)
+    model, opt = tutorial_recipe(args.seed)
 
     def step(i):
         start = (i * bs) % max(1, n - bs + 1)
@@ -242,7 +242,7 @@ def main():
     # The tutorial's epoch.
     epoch_seconds = test_accuracy = None
     if not args.no_epoch:
-        model, opt = seed_recipe(args.seed)
+        model, opt = tutorial_recipe(args.seed)
         probe_x, probe_y = test_x[:2000], test_y[:2000]
 
         def probe(s, loss):

@@ -115,7 +115,7 @@ fn pytorchs_files_go_in_or_are_refused_with_the_fix() {
     let output = cli(
         &[
             "import",
-            &fixture("pytorch-seed.pt"),
+            &fixture("pytorch-tutorial.pt"),
             "--config",
             &config("default"),
             "--artifacts",
@@ -129,7 +129,7 @@ fn pytorchs_files_go_in_or_are_refused_with_the_fix() {
     let module = cli(
         &[
             "import",
-            &fixture("pytorch-seed-module.pt"),
+            &fixture("pytorch-tutorial-module.pt"),
             "--config",
             &config("default"),
             "--artifacts",
@@ -145,7 +145,7 @@ fn pytorchs_files_go_in_or_are_refused_with_the_fix() {
     let narrow = cli(
         &[
             "import",
-            &fixture("pytorch-seed.pt"),
+            &fixture("pytorch-tutorial.pt"),
             "--config",
             &config("default"),
             "--set",

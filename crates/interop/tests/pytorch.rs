@@ -1,5 +1,5 @@
 //! Weights to and from PyTorch: our export read back gives the same logits bit for bit; a
-//! state_dict trained by real PyTorch (`tests/fixtures/pytorch-seed.*`, made by
+//! state_dict trained by real PyTorch (`tests/fixtures/pytorch-tutorial.*`, made by
 //! `bench/pytorch/make_import_fixture.py`) gives PyTorch's logits and test accuracy; files that
 //! do not fit are refused, each with one clear message.
 
@@ -19,13 +19,13 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn fixture_json() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("pytorch-seed.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixture("pytorch-tutorial.json")).unwrap()).unwrap()
 }
 
 /// The fixture's state_dict, trained by PyTorch, imported as the default model.
 fn pytorch_seed(device: &Device) -> LstmClassifier {
     import(
-        &fixture("pytorch-seed.pt"),
+        &fixture("pytorch-tutorial.pt"),
         &LstmClassifierConfig::new(),
         device,
     )
@@ -173,12 +173,12 @@ fn import_error(path: &Path, config: &LstmClassifierConfig) -> String {
 #[test]
 fn files_that_do_not_fit_are_refused_naming_the_key_and_what_was_expected() {
     let default = LstmClassifierConfig::new();
-    let module = import_error(&fixture("pytorch-seed-module.pt"), &default);
+    let module = import_error(&fixture("pytorch-tutorial-module.pt"), &default);
     assert!(module.contains("whole pickled nn.Module"), "{module}");
     assert!(module.contains("torch.save(model.state_dict()"), "{module}");
 
     let narrow = import_error(
-        &fixture("pytorch-seed.pt"),
+        &fixture("pytorch-tutorial.pt"),
         &default.clone().with_hidden_size(32),
     );
     assert!(
@@ -186,7 +186,7 @@ fn files_that_do_not_fit_are_refused_naming_the_key_and_what_was_expected() {
         "{narrow}"
     );
     let deeper = import_error(
-        &fixture("pytorch-seed.pt"),
+        &fixture("pytorch-tutorial.pt"),
         &default.clone().with_num_layers(2),
     );
     assert!(
@@ -195,7 +195,7 @@ fn files_that_do_not_fit_are_refused_naming_the_key_and_what_was_expected() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let mut tensors: Vec<NamedTensor> = read_state_dict(&fixture("pytorch-seed.pt"))
+    let mut tensors: Vec<NamedTensor> = read_state_dict(&fixture("pytorch-tutorial.pt"))
         .unwrap()
         .into_values()
         .collect();
@@ -218,7 +218,7 @@ fn files_that_do_not_fit_are_refused_naming_the_key_and_what_was_expected() {
 #[test]
 fn the_seed_state_dict_has_the_tutorials_keys() {
     let tensors: HashMap<String, NamedTensor> =
-        read_state_dict(&fixture("pytorch-seed.pt")).unwrap();
+        read_state_dict(&fixture("pytorch-tutorial.pt")).unwrap();
     let mut keys: Vec<&String> = tensors.keys().collect();
     keys.sort();
     assert_eq!(
