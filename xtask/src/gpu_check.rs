@@ -14,8 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bench::{run_for_json, target_dir};
-use crate::{absolute, cargo_cli, workspace_root};
+use crate::common::{absolute, cargo_cli, run_for_json, target_dir, workspace_root};
 
 #[derive(Args, Debug)]
 pub struct GpuCheckArgs {

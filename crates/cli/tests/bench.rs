@@ -1,5 +1,5 @@
 //! `mnist-lstm bench` on synthetic files: a few steps, and JSON with every field
-//! `cargo xtask bench` reads. Timings are not checked: they mean nothing on a shared machine.
+//! `cargo xtask bench cpu` reads. Timings are not checked: they mean nothing on a shared machine.
 
 mod common;
 use common::command;

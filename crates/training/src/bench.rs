@@ -1,6 +1,6 @@
 //! Measuring speed, memory and accuracy of one backend, for `mnist-lstm bench` and
-//! `cargo xtask bench` (which compares the backends and the PyTorch tutorial, `bench/pytorch/tutorial.py`;
-//! the two print the same JSON fields).
+//! `cargo xtask bench cpu` (which compares the backends and the PyTorch tutorial,
+//! `bench/pytorch/tutorial.py`; the two print the same JSON fields).
 //!
 //! Three phases, in this order, in one process:
 //!

@@ -1,4 +1,4 @@
-//! `cargo xtask bench --time-to-97`: the wall time from the start of training to a model that
+//! `cargo xtask bench time-to-97`: the wall time from the start of training to a model that
 //! classifies 97 % of the 10k test images right, ours (`mnist-lstm train configs/fast.toml`)
 //! against the PyTorch tutorial's recipe (`bench/pytorch/tutorial.py --time-to-accuracy 0.97`), alternating
 //! per seed, medians and their ratio, JSON under `<target dir>/bench/`.
@@ -14,42 +14,115 @@ use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bench::{pin_ours, pin_torch, run_for_json};
+use crate::common::{
+    absolute, build_cli_copy, cpu_model, mnist_dir, pin_ours, pin_torch, pytorch_python,
+    run_for_json, target_dir, thread_count, workspace_root,
+};
 
-/// What one time-to-accuracy comparison needs to know (from `BenchArgs`).
-pub struct TimeToArgs<'a> {
-    /// The mnist-lstm binary (a copy of the release build).
-    pub binary: &'a Path,
-    /// The Python interpreter with torch.
-    pub python: &'a Path,
-    /// The workspace root.
-    pub root: &'a Path,
-    /// Where the runs and the JSON go.
-    pub bench_dir: &'a Path,
-    /// Our configuration.
-    pub config: &'a Path,
+/// Options of `cargo xtask bench time-to-97`.
+#[derive(Args, Debug)]
+pub struct TimeTo97Args {
+    /// Our configuration (its validation split must be the test split).
+    #[arg(long, value_name = "FILE", default_value = "configs/fast.toml")]
+    config: PathBuf,
     /// Our backend.
-    pub backend: &'a str,
+    #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray"])]
+    backend: String,
+    /// Repetitions, with seeds 42, 43, ...; the table shows medians.
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// PyTorch's most epochs before it counts as not reaching 97 %.
+    #[arg(long, default_value_t = 10)]
+    max_epochs: usize,
+    /// Threads for both [default: the cores available].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Directory holding the MNIST files [default: $MNIST_DIR].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Python interpreter that has torch, instead of bench/pytorch/.venv.
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
+    /// Where the combined JSON goes [default: <target dir>/bench/time-to-97.json].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// The seed of the first repetition, as `bench cpu`'s.
+const FIRST_SEED: u64 = 42;
+
+/// Checks the options, builds ours, prepares PyTorch and races them.
+pub fn time_to_97(args: TimeTo97Args) -> Result<()> {
+    if args.max_epochs == 0 || args.seeds == 0 {
+        bail!("--max-epochs and --seeds must be at least 1");
+    }
+    let Some(data_dir) = mnist_dir(args.data_dir.as_deref())? else {
+        bail!("time-to-97 needs the data directory: give --data-dir or set MNIST_DIR");
+    };
+    let config = PathBuf::from(absolute(&args.config)?);
+    if !config.is_file() {
+        bail!("--config {}: no such file", config.display());
+    }
+    let root = workspace_root();
+    // Prepare PyTorch first: the install is the slow part and should fail before any timing.
+    let python = pytorch_python(&root, args.python.as_deref())?;
+    let binary = build_cli_copy(&root, &args.backend)?;
+    let bench_dir = target_dir(&root).join("bench");
+    time_to_accuracy(TimeToArgs {
+        binary: &binary,
+        python: &python,
+        root: &root,
+        bench_dir: &bench_dir,
+        config: &config,
+        backend: &args.backend,
+        data_dir: &data_dir,
+        threads: thread_count(args.threads),
+        seeds: (0..args.seeds).map(|r| FIRST_SEED + r).collect(),
+        target: 0.97,
+        max_epochs: args.max_epochs,
+        out: match &args.out {
+            Some(path) => PathBuf::from(absolute(path)?),
+            None => bench_dir.join("time-to-97.json"),
+        },
+        cpu: cpu_model(),
+    })
+}
+
+/// What one time-to-accuracy comparison needs to know.
+struct TimeToArgs<'a> {
+    /// The mnist-lstm binary (a copy of the release build).
+    binary: &'a Path,
+    /// The Python interpreter with torch.
+    python: &'a Path,
+    /// The workspace root.
+    root: &'a Path,
+    /// Where the runs and the JSON go.
+    bench_dir: &'a Path,
+    /// Our configuration.
+    config: &'a Path,
+    /// Our backend.
+    backend: &'a str,
     /// The data directory (absolute).
-    pub data_dir: &'a str,
+    data_dir: &'a str,
     /// Threads for both.
-    pub threads: usize,
+    threads: usize,
     /// Seeds, one repetition each.
-    pub seeds: Vec<u64>,
+    seeds: Vec<u64>,
     /// The target test accuracy, a fraction.
-    pub target: f64,
+    target: f64,
     /// PyTorch's cap on epochs.
-    pub max_epochs: usize,
+    max_epochs: usize,
     /// The combined JSON.
-    pub out: PathBuf,
+    out: PathBuf,
     /// The CPU, for the record.
-    pub cpu: String,
+    cpu: String,
 }
 
 /// Runs ours and PyTorch's alternately for every seed and writes the combined JSON.
-pub fn time_to_accuracy(args: TimeToArgs<'_>) -> Result<()> {
+fn time_to_accuracy(args: TimeToArgs<'_>) -> Result<()> {
     let runs_dir = args.bench_dir.join("runs").join("time-to-accuracy");
     std::fs::create_dir_all(&runs_dir)
         .with_context(|| format!("cannot create {}", runs_dir.display()))?;
@@ -240,11 +313,11 @@ fn run_pytorch(args: &TimeToArgs<'_>, runs_dir: &Path, seed: u64) -> Result<Valu
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidRow {
     /// The epoch, from 1.
-    pub epoch: u64,
+    epoch: u64,
     /// Fraction right.
-    pub accuracy: f64,
+    accuracy: f64,
     /// Seconds since training started.
-    pub elapsed_s: f64,
+    elapsed_s: f64,
 }
 
 /// The `valid` rows of a `metrics.csv` (header `step,epoch,split,loss,accuracy,lr,elapsed_s`),
@@ -293,7 +366,7 @@ pub fn median(values: &[Option<f64>]) -> Option<f64> {
         .iter()
         .map(|value| value.unwrap_or(f64::INFINITY))
         .collect();
-    crate::bench::median(&mut seconds).filter(|median| median.is_finite())
+    crate::common::median(&mut seconds).filter(|median| median.is_finite())
 }
 
 #[cfg(test)]

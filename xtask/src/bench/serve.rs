@@ -1,4 +1,4 @@
-//! `cargo xtask bench --serve RUN`: `mnist-lstm serve` under a closed-loop load on loopback
+//! `cargo xtask bench serve RUN`: `mnist-lstm serve` under a closed-loop load on loopback
 //! (the serve crate's `load` example: N clients, keep-alive, MNIST test digits as PNG), once
 //! with batching as configured by default and once with `--max-batch 1`; predictions/s and
 //! latency percentiles of each, their ratio, written to <target dir>/bench/serve.json.
@@ -8,39 +8,61 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
+use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bench::{cpu_model, target_dir};
-use crate::workspace_root;
+use crate::common::{absolute, build_executables, cpu_model, mnist_dir, target_dir, workspace_root};
 
-/// What to measure.
-pub struct ServeBench<'a> {
-    /// The run directory served.
-    pub run: &'a Path,
+/// Options of `cargo xtask bench serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The run directory to serve.
+    #[arg(value_name = "RUN")]
+    run: PathBuf,
     /// Concurrent clients.
-    pub clients: usize,
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
     /// Seconds of load per variant.
-    pub seconds: f64,
-    /// The MNIST directory (its test images are sent).
-    pub data_dir: &'a Path,
-    /// Where the JSON goes.
-    pub out: Option<&'a Path>,
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Directory holding the MNIST files, whose test images are sent [default: $MNIST_DIR].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Where the JSON goes [default: <target dir>/bench/serve.json].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 /// The variants: a name and `serve`'s extra flags.
 const VARIANTS: [(&str, &[&str]); 2] = [("batching", &[]), ("max_batch_1", &["--max-batch", "1"])];
 
 /// Runs both variants, prints a table and writes the JSON.
-pub fn serve_bench(bench: &ServeBench<'_>) -> Result<()> {
+pub fn bench_serve(args: ServeArgs) -> Result<()> {
+    if args.clients == 0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
+        bail!("--clients and --seconds must be positive");
+    }
+    let Some(data_dir) = mnist_dir(args.data_dir.as_deref())? else {
+        bail!("the load sends MNIST test digits: give --data-dir or set MNIST_DIR");
+    };
+    let bench = ServeArgs {
+        run: PathBuf::from(absolute(&args.run)?),
+        out: args.out.as_deref().map(absolute).transpose()?.map(PathBuf::from),
+        ..args
+    };
     let root = workspace_root();
-    let images = test_images(bench.data_dir)?;
-    let server = build(&root, &["--package", "cli"], "mnist-lstm")?;
-    let load = build(&root, &["--package", "serve", "--example", "load"], "load")?;
+    let images = test_images(Path::new(&data_dir))?;
+    // One build of the workspace's feature set for both: the one `cargo test --workspace
+    // --release` builds, so neither rebuilds what the tests built.
+    let built = build_executables(
+        &["--workspace", "--bin", "mnist-lstm", "--example", "load"],
+        &["mnist-lstm", "load"],
+    )?;
+    let (server, load) = (&built[0], &built[1]);
     let mut results = serde_json::Map::new();
     for (name, flags) in VARIANTS {
         println!("serving {} ({name}) ...", bench.run.display());
-        let mut child = start(&server, bench.run, flags)?;
-        let measured = measure(&load, &child.addr, &images, bench);
+        let mut child = start(server, &bench.run, flags)?;
+        let measured = measure(load, &child.addr, &images, &bench);
         stop(&mut child.process)?;
         results.insert(name.to_string(), measured?);
     }
@@ -58,7 +80,7 @@ pub fn serve_bench(bench: &ServeBench<'_>) -> Result<()> {
     });
     print_table(&report);
     let out = match bench.out {
-        Some(path) => path.to_path_buf(),
+        Some(path) => path,
         None => target_dir(&root).join("bench/serve.json"),
     };
     if let Some(dir) = out.parent() {
@@ -76,36 +98,6 @@ fn test_images(data_dir: &Path) -> Result<PathBuf> {
         .map(|name| data_dir.join(name))
         .find(|path| path.is_file())
         .with_context(|| format!("no t10k-images-idx3-ubyte[.gz] in {}", data_dir.display()))
-}
-
-/// `cargo build --release ARGS`; the path of the executable named `name` it produced.
-fn build(root: &Path, args: &[&str], name: &str) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--message-format=json-render-diagnostics",
-        ])
-        .args(args)
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cannot run cargo build")?;
-    if !output.status.success() {
-        bail!("cargo build --release {} failed", args.join(" "));
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .find(|path| path.file_stem().is_some_and(|stem| stem == name))
-        .with_context(|| {
-            format!(
-                "cargo build {} produced no {name} executable",
-                args.join(" ")
-            )
-        })
 }
 
 struct Server {
@@ -142,7 +134,7 @@ fn start(binary: &Path, run: &Path, flags: &[&str]) -> Result<Server> {
     Ok(Server { process, addr })
 }
 
-fn measure(load: &Path, addr: &str, images: &Path, bench: &ServeBench<'_>) -> Result<Value> {
+fn measure(load: &Path, addr: &str, images: &Path, bench: &ServeArgs) -> Result<Value> {
     let output = Command::new(load)
         .args(["--addr", addr, "--clients", &bench.clients.to_string()])
         .args(["--seconds", &bench.seconds.to_string()])
