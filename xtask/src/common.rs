@@ -169,7 +169,9 @@ pub fn build_executables(args: &[&str], names: &[&str]) -> Result<Vec<PathBuf>> 
 pub fn mnist_dir(given: Option<&Path>) -> Result<Option<String>> {
     match given {
         Some(dir) => absolute(dir).map(Some),
-        None => Ok(std::env::var("MNIST_DIR").ok().filter(|dir| !dir.is_empty())),
+        None => Ok(std::env::var("MNIST_DIR")
+            .ok()
+            .filter(|dir| !dir.is_empty())),
     }
 }
 

@@ -19,7 +19,8 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn fixture_json() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("pytorch-tutorial.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixture("pytorch-tutorial.json")).unwrap())
+        .unwrap()
 }
 
 /// The fixture's state_dict, trained by PyTorch, imported as the default model.

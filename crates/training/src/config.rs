@@ -354,124 +354,168 @@ impl ExperimentConfig {
         identity.to_toml()
     }
 
-    /// Range checks that serde cannot express.
+    /// Range checks that serde cannot express, section by section; the first mistake is the
+    /// error.
     pub fn validate(&self) -> Result<(), TrainingError> {
-        let invalid = |message: String| {
-            Err(TrainingError::Config {
+        self.validate_model()
+            .and_then(|()| self.validate_training())
+            .and_then(|()| self.validate_optimizer())
+            .and_then(|()| self.validate_schedule())
+            .and_then(|()| self.validate_early_stopping())
+            .and_then(|()| self.validate_data())
+            .map_err(|message| TrainingError::Config {
                 origin: "configuration".to_string(),
                 message,
             })
-        };
+    }
+
+    /// `[model]`: the model crate's own checks, and the shapes MNIST fixes.
+    fn validate_model(&self) -> Result<(), String> {
         self.model
             .to_model_config()
             .validate()
-            .map_err(|error| TrainingError::Config {
-                origin: "configuration".to_string(),
-                message: format!("[model] {error}"),
-            })?;
+            .map_err(|error| format!("[model] {error}"))?;
         if self.model.input_size != data::IMAGE_COLS {
-            return invalid(format!(
+            return Err(format!(
                 "model.input_size must be {} (pixels per MNIST row), got {}",
                 data::IMAGE_COLS,
                 self.model.input_size
             ));
         }
         if self.model.num_classes != data::NUM_CLASSES {
-            return invalid(format!(
+            return Err(format!(
                 "model.num_classes must be {} for MNIST, got {}",
                 data::NUM_CLASSES,
                 self.model.num_classes
             ));
         }
+        Ok(())
+    }
+
+    /// `[training]`: counts that must be at least one.
+    fn validate_training(&self) -> Result<(), String> {
         for (name, value) in [
             ("training.epochs", self.training.epochs),
             ("training.batch_size", self.training.batch_size),
             ("training.eval_batch_size", self.training.eval_batch_size),
         ] {
             if value == 0 {
-                return invalid(format!("{name} must be at least 1"));
+                return Err(format!("{name} must be at least 1"));
             }
         }
-        if !positive(self.optimizer.learning_rate) {
-            return invalid(format!(
+        Ok(())
+    }
+
+    /// `[optimizer]`: Adam's ranges and one gradient clipping at most.
+    fn validate_optimizer(&self) -> Result<(), String> {
+        let optimizer = &self.optimizer;
+        if !positive(optimizer.learning_rate) {
+            return Err(format!(
                 "optimizer.learning_rate must be a positive number, got {}",
-                self.optimizer.learning_rate
+                optimizer.learning_rate
             ));
         }
         for (name, value) in [
-            ("optimizer.beta1", self.optimizer.beta1),
-            ("optimizer.beta2", self.optimizer.beta2),
+            ("optimizer.beta1", optimizer.beta1),
+            ("optimizer.beta2", optimizer.beta2),
         ] {
             if !(0.0..1.0).contains(&value) {
-                return invalid(format!("{name} must be in [0, 1), got {value}"));
+                return Err(format!("{name} must be in [0, 1), got {value}"));
             }
         }
-        if !positive(f64::from(self.optimizer.epsilon)) {
-            return invalid(format!(
+        if !positive(f64::from(optimizer.epsilon)) {
+            return Err(format!(
                 "optimizer.epsilon must be positive, got {}",
-                self.optimizer.epsilon
+                optimizer.epsilon
             ));
         }
-        if self.optimizer.weight_decay < 0.0 {
-            return invalid(format!(
+        if optimizer.weight_decay < 0.0 {
+            return Err(format!(
                 "optimizer.weight_decay must not be negative, got {}",
-                self.optimizer.weight_decay
+                optimizer.weight_decay
             ));
         }
         for (name, value) in [
-            ("optimizer.grad_clip_norm", self.optimizer.grad_clip_norm),
-            ("optimizer.grad_clip_value", self.optimizer.grad_clip_value),
+            ("optimizer.grad_clip_norm", optimizer.grad_clip_norm),
+            ("optimizer.grad_clip_value", optimizer.grad_clip_value),
         ] {
             if let Some(value) = value
                 && !positive(f64::from(value))
             {
-                return invalid(format!("{name} must be positive, got {value}"));
+                return Err(format!("{name} must be positive, got {value}"));
             }
         }
-        if self.optimizer.grad_clip_norm.is_some() && self.optimizer.grad_clip_value.is_some() {
-            return invalid(
+        if optimizer.grad_clip_norm.is_some() && optimizer.grad_clip_value.is_some() {
+            return Err(
                 "set one of optimizer.grad_clip_norm and optimizer.grad_clip_value, not both"
                     .to_string(),
             );
         }
+        Ok(())
+    }
+
+    /// `[schedule]`: its ranges, against the optimizer's learning rate.
+    fn validate_schedule(&self) -> Result<(), String> {
         let schedule = &self.schedule;
-        if schedule.kind != ScheduleKind::Constant && self.optimizer.learning_rate > 1.0 {
-            return invalid(format!(
+        let learning_rate = self.optimizer.learning_rate;
+        if schedule.kind != ScheduleKind::Constant && learning_rate > 1.0 {
+            return Err(format!(
                 "optimizer.learning_rate must be at most 1 with schedule.kind = {:?}, got {}",
-                schedule.kind, self.optimizer.learning_rate
+                schedule.kind, learning_rate
             ));
         }
         if !(schedule.warmup_start > 0.0 && schedule.warmup_start <= 1.0) {
-            return invalid(format!(
+            return Err(format!(
                 "schedule.warmup_start must be in (0, 1], got {}",
                 schedule.warmup_start
             ));
         }
         if schedule.kind == ScheduleKind::Step {
             if schedule.step_size == 0 {
-                return invalid("schedule.step_size must be at least 1".to_string());
+                return Err("schedule.step_size must be at least 1".to_string());
             }
             if !positive(schedule.gamma) {
-                return invalid(format!(
+                return Err(format!(
                     "schedule.gamma must be positive, got {}",
                     schedule.gamma
                 ));
             }
         }
-        if !(schedule.min_lr >= 0.0 && schedule.min_lr <= self.optimizer.learning_rate) {
-            return invalid(format!(
+        if !(schedule.min_lr >= 0.0 && schedule.min_lr <= learning_rate) {
+            return Err(format!(
                 "schedule.min_lr must be in [0, optimizer.learning_rate], got {}",
                 schedule.min_lr
             ));
         }
-        if !(self.early_stopping.min_delta.is_finite() && self.early_stopping.min_delta >= 0.0) {
-            return invalid(format!(
+        Ok(())
+    }
+
+    /// `[early_stopping]`: its delta, and a validation split that is not the test set.
+    ///
+    /// Stopping is model selection: deciding it by the test images would make the test accuracy
+    /// the run reports an optimistic one.
+    fn validate_early_stopping(&self) -> Result<(), String> {
+        let stopping = &self.early_stopping;
+        if !(stopping.min_delta.is_finite() && stopping.min_delta >= 0.0) {
+            return Err(format!(
                 "early_stopping.min_delta must not be negative, got {}",
-                self.early_stopping.min_delta
+                stopping.min_delta
             ));
         }
+        if stopping.patience > 0 && self.data.validation == ValidationSource::Test {
+            return Err(
+                "early_stopping.patience > 0 would choose when to stop by the test set: set \
+                 data.validation = \"holdout\" (training images held out) or patience = 0"
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    /// `[data]`: normalisation that can be applied.
+    fn validate_data(&self) -> Result<(), String> {
         if self.data.normalize && !positive(f64::from(self.data.std)) {
-            return invalid(format!("data.std must be positive, got {}", self.data.std));
+            return Err(format!("data.std must be positive, got {}", self.data.std));
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ fn config_path(name: &str) -> PathBuf {
 }
 
 #[test]
-fn defaults_are_the_seed() {
+fn defaults_are_the_tutorials() {
     let config = ExperimentConfig::default();
     assert_eq!(config.model.hidden_size, 64);
     assert_eq!(config.model.num_layers, 1);
@@ -38,7 +38,7 @@ fn an_empty_file_takes_every_default() {
 }
 
 #[test]
-fn default_toml_reproduces_the_seed() {
+fn default_toml_reproduces_the_tutorial() {
     let config = ExperimentConfig::load(&config_path("default.toml")).unwrap();
     assert_eq!(config, ExperimentConfig::default());
 }
@@ -76,6 +76,25 @@ fn wrong_types_and_ranges_are_errors() {
     let error =
         ExperimentConfig::parse("[optimizer]\nlearning_rate = -1.0\n", "t.toml").unwrap_err();
     assert!(error.to_string().contains("learning_rate"), "{error}");
+}
+
+#[test]
+fn early_stopping_by_the_test_set_is_refused_with_the_fix_named() {
+    let stopping = "[early_stopping]\npatience = 2\n";
+    let error = ExperimentConfig::parse(stopping, "t.toml").unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("early_stopping.patience"), "{message}");
+    assert!(
+        message.contains("data.validation = \"holdout\""),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+
+    let on_holdout = format!("{stopping}[data]\nvalidation = \"holdout\"\n");
+    let config = ExperimentConfig::parse(&on_holdout, "t.toml").unwrap();
+    assert_eq!(config.early_stopping.patience, 2);
+    // Without early stopping, validating on the test split stays the default.
+    assert!(ExperimentConfig::parse("[early_stopping]\npatience = 0\n", "t.toml").is_ok());
 }
 
 #[test]

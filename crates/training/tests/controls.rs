@@ -103,7 +103,12 @@ fn early_stopping_stops_after_patience_epochs_without_improvement() {
     let data = synthetic();
     let artifacts = tempfile::tempdir().unwrap();
     let epochs_run = |extra: &[&str], name: &str| {
-        let mut args = vec!["training.epochs=6"];
+        // Stopping is decided on training images held out, never on the test set.
+        let mut args = vec![
+            "training.epochs=6",
+            "data.validation=\"holdout\"",
+            "data.holdout=64",
+        ];
         args.extend_from_slice(extra);
         let outcome = try_run(&config(data.path(), &args), &artifacts.path().join(name)).unwrap();
         outcome

@@ -11,7 +11,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::common::{absolute, build_executables, cpu_model, mnist_dir, target_dir, workspace_root};
+use crate::common::{
+    absolute, build_executables, cpu_model, mnist_dir, target_dir, workspace_root,
+};
 
 /// Options of `cargo xtask bench serve`.
 #[derive(Args, Debug)]
@@ -46,7 +48,12 @@ pub fn bench_serve(args: ServeArgs) -> Result<()> {
     };
     let bench = ServeArgs {
         run: PathBuf::from(absolute(&args.run)?),
-        out: args.out.as_deref().map(absolute).transpose()?.map(PathBuf::from),
+        out: args
+            .out
+            .as_deref()
+            .map(absolute)
+            .transpose()?
+            .map(PathBuf::from),
         ..args
     };
     let root = workspace_root();

@@ -12,7 +12,7 @@ use burn::optim::OptimizerRecord;
 use burn::store::ModuleRecord;
 use burn::tensor::Device;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
-use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
+use burn::train::{Learner, LearningResult, SupervisedTraining, TrainingStrategy};
 
 use super::RunOptions;
 use super::directory::RunDirectory;
@@ -246,10 +246,9 @@ fn supervised_training(
     }
 }
 
-/// Loop: burn-train's loop launched, then why it ended, in order of precedence: a checkpoint
-/// that could not be written, the learner's error, a NaN loss, a stop asked for, an
-/// interruption; early stopping is said and is not an error.
-pub(super) fn run_loop(
+/// Launches burn-train's loop (the epochs run in [`ResumableTraining`]) and, once it returns,
+/// turns how it ended into the trained model or the error that says why it did not finish.
+pub(super) fn launch(
     config: &ExperimentConfig,
     options: &RunOptions,
     assembled: Assembled,
@@ -275,6 +274,26 @@ pub(super) fn run_loop(
             .lock()
             .map_err(|_| TrainingError::Learner("the training loop panicked".to_string()))?,
     );
+    check_ending(config, options, &result, report, &probe, run)?;
+    Ok(Trained {
+        trainee: result.model,
+        probe,
+        log,
+        seconds,
+    })
+}
+
+/// Why the loop ended, in order of precedence: a checkpoint that could not be written, the
+/// learner's error, a NaN loss, a stop asked for, an interruption; early stopping is said and
+/// is not an error.
+fn check_ending(
+    config: &ExperimentConfig,
+    options: &RunOptions,
+    result: &LearningResult<Trainee>,
+    report: LoopReport,
+    probe: &StepProbe,
+    run: &RunDirectory,
+) -> Result<(), TrainingError> {
     let store_dir = run.store.dir().to_path_buf();
     if let Some(error) = report.checkpoint_error {
         return Err(TrainingError::Checkpoint(format!(
@@ -285,7 +304,7 @@ pub(super) fn run_loop(
             }
         )));
     }
-    if let Some(error) = result.error {
+    if let Some(error) = &result.error {
         return Err(TrainingError::Learner(error.to_string()));
     }
     if let Some(found) = probe.non_finite() {
@@ -314,15 +333,10 @@ pub(super) fn run_loop(
             stopping.patience
         );
     }
-    if let Some(interruption) = result.interrupted {
+    if let Some(interruption) = &result.interrupted {
         return Err(TrainingError::Learner(format!(
             "interrupted before the last epoch: {interruption:?}"
         )));
     }
-    Ok(Trained {
-        trainee: result.model,
-        probe,
-        log,
-        seconds,
-    })
+    Ok(())
 }

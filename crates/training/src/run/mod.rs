@@ -112,7 +112,7 @@ pub(crate) use setup::{data_dir_of, find_files};
 /// - [`directory::prepare`]: the run directory made ready, and the checkpoint to resume from;
 /// - [`learner::assemble`]: the model, loaders, step probe and burn-train's learner, with a
 ///   checkpoint's records loaded;
-/// - [`learner::run_loop`]: burn-train's loop, and why it stopped;
+/// - [`learner::launch`]: burn-train's loop launched, and why it stopped;
 /// - [`report::write_results`]: the model saved, evaluated on the test split, metrics and curves.
 pub fn train(
     config: &ExperimentConfig,
@@ -122,6 +122,6 @@ pub fn train(
     let data = setup::load_data(config, options)?;
     let (run, resumed) = directory::prepare(config, options, &data)?;
     let assembled = learner::assemble(config, options, &device, &data, &run, resumed)?;
-    let trained = learner::run_loop(config, options, assembled, &run)?;
+    let trained = learner::launch(config, options, assembled, &run)?;
     report::write_results(config, options, &device, &data, &run, trained)
 }
