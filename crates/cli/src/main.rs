@@ -34,55 +34,15 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a model from a TOML configuration, then evaluate it on the test split.
-    Train {
-        /// The configuration file (e.g. configs/default.toml).
-        config: PathBuf,
-        /// Run directory for checkpoints, the model and its configuration
-        /// [default: training.artifacts, else artifacts/<config name>].
-        #[arg(long, value_name = "DIR")]
-        artifacts: Option<PathBuf>,
-        /// Override a configuration field; repeatable (e.g. --set training.epochs=3).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        /// Go on from a checkpoint of the run directory, exactly where it stood: the newest
-        /// complete one of this configuration, or the checkpoint directory given
-        /// (<run>/checkpoint/step-N). Give the same configuration and --set options.
-        #[arg(long, value_name = "CHECKPOINT")]
-        resume: Option<Option<PathBuf>>,
-        #[command(flatten)]
-        common: Common,
-    },
+    Train(TrainArgs),
     /// Evaluate a trained model on the full test split.
-    Eval {
-        /// Run directory of a finished `train` [default: the newest run under artifacts/].
-        #[arg(long, value_name = "DIR")]
-        artifacts: Option<PathBuf>,
-        #[command(flatten)]
-        common: Common,
-    },
+    Eval(EvalArgs),
     /// Classify images of digits: prints the digit and the three most likely classes of each.
     ///
     /// PNG or JPEG, any size and colour: made grey, inverted when the background is light, and,
     /// unless already 28x28, cropped to the digit, scaled into 20x20 and centred by mass in
     /// 28x28, as MNIST's digits were.
-    Predict {
-        /// Run directory of a finished `train` [default: the newest run under artifacts/].
-        #[arg(long, value_name = "DIR")]
-        model: Option<PathBuf>,
-        /// PNG or JPEG files, each holding one digit.
-        #[arg(value_name = "IMAGE", required_unless_present = "idx")]
-        images: Vec<PathBuf>,
-        /// Classify images of an IDX file (e.g. t10k-images-idx3-ubyte.gz), chosen by --index.
-        #[arg(long, value_name = "FILE", requires = "index")]
-        idx: Option<PathBuf>,
-        /// Index, from 0, of an image of the --idx file; repeatable.
-        #[arg(long, value_name = "N", requires = "idx")]
-        index: Vec<usize>,
-        /// Backend to run on when several are compiled in: flex, ndarray or wgpu
-        /// [env: BURN_DEVICE].
-        #[arg(long, value_name = "NAME")]
-        device: Option<String>,
-    },
+    Predict(PredictArgs),
     /// Serve a trained run over HTTP: a draw-a-digit page at /, POST /v1/predict (a PNG or JPEG
     /// body, or JSON {"pixels": [784 grey levels]}), POST /v1/predict/batch, GET /v1/model,
     /// GET /healthz and GET /metrics. Concurrent requests share forward passes. SIGINT or
@@ -98,34 +58,90 @@ enum Command {
     /// Measure one backend: training images/s, inference images/s, a full run of the
     /// configuration (an epoch by default) with its test accuracy, and peak memory; prints JSON.
     /// `cargo xtask bench cpu` runs it per backend and beside PyTorch.
-    Bench {
-        /// The configuration [default: the built-in defaults, the same as configs/default.toml].
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Override a configuration field; repeatable (e.g. --set training.seed=43).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        /// Untimed training steps before the timed ones.
-        #[arg(long, default_value_t = 20)]
-        warmup: usize,
-        /// Timed training steps.
-        #[arg(long, default_value_t = 200)]
-        steps: usize,
-        /// Images per inference batch.
-        #[arg(long, default_value_t = 1000)]
-        infer_batch_size: usize,
-        /// Test images classified in the timed inference.
-        #[arg(long, default_value_t = 10_000)]
-        infer_images: usize,
-        /// Skip the full run (no epoch time, no test accuracy).
-        #[arg(long)]
-        no_epoch: bool,
-        /// Also write the JSON to this file.
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-        #[command(flatten)]
-        common: Common,
-    },
+    Bench(BenchArgs),
+}
+
+/// Options of `mnist-lstm train`.
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// The configuration file (e.g. configs/default.toml).
+    config: PathBuf,
+    /// Run directory for checkpoints, the model and its configuration
+    /// [default: training.artifacts, else artifacts/<config name>].
+    #[arg(long, value_name = "DIR")]
+    artifacts: Option<PathBuf>,
+    /// Override a configuration field; repeatable (e.g. --set training.epochs=3).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Go on from a checkpoint of the run directory, exactly where it stood: the newest
+    /// complete one of this configuration, or the checkpoint directory given
+    /// (<run>/checkpoint/step-N). Give the same configuration and --set options.
+    #[arg(long, value_name = "CHECKPOINT")]
+    resume: Option<Option<PathBuf>>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options of `mnist-lstm eval`.
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// Run directory of a finished `train` [default: the newest run under artifacts/].
+    #[arg(long, value_name = "DIR")]
+    artifacts: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options of `mnist-lstm predict`.
+#[derive(Args, Debug)]
+struct PredictArgs {
+    /// Run directory of a finished `train` [default: the newest run under artifacts/].
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// PNG or JPEG files, each holding one digit.
+    #[arg(value_name = "IMAGE", required_unless_present = "idx")]
+    images: Vec<PathBuf>,
+    /// Classify images of an IDX file (e.g. t10k-images-idx3-ubyte.gz), chosen by --index.
+    #[arg(long, value_name = "FILE", requires = "index")]
+    idx: Option<PathBuf>,
+    /// Index, from 0, of an image of the --idx file; repeatable.
+    #[arg(long, value_name = "N", requires = "idx")]
+    index: Vec<usize>,
+    /// Backend to run on when several are compiled in: flex, ndarray or wgpu
+    /// [env: BURN_DEVICE].
+    #[arg(long, value_name = "NAME")]
+    device: Option<String>,
+}
+
+/// Options of `mnist-lstm bench`.
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// The configuration [default: the built-in defaults, the same as configs/default.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override a configuration field; repeatable (e.g. --set training.seed=43).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Untimed training steps before the timed ones.
+    #[arg(long, default_value_t = 20)]
+    warmup: usize,
+    /// Timed training steps.
+    #[arg(long, default_value_t = 200)]
+    steps: usize,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 1000)]
+    infer_batch_size: usize,
+    /// Test images classified in the timed inference.
+    #[arg(long, default_value_t = 10_000)]
+    infer_images: usize,
+    /// Skip the full run (no epoch time, no test accuracy).
+    #[arg(long)]
+    no_epoch: bool,
+    /// Also write the JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args, Debug)]
@@ -290,118 +306,125 @@ fn resume_command(
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    let done = |()| ExitCode::SUCCESS;
     match cli.command {
-        Command::Bench {
-            config,
-            overrides,
-            warmup,
-            steps,
-            infer_batch_size,
-            infer_images,
-            no_epoch,
-            json,
-            common,
-        } => {
-            let experiment = match &config {
-                Some(path) => ExperimentConfig::load(path)?,
-                None => ExperimentConfig::default(),
-            }
-            .with_overrides(&overrides)?;
-            let options = RunOptions {
-                data_dir: common.data_dir,
-                device: common.device,
-                offline: common.offline,
-                ..RunOptions::default()
-            };
-            let measured = bench(
-                &experiment,
-                &options,
-                &BenchOptions {
-                    warmup_steps: warmup,
-                    steps,
-                    infer_batch_size,
-                    infer_images,
-                    epoch: !no_epoch,
-                    artifacts: None,
-                },
-            )?;
-            if let Some(path) = json {
-                measured.write_json(&path)?;
-            }
-            println!("{}", measured.to_json());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Serve(args) => serve::serve(args).map(|()| ExitCode::SUCCESS),
-        Command::Export(args) => interop::export(args).map(|()| ExitCode::SUCCESS),
-        Command::Import(args) => interop::import(args).map(|()| ExitCode::SUCCESS),
-        Command::Predict {
-            model,
-            images,
-            idx,
-            index,
-            device,
-        } => predict(
-            &run_dir_or_latest(model)?,
-            &images,
-            idx.as_deref(),
-            &index,
-            device,
-        )
-        .map(|()| ExitCode::SUCCESS),
-        Command::Train {
-            config,
-            artifacts,
-            overrides,
-            resume,
-            common,
-        } => {
-            let experiment = ExperimentConfig::load(&config)?.with_overrides(&overrides)?;
-            let stop = StopRequest::new();
-            stop_on_signals(&stop)?;
-            let resume_again = resume_command(
-                &config,
-                artifacts.as_deref(),
-                &overrides,
-                common.data_dir.as_deref(),
-            );
-            let options = RunOptions {
-                config_name: config
-                    .file_stem()
-                    .map(|stem| stem.to_string_lossy().into_owned()),
-                data_dir: common.data_dir,
-                artifacts,
-                device: common.device,
-                offline: common.offline,
-                verbose: true,
-                resume: resume.map(|checkpoint| checkpoint.map_or(Resume::Latest, Resume::From)),
-                stop,
-            };
-            match train(&experiment, &options) {
-                Ok(outcome) => {
-                    println!("run directory: {}", outcome.run_dir.display());
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(stopped @ TrainingError::Interrupted { .. }) => {
-                    println!("{stopped}\nresume with: {resume_again}");
-                    Ok(ExitCode::from(EXIT_INTERRUPTED))
-                }
-                Err(error) => Err(error.into()),
-            }
-        }
-        Command::Eval { artifacts, common } => {
-            let run_dir = run_dir_or_latest(artifacts)?;
-            let options = RunOptions {
-                data_dir: common.data_dir,
-                device: common.device,
-                offline: common.offline,
-                verbose: true,
-                ..RunOptions::default()
-            };
-            println!("evaluating {}", run_dir.display());
-            let report = evaluate_run(&run_dir, &options)
-                .with_context(|| format!("cannot evaluate {}", run_dir.display()))?;
-            println!("{report}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Train(args) => train_command(args),
+        Command::Eval(args) => eval_command(args).map(done),
+        Command::Predict(args) => predict_command(args).map(done),
+        Command::Serve(args) => serve::serve(args).map(done),
+        Command::Export(args) => interop::export(args).map(done),
+        Command::Import(args) => interop::import(args).map(done),
+        Command::Bench(args) => bench_command(args).map(done),
     }
+}
+
+/// `train`: the run, stopped cleanly on Ctrl-C or SIGTERM with the command that resumes it.
+fn train_command(args: TrainArgs) -> Result<ExitCode> {
+    let TrainArgs {
+        config,
+        artifacts,
+        overrides,
+        resume,
+        common,
+    } = args;
+    let experiment = ExperimentConfig::load(&config)?.with_overrides(&overrides)?;
+    let stop = StopRequest::new();
+    stop_on_signals(&stop)?;
+    let resume_again = resume_command(
+        &config,
+        artifacts.as_deref(),
+        &overrides,
+        common.data_dir.as_deref(),
+    );
+    let options = RunOptions {
+        config_name: config
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned()),
+        data_dir: common.data_dir,
+        artifacts,
+        device: common.device,
+        offline: common.offline,
+        verbose: true,
+        resume: resume.map(|checkpoint| checkpoint.map_or(Resume::Latest, Resume::From)),
+        stop,
+    };
+    match train(&experiment, &options) {
+        Ok(outcome) => {
+            println!("run directory: {}", outcome.run_dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(stopped @ TrainingError::Interrupted { .. }) => {
+            println!("{stopped}\nresume with: {resume_again}");
+            Ok(ExitCode::from(EXIT_INTERRUPTED))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `eval`: a finished run on the full test split.
+fn eval_command(args: EvalArgs) -> Result<()> {
+    let EvalArgs { artifacts, common } = args;
+    let run_dir = run_dir_or_latest(artifacts)?;
+    let options = RunOptions {
+        data_dir: common.data_dir,
+        device: common.device,
+        offline: common.offline,
+        verbose: true,
+        ..RunOptions::default()
+    };
+    println!("evaluating {}", run_dir.display());
+    let report = evaluate_run(&run_dir, &options)
+        .with_context(|| format!("cannot evaluate {}", run_dir.display()))?;
+    println!("{report}");
+    Ok(())
+}
+
+/// `predict`: image files and IDX images through a run's model.
+fn predict_command(args: PredictArgs) -> Result<()> {
+    let PredictArgs {
+        model,
+        images,
+        idx,
+        index,
+        device,
+    } = args;
+    predict(
+        &run_dir_or_latest(model)?,
+        &images,
+        idx.as_deref(),
+        &index,
+        device,
+    )
+}
+
+/// `bench`: one backend measured, its JSON printed (and written with `--json`).
+fn bench_command(args: BenchArgs) -> Result<()> {
+    let experiment = match &args.config {
+        Some(path) => ExperimentConfig::load(path)?,
+        None => ExperimentConfig::default(),
+    }
+    .with_overrides(&args.overrides)?;
+    let options = RunOptions {
+        data_dir: args.common.data_dir,
+        device: args.common.device,
+        offline: args.common.offline,
+        ..RunOptions::default()
+    };
+    let measured = bench(
+        &experiment,
+        &options,
+        &BenchOptions {
+            warmup_steps: args.warmup,
+            steps: args.steps,
+            infer_batch_size: args.infer_batch_size,
+            infer_images: args.infer_images,
+            epoch: !args.no_epoch,
+            artifacts: None,
+        },
+    )?;
+    if let Some(path) = &args.json {
+        measured.write_json(path)?;
+    }
+    println!("{}", measured.to_json());
+    Ok(())
 }
