@@ -217,7 +217,7 @@ fn files_that_do_not_fit_are_refused_naming_the_key_and_what_was_expected() {
 }
 
 #[test]
-fn the_seed_state_dict_has_the_tutorials_keys() {
+fn the_tutorial_state_dict_has_its_keys() {
     let tensors: HashMap<String, NamedTensor> =
         read_state_dict(&fixture("pytorch-tutorial.pt")).unwrap();
     let mut keys: Vec<&String> = tensors.keys().collect();
