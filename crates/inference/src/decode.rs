@@ -233,10 +233,11 @@ fn scan_bytes(bytes: &[u8]) -> usize {
             0x01 | 0xD0..=0xD7 => at += 2,
             0xDA => {
                 let start = at + 2 + be16(at + 2);
+                // A marker ends the scan, except a stuffed 0xFF (`FF 00`) and restart markers.
+                let is_marker =
+                    |at: usize| bytes[at] == 0xFF && !matches!(bytes[at + 1], 0x00 | 0xD0..=0xD7);
                 let mut end = start;
-                while end + 1 < bytes.len()
-                    && !(bytes[end] == 0xFF && !matches!(bytes[end + 1], 0x00 | 0xD0..=0xD7))
-                {
+                while end + 1 < bytes.len() && !is_marker(end) {
                     end += 1;
                 }
                 total += end.saturating_sub(start);

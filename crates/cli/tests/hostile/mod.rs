@@ -50,7 +50,7 @@ impl Bits {
     }
 
     fn bit(&mut self, bit: u32) {
-        if self.used % 8 == 0 {
+        if self.used.is_multiple_of(8) {
             self.bytes.push(0);
         }
         if bit == 1 {
