@@ -42,8 +42,8 @@ pub struct ServeOptions {
     pub max_batch: usize,
     /// How long the inference thread waits for more requests after the first of a batch.
     pub max_wait: Duration,
-    /// Longest a request may take, from its headers read to its answer (slow bodies included);
-    /// past it the answer is 408.
+    /// Longest a request may take, from its headers read to its answer (slow bodies and
+    /// decoding included); past it the answer is 408 and its decoding stops.
     pub request_timeout: Duration,
     /// Longest a client may take to send a request's headers; past it the connection is closed.
     pub header_timeout: Duration,
