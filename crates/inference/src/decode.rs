@@ -25,8 +25,8 @@ use zune_jpeg::zune_core::options::DecoderOptions;
 /// pixel is decoded (a 50,000 x 50,000 PNG of a few KiB would otherwise ask for gigabytes).
 pub const MAX_IMAGE_SIDE: u32 = 8192;
 /// The most pixels a decoded picture may have: 16 mebipixels (4096 x 4096; a 12-megapixel phone
-/// photo fits). A digit ends up 20 pixels high; more only costs time and memory, about 2 bytes
-/// a pixel for a PNG and up to 7 for a progressive colour JPEG (docs/serving.md).
+/// photo fits). A digit ends up 20 pixels high; more only costs time and memory: about 2 bytes
+/// a pixel for a PNG or a baseline JPEG, up to 10 for a progressive JPEG (docs/serving.md).
 pub const MAX_IMAGE_PIXELS: u64 = 16 * 1024 * 1024;
 
 /// What a stopped decode says.

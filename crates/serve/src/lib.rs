@@ -79,8 +79,9 @@ impl Default for ServeOptions {
     }
 }
 
-/// Decode threads at most, whatever the core count: each decode may take up to about 120 MB
-/// (docs/serving.md), and all of them together must leave the server under 1 GB.
+/// Decode threads at most, whatever the core count: a decode may take up to about 160 MB (a
+/// progressive JPEG at the pixel budget; docs/serving.md), and all of them together must leave
+/// the server under 1 GB.
 pub const MAX_DECODE_THREADS: usize = 4;
 
 /// One decode thread a core, at most [`MAX_DECODE_THREADS`].
