@@ -134,6 +134,7 @@ impl From<QueueError> for ApiError {
                 "the server is at capacity: too many requests are waiting; try again shortly",
             ),
             QueueError::Failed(message) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, message),
+            QueueError::Refused(message) => Self::bad_request(message),
         }
     }
 }
@@ -282,12 +283,19 @@ async fn predict(
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .map(str::to_string);
-    let digit = state
-        .pool
-        .run(move |cancel| decode::single(content_type.as_deref(), &body, cancel))
-        .await?
-        .map_err(ApiError::bad_request)?;
-    let predictions = state.queue.predict(vec![digit], announced).await?;
+    // The decode thread queues the digit itself: the task is woken once, by the answer.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let queue = state.queue.clone();
+    let _decoding = state.pool.spawn(move |cancel| {
+        match decode::single(content_type.as_deref(), &body, cancel) {
+            Ok(digit) => queue.send(vec![digit], reply),
+            Err(message) => {
+                let _ = reply.send(Err(QueueError::Refused(message)));
+            }
+        }
+        drop(announced);
+    })?;
+    let predictions = InferenceQueue::answer(answer).await?;
     let prediction = predictions.first().ok_or_else(|| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no prediction came back")
     })?;

@@ -35,9 +35,9 @@ pub struct DecodePool {
     sender: SyncSender<Job>,
 }
 
-/// Raises the flag when the request's future is dropped, finished or not: a job whose result
-/// nobody awaits any more is not worth its time.
-struct CancelOnDrop(Cancel);
+/// Raises the job's flag when dropped: held by the request's future, so that a job whose result
+/// nobody awaits any more (the request answered with its 408, or gone) is not worth its time.
+pub struct CancelOnDrop(Cancel);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
@@ -66,20 +66,30 @@ impl DecodePool {
         &self,
         work: impl FnOnce(&Cancel) -> T + Send + 'static,
     ) -> Result<T, PoolError> {
-        let cancel = Cancel::new();
-        let _guard = CancelOnDrop(cancel.clone());
         let (reply, answer) = oneshot::channel();
+        let _guard = self.spawn(move |cancel| {
+            let _ = reply.send(work(cancel));
+        })?;
+        answer.await.map_err(|_| PoolError::Failed)
+    }
+
+    /// Queues `work` for a pool thread without waiting for it; the caller holds the returned
+    /// guard while the result matters, and dropping it raises the job's [`Cancel`] flag.
+    pub fn spawn(
+        &self,
+        work: impl FnOnce(&Cancel) + Send + 'static,
+    ) -> Result<CancelOnDrop, PoolError> {
+        let cancel = Cancel::new();
+        let guard = CancelOnDrop(cancel.clone());
         let job = Job {
             cancel,
-            work: Box::new(move |cancel: &Cancel| {
-                let _ = reply.send(work(cancel));
-            }),
+            work: Box::new(work),
         };
         self.sender.try_send(job).map_err(|error| match error {
             TrySendError::Full(_) => PoolError::Busy,
             TrySendError::Disconnected(_) => PoolError::Failed,
         })?;
-        answer.await.map_err(|_| PoolError::Failed)
+        Ok(guard)
     }
 }
 
