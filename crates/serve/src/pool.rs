@@ -7,9 +7,9 @@
 //! (answered with its 408, or its client gone): a job not started by then is skipped, a running
 //! decode stops at its next row or read.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use inference::Cancel;
 use tokio::sync::oneshot;
@@ -29,10 +29,43 @@ pub enum PoolError {
     Failed,
 }
 
+/// The jobs waiting and the threads idle. A thread is woken only when one is idle: under load
+/// the threads take the next job as they finish one, with no wake-up at all.
+struct Queue {
+    jobs: VecDeque<Job>,
+    capacity: usize,
+    idle: usize,
+    closed: bool,
+}
+
+/// What the handlers and the threads share.
+struct Shared {
+    queue: Mutex<Queue>,
+    job_waiting: Condvar,
+}
+
+impl Shared {
+    /// The queue; no job runs under the lock, so a poisoned lock still holds a sound queue.
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Closes the queue when the last [`DecodePool`] clone is dropped, which ends the threads.
+struct Open(Arc<Shared>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.job_waiting.notify_all();
+    }
+}
+
 /// The handlers' end of the pool; its threads end once every clone is dropped.
 #[derive(Clone)]
 pub struct DecodePool {
-    sender: SyncSender<Job>,
+    shared: Arc<Shared>,
+    _open: Arc<Open>,
 }
 
 /// Raises the job's flag when dropped: held by the request's future, so that a job whose result
@@ -48,16 +81,26 @@ impl Drop for CancelOnDrop {
 impl DecodePool {
     /// Starts `threads` decode threads with room for `capacity` jobs waiting.
     pub fn start(threads: usize, capacity: usize) -> std::io::Result<Self> {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(capacity);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                capacity,
+                idle: 0,
+                closed: false,
+            }),
+            job_waiting: Condvar::new(),
+        });
         for index in 0..threads.max(1) {
-            let receiver = receiver.clone();
-            // Detached: each ends when the senders are gone, and holds nothing to flush.
+            let shared = shared.clone();
+            // Detached: each ends when the pool is closed, and holds nothing to flush.
             std::thread::Builder::new()
                 .name(format!("serve-decode-{index}"))
-                .spawn(move || work(&receiver))?;
+                .spawn(move || work(&shared))?;
         }
-        Ok(Self { sender })
+        Ok(Self {
+            _open: Arc::new(Open(shared.clone())),
+            shared,
+        })
     }
 
     /// Runs `work` on a pool thread and waits for its result. Dropping the returned future
@@ -81,27 +124,46 @@ impl DecodePool {
     ) -> Result<CancelOnDrop, PoolError> {
         let cancel = Cancel::new();
         let guard = CancelOnDrop(cancel.clone());
-        let job = Job {
+        let mut queue = self.shared.lock();
+        if queue.closed {
+            return Err(PoolError::Failed);
+        }
+        if queue.jobs.len() >= queue.capacity {
+            return Err(PoolError::Busy);
+        }
+        queue.jobs.push_back(Job {
             cancel,
             work: Box::new(work),
-        };
-        self.sender.try_send(job).map_err(|error| match error {
-            TrySendError::Full(_) => PoolError::Busy,
-            TrySendError::Disconnected(_) => PoolError::Failed,
-        })?;
+        });
+        let wake = queue.idle > 0;
+        drop(queue);
+        if wake {
+            self.shared.job_waiting.notify_one();
+        }
         Ok(guard)
     }
 }
 
-/// A pool thread: takes jobs until the pool is dropped, skipping those given up while waiting.
-fn work(receiver: &Mutex<Receiver<Job>>) {
+/// A pool thread: takes jobs until the pool is closed, skipping those given up while waiting.
+fn work(shared: &Shared) {
     loop {
-        // The lock is held only while waiting for a job, never while one runs.
-        let job = match receiver.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
+        let job = {
+            let mut queue = shared.lock();
+            loop {
+                if let Some(job) = queue.jobs.pop_front() {
+                    break job;
+                }
+                if queue.closed {
+                    return;
+                }
+                queue.idle += 1;
+                queue = shared
+                    .job_waiting
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner);
+                queue.idle -= 1;
+            }
         };
-        let Ok(job) = job else { return };
         if job.cancel.is_cancelled() {
             continue;
         }
