@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use inference::{Predictor, TrainedRun, select_device};
-use serve::{ModelInfo, ServeOptions};
+use serve::{ModelInfo, ServeOptions, Stopped};
 
 use crate::run_dir_or_latest;
 
@@ -27,8 +27,9 @@ pub(crate) struct ServeArgs {
     /// How long the inference thread waits for more requests once one is in, in milliseconds.
     #[arg(long, default_value_t = 2, value_name = "MS")]
     max_wait_ms: u64,
-    /// Longest a request may take, body upload included, in milliseconds; then 408. A client
-    /// gets the shorter of this and 5 s to send its headers, else its connection is closed.
+    /// Longest a request may take, body upload and decoding included, in milliseconds; then 408.
+    /// A client gets the shorter of this and 5 s to send its headers, and this long to read
+    /// each part of an answer, else its connection is closed.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     timeout_ms: u64,
     /// Backend to run on when several are compiled in: flex, ndarray or wgpu
@@ -52,12 +53,20 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         header_timeout: ServeOptions::default()
             .header_timeout
             .min(Duration::from_millis(args.timeout_ms)),
+        write_timeout: Duration::from_millis(args.timeout_ms),
         ..ServeOptions::default()
     };
     println!("model: {} ({})", run_dir.display(), run.dataset());
     println!("backend: {}", selected.description);
+    if !args.addr.ip().is_loopback() {
+        eprintln!(
+            "warning: {} is reachable beyond this machine and the API has no authentication: \
+             anyone who can connect can use it",
+            args.addr
+        );
+    }
     let predictor = Predictor::new(run);
-    serve::serve(predictor, info, options.clone(), |addr| {
+    let stopped = serve::serve(predictor, info, options.clone(), |addr| {
         // The line tests and scripts wait for: the port is bound and connections are accepted.
         println!(
             "listening on http://{addr} (batches of up to {} images, {} ms wait); Ctrl-C stops",
@@ -65,6 +74,12 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
             options.max_wait.as_millis()
         );
     })?;
-    println!("stopped: the requests in flight were answered");
+    match stopped {
+        Stopped::Answered => println!("stopped: the requests in flight were answered"),
+        Stopped::Dropped(after) => println!(
+            "stopped: requests still open after {} s of draining were dropped",
+            after.as_secs()
+        ),
+    }
     Ok(())
 }

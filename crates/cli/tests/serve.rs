@@ -14,12 +14,15 @@ use serde_json::Value;
 use training::{EvaluationReport, RunOptions, evaluate_run};
 
 mod common;
+mod hostile;
 use common::{cli, command, text};
 
 /// A server process, killed when dropped.
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// What it printed on stdout after its "listening on" line.
+    stdout: std::sync::mpsc::Receiver<String>,
 }
 
 impl Drop for Server {
@@ -50,8 +53,17 @@ fn start_server(run_dir: &Path, extra: &[&str]) -> Server {
         }
     };
     // Keep reading stdout so that the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Server { child, addr }
+    let (sender, stdout) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    Server {
+        child,
+        addr,
+        stdout,
+    }
 }
 
 /// A whole HTTP/1.1 exchange on a fresh connection: status and body.

@@ -5,23 +5,17 @@
 //! anti-aliased) and placed in a 28x28 field so that their centre of mass is at its centre.
 //! [`prepare_grey`] does the same to any picture of a digit.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use data::idx::{read_images, read_labels};
 use data::{IMAGE_COLS, IMAGE_PIXELS, IMAGE_ROWS};
 use image::imageops::FilterType;
-use image::{ImageFormat, ImageReader, Limits};
 
 use crate::InferenceError;
+use crate::decode::{Cancel, decode_grey};
 
 /// Side of the box the digit is scaled into, as MNIST's.
 const DIGIT_BOX: u32 = 20;
-/// The largest side of a picture that is decoded; a header claiming more is refused before any
-/// pixel is decoded (a 50,000 x 50,000 PNG of a few KiB would otherwise ask for gigabytes).
-pub const MAX_IMAGE_SIDE: u32 = 8192;
-/// The most pixels a decoded picture may have (a 48-megapixel phone photo fits).
-pub const MAX_IMAGE_PIXELS: u64 = 48_000_000;
 /// Where MNIST puts the centre of mass (measured on the test set: 14.0, 14.0).
 const CENTRE: f64 = 14.0;
 /// Below this contrast between the digit and the background, there is no digit.
@@ -42,17 +36,21 @@ const NOISE_SHARE: f64 = 0.2;
 ///
 /// Fails when the picture has no contrast to find a digit in.
 pub fn prepare_grey(width: u32, height: u32, grey: &[u8]) -> Result<Vec<u8>, String> {
+    prepare_owned(width, height, grey.to_vec())
+}
+
+/// [`prepare_grey`] on a picture it may overwrite: a decoded one is framed without a copy.
+fn prepare_owned(width: u32, height: u32, mut pixels: Vec<u8>) -> Result<Vec<u8>, String> {
     let (w, h) = (width as usize, height as usize);
     if w == 0 || h == 0 {
         return Err("the image is empty (0 pixels)".into());
     }
-    if grey.len() != w * h {
+    if pixels.len() != w * h {
         return Err(format!(
             "{} grey levels for a {width}x{height} image",
-            grey.len()
+            pixels.len()
         ));
     }
-    let mut pixels = grey.to_vec();
     let background = border_median(&pixels, w, h);
     let background = if background > 127 {
         pixels.iter_mut().for_each(|p| *p = 255 - *p);
@@ -77,14 +75,13 @@ pub fn prepare_grey(width: u32, height: u32, grey: &[u8]) -> Result<Vec<u8>, Str
     // Stretch: noise and background to 0, the ink's peak to 255.
     let low = f64::from(background) + NOISE_SHARE * contrast;
     let span = f64::from(peak) - low;
-    let stretched: Vec<u8> = pixels
-        .iter()
-        .map(|&p| {
-            ((f64::from(p) - low) / span * 255.0)
-                .clamp(0.0, 255.0)
-                .round() as u8
-        })
-        .collect();
+    // In place: a decoded picture is the largest buffer a decode holds.
+    let mut stretched = pixels;
+    stretched.iter_mut().for_each(|p| {
+        *p = ((f64::from(*p) - low) / span * 255.0)
+            .clamp(0.0, 255.0)
+            .round() as u8;
+    });
 
     // Crop to the ink.
     let inked = |i: usize| stretched[i] > 0;
@@ -189,41 +186,20 @@ pub fn load_digit(path: &Path) -> Result<Vec<u8>, InferenceError> {
 }
 
 /// Decodes a PNG or JPEG held in memory and makes it an MNIST digit (see [`prepare_grey`]).
-/// Other formats, truncated files, and headers claiming more than [`MAX_IMAGE_SIDE`] pixels on
-/// a side or [`MAX_IMAGE_PIXELS`] in all are refused with what is wrong, the size ones before
-/// any pixel is decoded.
+/// Other formats, truncated or corrupt files, and headers claiming more than
+/// [`MAX_IMAGE_SIDE`](crate::MAX_IMAGE_SIDE) pixels on a side or
+/// [`MAX_IMAGE_PIXELS`](crate::MAX_IMAGE_PIXELS) in all are refused with what is wrong, the size
+/// ones before any pixel is decoded.
 pub fn digit_from_bytes(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let format = image::guess_format(bytes)
-        .map_err(|_| "not a PNG or JPEG image (its first bytes are of no image format)")?;
-    if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg) {
-        return Err(format!("a {format:?} image: only PNG and JPEG are read"));
-    }
-    let reader = || ImageReader::with_format(Cursor::new(bytes), format);
-    let (width, height) = reader()
-        .into_dimensions()
-        .map_err(|error| format!("cannot read this {format:?} header: {error}"))?;
-    check_dimensions(width, height)?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    let mut decoder = reader();
-    decoder.limits(limits);
-    let decoded = decoder
-        .decode()
-        .map_err(|error| format!("cannot decode this {format:?} file: {error}"))?;
-    prepare_image(&decoded)
+    decode_digit(bytes, &Cancel::new())
 }
 
-/// Refuses pictures larger than [`MAX_IMAGE_SIDE`] on a side or [`MAX_IMAGE_PIXELS`] in all.
-fn check_dimensions(width: u32, height: u32) -> Result<(), String> {
-    let pixels = u64::from(width) * u64::from(height);
-    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE || pixels > MAX_IMAGE_PIXELS {
-        return Err(format!(
-            "the image header claims {width}x{height} pixels: at most {MAX_IMAGE_SIDE} on a side \
-             and {MAX_IMAGE_PIXELS} in all are decoded"
-        ));
-    }
-    Ok(())
+/// [`digit_from_bytes`], stopped (with [`crate::STOPPED`]) once `cancel` is raised: a PNG
+/// between two rows, a JPEG at its next read of the file. The decode holds one byte a pixel of
+/// the picture, and framing it one more at most.
+pub fn decode_digit(bytes: &[u8], cancel: &Cancel) -> Result<Vec<u8>, String> {
+    let grey = decode_grey(bytes, cancel)?;
+    prepare_owned(grey.width, grey.height, grey.pixels)
 }
 
 /// Image `index` (from 0) of an IDX image file (raw or gzipped), and its label when the

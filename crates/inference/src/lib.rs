@@ -3,6 +3,7 @@
 //! forward pass, and evaluation over a dataset. `eval`, `predict` and `serve` all go through it;
 //! training uses its device choice and evaluation too.
 
+mod decode;
 mod device;
 mod error;
 mod evaluate;
@@ -10,12 +11,12 @@ mod frame;
 mod predictor;
 mod run;
 
+pub use decode::{Cancel, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, STOPPED};
 pub use device::{BURN_DEVICE_ENV, BackendKind, SelectedDevice, WGPU_API_ENV, select_device};
 pub use error::InferenceError;
 pub use evaluate::{EvaluationReport, evaluate};
 pub use frame::{
-    MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, digit_from_bytes, idx_digit, load_digit, prepare_grey,
-    prepare_image,
+    decode_digit, digit_from_bytes, idx_digit, load_digit, prepare_grey, prepare_image,
 };
 /// The loss training minimises (the model crate's).
 pub use model::cross_entropy;

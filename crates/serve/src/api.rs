@@ -1,4 +1,5 @@
-//! The HTTP API: routes, the body limit (413), the request timeout (408), JSON errors, and the
+//! The HTTP API: routes, the body limit (413, from `Content-Length` before any of the body is
+//! read), the request timeout (408, decoding included), JSON errors for every status, and the
 //! middleware that counts every answer.
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,14 +17,13 @@ use inference::Prediction;
 use serde_json::{Value, json};
 
 use crate::batching::{InferenceQueue, QueueError};
+use crate::decode::BatchItem;
 use crate::metrics::Metrics;
+use crate::pool::{DecodePool, PoolError};
 use crate::{ModelInfo, ServeOptions, decode};
 
 /// The draw-a-digit page: one file, no build step, nothing fetched from elsewhere.
 const PAGE: &str = include_str!("page.html");
-/// Bodies up to this size are decoded on the request's own task; larger ones (photos) on the
-/// blocking pool, so that a slow decode holds up no other connection.
-const INLINE_DECODE_BYTES: usize = 64 * 1024;
 /// Classes listed in `top`.
 const TOP: usize = 3;
 
@@ -31,6 +31,7 @@ const TOP: usize = 3;
 #[derive(Clone)]
 pub struct AppState {
     queue: InferenceQueue,
+    pool: DecodePool,
     info: Arc<ModelInfo>,
     class_names: Arc<Vec<String>>,
     metrics: Arc<Metrics>,
@@ -40,10 +41,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state of a server answering through `queue`; `class_names` names each class by
-    /// label (the predictor's).
+    /// The state of a server answering through `queue`, its bodies decoded on `pool`;
+    /// `class_names` names each class by label (the predictor's).
     pub fn new(
         queue: InferenceQueue,
+        pool: DecodePool,
         info: ModelInfo,
         class_names: Vec<String>,
         metrics: Arc<Metrics>,
@@ -51,6 +53,7 @@ impl AppState {
     ) -> Self {
         Self {
             queue,
+            pool,
             info: Arc::new(info),
             class_names: Arc::new(class_names),
             metrics,
@@ -93,15 +96,33 @@ impl ApiError {
     fn unread_body(rejection: &BytesRejection, limit: usize) -> Self {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return Self::new(
-                status,
-                format!(
-                    "the request body is over the size limit of {limit} bytes ({} MiB)",
-                    limit >> 20
-                ),
-            );
+            return Self::too_large(limit);
         }
         Self::new(status, rejection.body_text())
+    }
+
+    /// 413, saying the limit.
+    fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is over the size limit of {limit} bytes ({} MiB)",
+                limit >> 20
+            ),
+        )
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(error: PoolError) -> Self {
+        match error {
+            PoolError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is at capacity: too many images are waiting to be decoded; try again \
+                 shortly",
+            ),
+            PoolError::Failed => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "decoding failed"),
+        }
     }
 }
 
@@ -113,6 +134,7 @@ impl From<QueueError> for ApiError {
                 "the server is at capacity: too many requests are waiting; try again shortly",
             ),
             QueueError::Failed(message) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, message),
+            QueueError::Refused(message) => Self::bad_request(message),
         }
     }
 }
@@ -133,26 +155,76 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Times each request out after the server's timeout (408) and counts its answer by route and
-/// status.
+/// Refuses what needs no handler to refuse (see [`precheck`]), times each request out after
+/// the server's timeout (408; dropping the handler stops its decoding), makes bodiless errors
+/// JSON, and counts each answer by route and status.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = route_label(request.extensions().get::<MatchedPath>());
-    let response = match tokio::time::timeout(state.timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "the request took longer than {} ms (a slow upload?)",
-                state.timeout.as_millis()
-            ),
-        )
-        .into_response(),
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let response = match precheck(&request, state.body_limit) {
+        Some(refused) => refused.into_response(),
+        None => match tokio::time::timeout(state.timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request took longer than {} ms (a slow upload, or pictures too slow to \
+                     decode)",
+                    state.timeout.as_millis()
+                ),
+            )
+            .into_response(),
+        },
+    };
+    let response = if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        method_not_allowed(response, &method, &path)
+    } else {
+        response
     };
     state
         .metrics
         .observe_request(route, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// What is refused from the request line and headers alone: an HTTP/1.1 request without
+/// `Host` (RFC 9112, section 3.2: 400), and a `Content-Length` over the body limit (413 at once,
+/// before any `100 Continue`, rather than after reading 4 MiB).
+fn precheck(request: &Request, body_limit: usize) -> Option<ApiError> {
+    if request.version() == axum::http::Version::HTTP_11
+        && !request.headers().contains_key(header::HOST)
+    {
+        return Some(ApiError::bad_request(
+            "the request has no Host header (HTTP/1.1 requires one)",
+        ));
+    }
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())?;
+    (length > body_limit as u64).then(|| ApiError::too_large(body_limit))
+}
+
+/// A 405 with a JSON body like every other error, and the `Allow` header RFC 9110 asks for
+/// (axum leaves it out once the router has a fallback).
+fn method_not_allowed(response: Response, method: &axum::http::Method, path: &str) -> Response {
+    let allowed = match response.headers().get(header::ALLOW) {
+        Some(value) if !value.is_empty() => value.clone(),
+        _ if path.starts_with("/v1/predict") => HeaderValue::from_static("POST"),
+        _ => HeaderValue::from_static("GET,HEAD"),
+    };
+    let mut answer = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not allowed on {path}: use {}",
+            allowed.to_str().unwrap_or("another method")
+        ),
+    )
+    .into_response();
+    answer.headers_mut().insert(header::ALLOW, allowed);
+    answer
 }
 
 /// The route pattern as a label with a bounded set of values.
@@ -211,11 +283,19 @@ async fn predict(
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .map(str::to_string);
-    let digit = decode_off_task(body, move |body| {
-        decode::single(content_type.as_deref(), body)
-    })
-    .await?;
-    let predictions = state.queue.predict(vec![digit], announced).await?;
+    // The decode thread queues the digit itself: the task is woken once, by the answer.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let queue = state.queue.clone();
+    let _decoding = state.pool.spawn(move |cancel| {
+        match decode::single(content_type.as_deref(), &body, cancel) {
+            Ok(digit) => queue.send(vec![digit], reply),
+            Err(message) => {
+                let _ = reply.send(Err(QueueError::Refused(message)));
+            }
+        }
+        drop(announced);
+    })?;
+    let predictions = InferenceQueue::answer(answer).await?;
     let prediction = predictions.first().ok_or_else(|| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no prediction came back")
     })?;
@@ -229,28 +309,31 @@ async fn predict_batch(
     let body = body.map_err(|rejection| ApiError::unread_body(&rejection, state.body_limit))?;
     let announced = state.queue.arriving();
     let max = state.max_batch_request;
-    let digits = decode_off_task(body, move |body| decode::batch(body, max)).await?;
+    let items = state
+        .pool
+        .run(move |_| decode::parse_batch(&body, max))
+        .await?
+        .map_err(ApiError::bad_request)?;
+    let mut digits = Vec::with_capacity(items.len());
+    // One job a picture: other requests' pictures are decoded in between, and when the deadline
+    // drops this future the pictures not yet started never are.
+    for (index, item) in items.into_iter().enumerate() {
+        let digit = match item {
+            BatchItem::Digit(digit) => digit,
+            BatchItem::Picture(bytes) => state
+                .pool
+                .run(move |cancel| decode::picture(&bytes, cancel))
+                .await?
+                .map_err(|message| ApiError::bad_request(format!("images[{index}]: {message}")))?,
+        };
+        digits.push(digit);
+    }
     let predictions = state.queue.predict(digits, announced).await?;
     let answers: Vec<Value> = predictions
         .iter()
         .map(|prediction| prediction_json(prediction, &state.class_names))
         .collect();
     Ok(axum::Json(json!({ "predictions": answers })))
-}
-
-/// Runs `decode` on `body`: inline when small, on the blocking pool when large.
-async fn decode_off_task<T: Send + 'static>(
-    body: Bytes,
-    decode: impl FnOnce(&[u8]) -> Result<T, String> + Send + 'static,
-) -> Result<T, ApiError> {
-    let decoded = if body.len() <= INLINE_DECODE_BYTES {
-        decode(&body)
-    } else {
-        tokio::task::spawn_blocking(move || decode(&body))
-            .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "decoding failed"))?
-    };
-    decoded.map_err(ApiError::bad_request)
 }
 
 /// `{"class": 7, "label": "7", "probabilities": [...], "top": [{"class", "label",

@@ -21,10 +21,13 @@ use tokio::sync::oneshot;
 use crate::ServeOptions;
 use crate::metrics::Metrics;
 
+/// Where a request's predictions go, or why there are none.
+pub type Reply = oneshot::Sender<Result<Vec<Prediction>, QueueError>>;
+
 /// One request's digits and where its answer goes.
 struct Job {
     digits: Vec<Vec<u8>>,
-    reply: oneshot::Sender<Result<Vec<Prediction>, String>>,
+    reply: Reply,
 }
 
 /// Why a job got no predictions.
@@ -34,6 +37,8 @@ pub enum QueueError {
     Busy,
     /// The inference thread is gone (shutting down) or failed on this batch (500).
     Failed(String),
+    /// The request's input was refused before it was queued (400, the message naming why).
+    Refused(String),
 }
 
 /// The handlers' end of the queue.
@@ -73,23 +78,36 @@ impl InferenceQueue {
         announced: Arriving,
     ) -> Result<Vec<Prediction>, QueueError> {
         let (reply, answer) = oneshot::channel();
-        let queued = self
-            .sender
-            .try_send(Job { digits, reply })
-            .map_err(|error| match error {
-                TrySendError::Full(_) => QueueError::Busy,
-                TrySendError::Disconnected(_) => {
-                    QueueError::Failed("the inference thread has stopped".into())
-                }
-            });
+        self.send(digits, reply);
         drop(announced);
-        queued?;
-        match answer.await {
-            Ok(result) => result.map_err(QueueError::Failed),
-            Err(_) => Err(QueueError::Failed(
-                "the inference thread dropped the request".into(),
-            )),
+        Self::answer(answer).await
+    }
+
+    /// Queues `digits` from any thread, without waiting: their predictions go to `reply`, and
+    /// so does a full queue ([`QueueError::Busy`]). A decode thread queues what it decoded this
+    /// way, so that the request's task is woken once, by its answer.
+    pub fn send(&self, digits: Vec<Vec<u8>>, reply: Reply) {
+        if let Err(error) = self.sender.try_send(Job { digits, reply }) {
+            let (failure, job) = match error {
+                TrySendError::Full(job) => (QueueError::Busy, job),
+                TrySendError::Disconnected(job) => (
+                    QueueError::Failed("the inference thread has stopped".into()),
+                    job,
+                ),
+            };
+            let _ = job.reply.send(Err(failure));
         }
+    }
+
+    /// What came back on a [`Reply`]'s receiver; a dropped reply is a failure.
+    pub async fn answer(
+        answer: oneshot::Receiver<Result<Vec<Prediction>, QueueError>>,
+    ) -> Result<Vec<Prediction>, QueueError> {
+        answer.await.unwrap_or_else(|_| {
+            Err(QueueError::Failed(
+                "the request was dropped before it was answered".into(),
+            ))
+        })
     }
 }
 
@@ -181,7 +199,7 @@ fn answer(predictor: &Predictor, jobs: Vec<Job>, metrics: &Metrics) {
                 "inference panicked".into(),
             ))
         })
-        .map_err(|error| format!("inference failed: {error}"));
+        .map_err(|error| QueueError::Failed(format!("inference failed: {error}")));
     match outcome {
         Ok(predictions) => {
             let mut predictions = predictions.into_iter();

@@ -4,11 +4,18 @@
 //! - `POST /v1/predict`: a PNG or JPEG body (framed as `predict` frames files), or JSON
 //!   `{"pixels": [784 grey levels, 0 to 255]}` already framed like MNIST.
 //! - `POST /v1/predict/batch`: JSON `{"images": [...]}`, each either `{"pixels": [...]}` or
-//!   `{"image": "<base64 PNG or JPEG, data: URL prefix allowed>"}`.
+//!   `{"image": "<base64 PNG or JPEG, data: URL prefix allowed>"}`; parsed first
+//!   ([`parse_batch`]), its pictures then decoded one job each ([`picture`]), so that pictures
+//!   of other requests are decoded between them and a batch past its deadline stops between two.
+//!
+//! All of it runs on the decode pool ([`crate::pool`]), never on the async runtime.
+
+use std::fmt;
 
 use base64::Engine;
-use inference::digit_from_bytes;
+use inference::{Cancel, decode_digit};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// Grey levels in one MNIST digit.
@@ -30,8 +37,8 @@ fn is_json(content_type: Option<&str>, body: &[u8]) -> bool {
     }
 }
 
-/// The digit of a `POST /v1/predict` body.
-pub fn single(content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, String> {
+/// The digit of a `POST /v1/predict` body; a picture's decode stops once `cancel` is raised.
+pub fn single(content_type: Option<&str>, body: &[u8], cancel: &Cancel) -> Result<Vec<u8>, String> {
     if body.is_empty() {
         return Err(
             "the request body is empty: send a PNG or JPEG image, or JSON \
@@ -49,16 +56,31 @@ pub fn single(content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, String
             serde_json::from_slice(body).map_err(|error| json_error(&error, body))?;
         pixels(&parsed.pixels, "pixels")
     } else {
-        digit_from_bytes(body)
+        decode_digit(body, cancel)
     }
 }
 
-/// The digits of a `POST /v1/predict/batch` body; at most `max_images` of them.
-pub fn batch(body: &[u8], max_images: usize) -> Result<Vec<Vec<u8>>, String> {
+/// The digit of a batch item's picture (decoded base64); stops once `cancel` is raised.
+pub fn picture(bytes: &[u8], cancel: &Cancel) -> Result<Vec<u8>, String> {
+    decode_digit(bytes, cancel)
+}
+
+/// One item of a batch request: its digit, or the bytes of a picture still to decode.
+#[derive(Debug)]
+pub enum BatchItem {
+    /// JSON pixels, checked: 784 grey levels.
+    Digit(Vec<u8>),
+    /// A PNG or JPEG, base64 decoded; [`picture`] makes it a digit.
+    Picture(Vec<u8>),
+}
+
+/// The items of a `POST /v1/predict/batch` body; at most `max_images` of them. An item's error
+/// names it (`images[3]: ...`).
+pub fn parse_batch(body: &[u8], max_images: usize) -> Result<Vec<BatchItem>, String> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Batch {
-        images: Vec<Value>,
+        images: Vec<RawItem>,
     }
     let parsed: Batch = serde_json::from_slice(body).map_err(|error| json_error(&error, body))?;
     if parsed.images.is_empty() {
@@ -72,33 +94,115 @@ pub fn batch(body: &[u8], max_images: usize) -> Result<Vec<Vec<u8>>, String> {
     }
     parsed
         .images
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(index, image)| {
-            batch_item(image).map_err(|message| format!("images[{index}]: {message}"))
+        .map(|(index, RawItem(item))| {
+            batch_item(item).map_err(|message| format!("images[{index}]: {message}"))
         })
         .collect()
 }
 
-fn batch_item(image: &Value) -> Result<Vec<u8>, String> {
-    let Value::Object(fields) = image else {
-        return Err("expected an object {\"pixels\": [...]} or {\"image\": \"<base64>\"}".into());
-    };
-    match (fields.get("pixels"), fields.get("image"), fields.len()) {
-        (Some(Value::Array(values)), None, 1) => {
+/// A batch item as sent: its one field, or what is wrong with its shape.
+enum Field {
+    Pixels(Vec<Value>),
+    Image(String),
+}
+
+fn batch_item(item: Result<Field, String>) -> Result<BatchItem, String> {
+    match item? {
+        Field::Pixels(values) => {
             let values: Option<Vec<f64>> = values.iter().map(Value::as_f64).collect();
             let values = values.ok_or("pixels must all be numbers (0 to 255)")?;
-            pixels(&values, "pixels")
+            pixels(&values, "pixels").map(BatchItem::Digit)
         }
-        (None, Some(Value::String(encoded)), 1) => {
-            let bytes = decode_base64(encoded)?;
-            digit_from_bytes(&bytes)
+        Field::Image(encoded) => decode_base64(&encoded).map(BatchItem::Picture),
+    }
+}
+
+/// A batch item, parsed without failing the whole body when its shape is wrong, so that the
+/// error can name the item; a key given twice is an error, as in `/v1/predict` (a JSON map
+/// would keep the last).
+struct RawItem(Result<Field, String>);
+
+const ITEM_SHAPE: &str = "expected an object {\"pixels\": [...]} or {\"image\": \"<base64>\"}";
+
+impl<'de> Deserialize<'de> for RawItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ItemVisitor)
+    }
+}
+
+struct ItemVisitor;
+
+impl ItemVisitor {
+    fn wrong_shape<E>(self) -> Result<RawItem, E> {
+        Ok(RawItem(Err(ITEM_SHAPE.into())))
+    }
+}
+
+impl<'de> Visitor<'de> for ItemVisitor {
+    type Value = RawItem;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str(ITEM_SHAPE)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawItem, A::Error> {
+        let mut fields: Vec<(String, Value)> = Vec::new();
+        let mut duplicate = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value::<Value>()?;
+            if duplicate.is_none() && fields.iter().any(|(seen, _)| *seen == key) {
+                duplicate = Some(format!("duplicate field `{key}`: each field once"));
+            }
+            fields.push((key, value));
         }
-        _ => Err(
-            "expected exactly one field: \"pixels\" (784 numbers) or \"image\" (a base64 PNG or \
-             JPEG)"
-                .into(),
-        ),
+        if let Some(message) = duplicate {
+            return Ok(RawItem(Err(message)));
+        }
+        let field = match fields.pop() {
+            Some((key, Value::Array(values))) if key == "pixels" && fields.is_empty() => {
+                Ok(Field::Pixels(values))
+            }
+            Some((key, Value::String(encoded))) if key == "image" && fields.is_empty() => {
+                Ok(Field::Image(encoded))
+            }
+            _ => Err(
+                "expected exactly one field: \"pixels\" (784 numbers) or \"image\" (a \
+                      base64 PNG or JPEG)"
+                    .into(),
+            ),
+        };
+        Ok(RawItem(field))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawItem, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.wrong_shape()
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawItem, E> {
+        self.wrong_shape()
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawItem, E> {
+        self.wrong_shape()
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawItem, E> {
+        self.wrong_shape()
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawItem, E> {
+        self.wrong_shape()
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<RawItem, E> {
+        self.wrong_shape()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<RawItem, E> {
+        self.wrong_shape()
     }
 }
 
@@ -156,7 +260,7 @@ mod tests {
     fn pixel_counts_ranges_and_nan_are_named() {
         let short = format!("{{\"pixels\": [{}]}}", vec!["0"; 783].join(","));
         assert!(
-            single(None, short.as_bytes())
+            single(None, short.as_bytes(), &Cancel::new())
                 .unwrap_err()
                 .contains("783 values")
         );
@@ -164,35 +268,74 @@ mod tests {
         values[5] = "300".into();
         let high = format!("{{\"pixels\": [{}]}}", values.join(","));
         assert!(
-            single(None, high.as_bytes())
+            single(None, high.as_bytes(), &Cancel::new())
                 .unwrap_err()
                 .contains("pixels[5] is 300")
         );
         values[5] = "NaN".into();
         let nan = format!("{{\"pixels\": [{}]}}", values.join(","));
-        assert!(single(None, nan.as_bytes()).unwrap_err().contains("NaN"));
+        assert!(
+            single(None, nan.as_bytes(), &Cancel::new())
+                .unwrap_err()
+                .contains("NaN")
+        );
         values[5] = "12.6".into();
         let ok = format!("{{\"pixels\": [{}]}}", values.join(","));
-        assert_eq!(single(None, ok.as_bytes()).unwrap()[5], 13);
+        assert_eq!(single(None, ok.as_bytes(), &Cancel::new()).unwrap()[5], 13);
     }
 
     #[test]
     fn bodies_that_are_not_images_say_so() {
-        let error = single(Some("image/png"), b"hello").unwrap_err();
+        let error = single(Some("image/png"), b"hello", &Cancel::new()).unwrap_err();
         assert!(error.contains("not a PNG or JPEG"), "{error}");
-        assert!(single(None, b"").unwrap_err().contains("empty"));
-        let error = batch(br#"{"images": [{"image": "!!"}]}"#, 10).unwrap_err();
+        assert!(
+            single(None, b"", &Cancel::new())
+                .unwrap_err()
+                .contains("empty")
+        );
+        let error = parse_batch(br#"{"images": [{"image": "!!"}]}"#, 10).unwrap_err();
         assert!(
             error.starts_with("images[0]: image is not valid base64"),
             "{error}"
         );
-        let error = batch(br#"{"images": [1]}"#, 10).unwrap_err();
+        let error = parse_batch(br#"{"images": [1]}"#, 10).unwrap_err();
         assert!(
             error.starts_with("images[0]: expected an object"),
             "{error}"
         );
-        let error = batch(br#"{"images": [{}, {}]}"#, 1).unwrap_err();
+        let error = parse_batch(br#"{"images": [{}, {}]}"#, 1).unwrap_err();
         assert!(error.contains("at most 1"), "{error}");
+    }
+
+    #[test]
+    fn a_batch_item_with_a_key_twice_is_refused_like_a_single_body() {
+        let twice = br#"{"images": [{"image": "AAAA", "image": "AAAA"}]}"#;
+        let error = parse_batch(twice, 10).unwrap_err();
+        assert!(
+            error.starts_with("images[0]: duplicate field `image`"),
+            "{error}"
+        );
+        let mixed = br#"{"images": [{"pixels": [], "image": "AAAA"}]}"#;
+        let error = parse_batch(mixed, 10).unwrap_err();
+        assert!(
+            error.starts_with("images[0]: expected exactly one field"),
+            "{error}"
+        );
+        let single_twice = br#"{"pixels": [1], "pixels": [2]}"#;
+        let error = single(None, single_twice, &Cancel::new()).unwrap_err();
+        assert!(error.contains("duplicate field `pixels`"), "{error}");
+        let items = parse_batch(br#"{"images": [{"image": "AAAA"}, [1, 2]]}"#, 10).unwrap_err();
+        assert!(
+            items.starts_with("images[1]: expected an object"),
+            "{items}"
+        );
+        match parse_batch(br#"{"images": [{"image": "AAAA"}]}"#, 10)
+            .unwrap()
+            .as_slice()
+        {
+            [BatchItem::Picture(bytes)] => assert_eq!(bytes, &[0, 0, 0]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

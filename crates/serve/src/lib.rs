@@ -4,6 +4,8 @@
 //!   `/metrics`), the body limit, the request timeout and the JSON errors;
 //! - [`batching`]: the inference thread that gathers concurrent requests into one forward pass;
 //! - [`decode`]: request bodies (PNG, JPEG, JSON pixels) made into MNIST digits;
+//! - [`pool`]: the threads that decode them, a few at a time, off the async runtime;
+//! - [`connection`]: the write timeout of a connection;
 //! - [`metrics`]: the Prometheus counters and histograms;
 //! - [`model_info`]: what `/v1/model` says about the run.
 //!
@@ -11,6 +13,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +25,11 @@ use tokio::net::TcpListener;
 
 pub mod api;
 pub mod batching;
+pub mod connection;
 pub mod decode;
 pub mod metrics;
 pub mod model_info;
+pub mod pool;
 
 pub use model_info::ModelInfo;
 
@@ -37,11 +42,15 @@ pub struct ServeOptions {
     pub max_batch: usize,
     /// How long the inference thread waits for more requests after the first of a batch.
     pub max_wait: Duration,
-    /// Longest a request may take, from its headers read to its answer (slow bodies included);
-    /// past it the answer is 408.
+    /// Longest a request may take, from its headers read to its answer (slow bodies and
+    /// decoding included); past it the answer is 408 and its decoding stops.
     pub request_timeout: Duration,
     /// Longest a client may take to send a request's headers; past it the connection is closed.
     pub header_timeout: Duration,
+    /// Longest a write to a client may wait for it to read; past it the connection is closed.
+    pub write_timeout: Duration,
+    /// Pictures decoded at once, at most: the threads of the decode pool.
+    pub decode_threads: usize,
     /// Largest request body; past it the answer is 413.
     pub body_limit: usize,
     /// Images per batch request, at most.
@@ -60,12 +69,26 @@ impl Default for ServeOptions {
             max_wait: Duration::from_millis(2),
             request_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            decode_threads: default_decode_threads(),
             body_limit: 4 * 1024 * 1024,
             max_batch_request: 1_000,
             queue_capacity: 4_096,
             drain_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Decode threads at most, whatever the core count: a decode may take up to about 160 MB (a
+/// progressive JPEG at the pixel budget; docs/serving.md), and all of them together must leave
+/// the server under 1 GB.
+pub const MAX_DECODE_THREADS: usize = 4;
+
+/// One decode thread a core, at most [`MAX_DECODE_THREADS`].
+pub fn default_decode_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, NonZeroUsize::get)
+        .min(MAX_DECODE_THREADS)
 }
 
 impl ServeOptions {
@@ -75,6 +98,8 @@ impl ServeOptions {
             ("--max-batch", self.max_batch == 0),
             ("--timeout-ms", self.request_timeout.is_zero()),
             ("header timeout", self.header_timeout.is_zero()),
+            ("write timeout", self.write_timeout.is_zero()),
+            ("decode threads", self.decode_threads == 0),
             ("body limit", self.body_limit == 0),
             ("images per batch request", self.max_batch_request == 0),
             ("queue capacity", self.queue_capacity == 0),
@@ -107,15 +132,24 @@ pub enum ServeError {
     Start(std::io::Error),
 }
 
+/// How the server stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every request in flight was answered.
+    Answered,
+    /// Requests were still open after the drain timeout (this long) and were dropped.
+    Dropped(Duration),
+}
+
 /// Serves `predictor` until SIGINT or SIGTERM: then stops accepting, lets the requests in
-/// flight finish (for at most `drain_timeout`) and returns. `on_ready` is called with the bound
-/// address once connections are accepted (port 0 binds an ephemeral port).
+/// flight finish (for at most `drain_timeout`) and returns whether they did. `on_ready` is called
+/// with the bound address once connections are accepted (port 0 binds an ephemeral port).
 pub fn serve(
     predictor: Predictor,
     info: ModelInfo,
     options: ServeOptions,
     on_ready: impl FnOnce(SocketAddr),
-) -> Result<(), ServeError> {
+) -> Result<Stopped, ServeError> {
     serve_until(predictor, info, options, on_ready, shutdown_signal())
 }
 
@@ -126,7 +160,7 @@ pub fn serve_until(
     options: ServeOptions,
     on_ready: impl FnOnce(SocketAddr),
     stop: impl Future<Output = ()>,
-) -> Result<(), ServeError> {
+) -> Result<Stopped, ServeError> {
     options.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -137,6 +171,8 @@ pub fn serve_until(
     let class_names = predictor.class_names().to_vec();
     let (queue, inference_thread) =
         batching::start(predictor, &options, metrics.clone()).map_err(ServeError::Start)?;
+    let decoders = pool::DecodePool::start(options.decode_threads, options.queue_capacity)
+        .map_err(ServeError::Start)?;
     let outcome = runtime.block_on(async {
         let listener =
             TcpListener::bind(options.addr)
@@ -148,17 +184,18 @@ pub fn serve_until(
         let addr = listener.local_addr().map_err(ServeError::Start)?;
         let app = api::router(api::AppState::new(
             queue,
+            decoders,
             info,
             class_names,
             metrics,
             &options,
         ));
         on_ready(addr);
-        accept_until(listener, app, &options, stop).await;
-        Ok(())
+        Ok(accept_until(listener, app, &options, stop).await)
     });
     // Tasks still running past the drain timeout are dropped with the runtime, and with them
-    // the last handles on the queue, which ends the inference thread.
+    // the last handles on the queue and the pool, which ends the inference and decode threads
+    // (a decode in progress stops at its next row: its request's flag is raised).
     runtime.shutdown_timeout(Duration::from_secs(1));
     let _ = inference_thread.join();
     outcome
@@ -170,7 +207,7 @@ async fn accept_until(
     app: axum::Router,
     options: &ServeOptions,
     stop: impl Future<Output = ()>,
-) {
+) -> Stopped {
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -182,6 +219,7 @@ async fn accept_until(
                     let mut http = hyper::server::conn::http1::Builder::new();
                     http.timer(TokioTimer::new())
                         .header_read_timeout(options.header_timeout);
+                    let stream = connection::WriteTimeout::new(stream, options.write_timeout);
                     let connection = http.serve_connection(
                         TokioIo::new(stream),
                         TowerToHyperService::new(app.clone()),
@@ -200,13 +238,8 @@ async fn accept_until(
     }
     drop(listener);
     tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(options.drain_timeout) => {
-            eprintln!(
-                "serve: requests still open after {} s of draining were dropped",
-                options.drain_timeout.as_secs()
-            );
-        }
+        () = graceful.shutdown() => Stopped::Answered,
+        () = tokio::time::sleep(options.drain_timeout) => Stopped::Dropped(options.drain_timeout),
     }
 }
 
