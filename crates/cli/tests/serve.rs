@@ -67,6 +67,26 @@ fn start_server(run_dir: &Path, extra: &[&str]) -> Server {
 }
 
 /// A whole HTTP/1.1 exchange on a fresh connection: status and body.
+/// Sends a PNG upload's head (with `extra_headers`) and its first 10 bytes on a new
+/// connection, then SIGTERM to the server: a request stuck half way when shutdown starts.
+fn half_upload_then_sigterm(server: &Server, body: &[u8], extra_headers: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let head = format!(
+        "POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\n\
+         Content-Length: {}\r\n{extra_headers}\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    stream
+}
+
 fn request(addr: SocketAddr, method: &str, path: &str, kind: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
@@ -519,20 +539,8 @@ fn concurrent_requests_share_forward_passes_and_sigterm_finishes_them() {
     );
 
     // SIGTERM while a request is half uploaded: it is answered, then the server exits 0.
-    let mut in_flight = TcpStream::connect(addr).unwrap();
     let body = png(&digits[2]);
-    let head = format!(
-        "POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    in_flight.write_all(head.as_bytes()).unwrap();
-    in_flight.write_all(&body[..10]).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let mut in_flight = half_upload_then_sigterm(&server, &body, "Connection: close\r\n");
     std::thread::sleep(Duration::from_millis(300));
     in_flight.write_all(&body[10..]).unwrap();
     let (status, answer) = read_response(&mut in_flight);

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Map, Value, json};
 
+use super::FIRST_SEED;
 use crate::common::{
     absolute, build_cli_copy, cpu_model, median, mnist_dir, pin_ours, pin_torch, pytorch_python,
     run_for_json, target_dir, thread_count, workspace_root,
@@ -52,10 +53,6 @@ pub struct CpuArgs {
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 }
-
-/// The seed of the first repetition: the default configuration's, so that figures measured
-/// across changes compare seed for seed.
-const FIRST_SEED: u64 = 42;
 
 /// (JSON field, table label, higher is better, scale for the table, decimals).
 const FIGURES: [(&str, &str, bool, f64, usize); 5] = [

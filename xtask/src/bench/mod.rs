@@ -16,6 +16,10 @@ mod cpu;
 mod serve;
 mod time_to_97;
 
+/// The seed of the first repetition of `cpu` and `time-to-97`: the default configuration's, so
+/// that figures measured across changes compare seed for seed.
+const FIRST_SEED: u64 = 42;
+
 /// The measurements of `cargo xtask bench`.
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {

@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::FIRST_SEED;
 use crate::common::{
     absolute, build_cli_copy, cpu_model, mnist_dir, pin_ours, pin_torch, pytorch_python,
     run_for_json, target_dir, thread_count, workspace_root,
@@ -50,9 +51,6 @@ pub struct TimeTo97Args {
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 }
-
-/// The seed of the first repetition, as `bench cpu`'s.
-const FIRST_SEED: u64 = 42;
 
 /// Checks the options, builds ours, prepares PyTorch and races them.
 pub fn time_to_97(args: TimeTo97Args) -> Result<()> {

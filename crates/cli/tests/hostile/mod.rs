@@ -541,21 +541,9 @@ fn non_loopback_addresses_warn_and_stuck_uploads_are_reported_dropped() {
     // SIGTERM with an upload stuck half way: the drain times out and the last line says the
     // request was dropped, not answered.
     let mut server = start_server(&run_dir, &["--timeout-ms", "60000"]);
-    let mut stuck = TcpStream::connect(server.addr).unwrap();
     let body = png(&digits[0]);
-    let head = format!(
-        "POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stuck.write_all(head.as_bytes()).unwrap();
-    stuck.write_all(&body[..10]).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    // Held open until the server has exited.
+    let _stuck = super::half_upload_then_sigterm(&server, &body, "");
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "serve exited with {exit}");
     // The process has exited: its stdout ends, and with it this iterator.
