@@ -51,7 +51,21 @@ fn prepare_owned(width: u32, height: u32, mut pixels: Vec<u8>) -> Result<Vec<u8>
             pixels.len()
         ));
     }
-    let background = border_median(&pixels, w, h);
+    let (background, peak) = ink_on_black(&mut pixels, w, h)?;
+    if w == IMAGE_COLS && h == IMAGE_ROWS {
+        return Ok(pixels);
+    }
+    // In place: a decoded picture is the largest buffer a decode holds.
+    stretch(&mut pixels, background, peak);
+    let crop = crop_to_ink(&pixels, w, h);
+    let digit = fit_into_box(&crop);
+    Ok(centre_by_mass(&digit))
+}
+
+/// Light ink on a black background, as MNIST's: inverted when the border is light. Returns the
+/// background and the ink's peak grey levels, or an error when there is no ink to speak of.
+fn ink_on_black(pixels: &mut [u8], w: usize, h: usize) -> Result<(u8, u8), String> {
+    let background = border_median(pixels, w, h);
     let background = if background > 127 {
         pixels.iter_mut().for_each(|p| *p = 255 - *p);
         255 - background
@@ -68,22 +82,23 @@ fn prepare_owned(width: u32, height: u32, mut pixels: Vec<u8>) -> Result<Vec<u8>
             peak
         ));
     }
-    if w == IMAGE_COLS && h == IMAGE_ROWS {
-        return Ok(pixels);
-    }
+    Ok((background, peak))
+}
 
-    // Stretch: noise and background to 0, the ink's peak to 255.
+/// Noise and background to 0, the ink's peak to 255.
+fn stretch(pixels: &mut [u8], background: u8, peak: u8) {
+    let contrast = f64::from(peak) - f64::from(background);
     let low = f64::from(background) + NOISE_SHARE * contrast;
     let span = f64::from(peak) - low;
-    // In place: a decoded picture is the largest buffer a decode holds.
-    let mut stretched = pixels;
-    stretched.iter_mut().for_each(|p| {
+    pixels.iter_mut().for_each(|p| {
         *p = ((f64::from(*p) - low) / span * 255.0)
             .clamp(0.0, 255.0)
             .round() as u8;
     });
+}
 
-    // Crop to the ink.
+/// The bounding box of the inked (non-zero) pixels, cut out.
+fn crop_to_ink(stretched: &[u8], w: usize, h: usize) -> image::GrayImage {
     let inked = |i: usize| stretched[i] > 0;
     let (mut left, mut right, mut top, mut bottom) = (w, 0, h, 0);
     for y in 0..h {
@@ -107,15 +122,22 @@ fn prepare_owned(width: u32, height: u32, mut pixels: Vec<u8>) -> Result<Vec<u8>
             );
         }
     }
+    crop
+}
 
-    // Fit the longer side into the 20x20 box, keeping the aspect ratio.
-    let scale = f64::from(DIGIT_BOX) / crop_w.max(crop_h) as f64;
-    let new_w = ((crop_w as f64 * scale).round() as u32).clamp(1, DIGIT_BOX);
-    let new_h = ((crop_h as f64 * scale).round() as u32).clamp(1, DIGIT_BOX);
-    let digit = image::imageops::resize(&crop, new_w, new_h, FilterType::Triangle);
+/// The longer side scaled to the 20x20 box, the aspect ratio kept.
+fn fit_into_box(crop: &image::GrayImage) -> image::GrayImage {
+    let (crop_w, crop_h) = crop.dimensions();
+    let scale = f64::from(DIGIT_BOX) / f64::from(crop_w.max(crop_h));
+    let new_w = ((f64::from(crop_w) * scale).round() as u32).clamp(1, DIGIT_BOX);
+    let new_h = ((f64::from(crop_h) * scale).round() as u32).clamp(1, DIGIT_BOX);
+    image::imageops::resize(crop, new_w, new_h, FilterType::Triangle)
+}
+
+/// The digit placed in the 28x28 field with its centre of mass in the middle, its peak at 255.
+fn centre_by_mass(digit: &image::GrayImage) -> Vec<u8> {
+    let (new_w, new_h) = digit.dimensions();
     let digit_peak = digit.pixels().map(|p| p.0[0]).max().unwrap_or(0).max(1);
-
-    // Centre of mass to the centre of the field.
     let (mut mass, mut mass_x, mut mass_y) = (0.0, 0.0, 0.0);
     for (x, y, pixel) in digit.enumerate_pixels() {
         let value = f64::from(pixel.0[0]);
@@ -142,7 +164,7 @@ fn prepare_owned(width: u32, height: u32, mut pixels: Vec<u8>) -> Result<Vec<u8>
             field[fy as usize * IMAGE_COLS + fx as usize] = value.min(255) as u8;
         }
     }
-    Ok(field)
+    field
 }
 
 /// The median grey level of the outer frame of the picture (a twentieth of its smaller side,
