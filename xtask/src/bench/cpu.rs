@@ -33,22 +33,14 @@ pub struct CpuArgs {
     /// Untimed training steps before them.
     #[arg(long, default_value_t = 20)]
     warmup: usize,
-    /// Threads for every implementation (RAYON_NUM_THREADS for ours, torch.set_num_threads for
-    /// PyTorch) [default: the cores available].
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    common: super::CommonArgs,
     /// Backends to measure, comma-separated.
     #[arg(long, default_value = "flex,ndarray", value_delimiter = ',')]
     backends: Vec<String>,
     /// Skip the full epoch (no epoch time, no accuracy): a quick check.
     #[arg(long)]
     no_epoch: bool,
-    /// Directory holding the MNIST files [default: $MNIST_DIR, else where the cli finds them].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Python interpreter that has torch, instead of bench/pytorch/.venv.
-    #[arg(long, value_name = "PATH")]
-    python: Option<PathBuf>,
     /// Where the combined JSON goes [default: <target dir>/bench/latest.json].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -97,10 +89,10 @@ const FIGURES: [(&str, &str, bool, f64, usize); 5] = [
 pub fn bench_cpu(args: CpuArgs) -> Result<()> {
     check(&args)?;
     let root = workspace_root();
-    let threads = thread_count(args.threads);
+    let threads = thread_count(args.common.threads);
     // Prepare PyTorch first: the install is the slow part and should fail before any timing.
     let python = match args.vs_pytorch {
-        true => Some(pytorch_python(&root, args.python.as_deref())?),
+        true => Some(pytorch_python(&root, args.common.python.as_deref())?),
         false => None,
     };
     let binary = build_cli_copy(&root, &args.backends.join(","))?;
@@ -197,7 +189,7 @@ struct Programs {
 /// ...), so a slow patch on a shared machine hits all of them rather than one.
 fn measure_all(args: &CpuArgs, programs: &Programs) -> Result<Vec<Value>> {
     let mut runs: Vec<Value> = Vec::new();
-    let mut data_dir = mnist_dir(args.data_dir.as_deref())?;
+    let mut data_dir = mnist_dir(args.common.data_dir.as_deref())?;
     for repetition in 0..args.seeds {
         let seed = FIRST_SEED + repetition;
         for backend in &args.backends {

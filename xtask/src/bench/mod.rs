@@ -9,8 +9,10 @@
 //!
 //! Their shared helpers live in `crate::common`.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 mod cpu;
 mod serve;
@@ -19,6 +21,22 @@ mod time_to_97;
 /// The seed of the first repetition of `cpu` and `time-to-97`: the default configuration's, so
 /// that figures measured across changes compare seed for seed.
 const FIRST_SEED: u64 = 42;
+
+/// Options `cpu` and `time-to-97` share.
+#[derive(Args, Debug)]
+pub struct CommonArgs {
+    /// Threads for every implementation (RAYON_NUM_THREADS for ours, torch.set_num_threads for
+    /// PyTorch) [default: the cores available].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Directory holding the MNIST files [default: $MNIST_DIR; `cpu` then lets the cli find
+    /// them].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Python interpreter that has torch, instead of bench/pytorch/.venv.
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
+}
 
 /// The measurements of `cargo xtask bench`.
 #[derive(Subcommand, Debug)]

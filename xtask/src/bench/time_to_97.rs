@@ -38,15 +38,8 @@ pub struct TimeTo97Args {
     /// PyTorch's most epochs before it counts as not reaching 97 %.
     #[arg(long, default_value_t = 10)]
     max_epochs: usize,
-    /// Threads for both [default: the cores available].
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Directory holding the MNIST files [default: $MNIST_DIR].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Python interpreter that has torch, instead of bench/pytorch/.venv.
-    #[arg(long, value_name = "PATH")]
-    python: Option<PathBuf>,
+    #[command(flatten)]
+    common: super::CommonArgs,
     /// Where the combined JSON goes [default: <target dir>/bench/time-to-97.json].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -57,7 +50,7 @@ pub fn time_to_97(args: TimeTo97Args) -> Result<()> {
     if args.max_epochs == 0 || args.seeds == 0 {
         bail!("--max-epochs and --seeds must be at least 1");
     }
-    let Some(data_dir) = mnist_dir(args.data_dir.as_deref())? else {
+    let Some(data_dir) = mnist_dir(args.common.data_dir.as_deref())? else {
         bail!("time-to-97 needs the data directory: give --data-dir or set MNIST_DIR");
     };
     let config = PathBuf::from(absolute(&args.config)?);
@@ -66,7 +59,7 @@ pub fn time_to_97(args: TimeTo97Args) -> Result<()> {
     }
     let root = workspace_root();
     // Prepare PyTorch first: the install is the slow part and should fail before any timing.
-    let python = pytorch_python(&root, args.python.as_deref())?;
+    let python = pytorch_python(&root, args.common.python.as_deref())?;
     let binary = build_cli_copy(&root, &args.backend)?;
     let bench_dir = target_dir(&root).join("bench");
     time_to_accuracy(TimeToArgs {
@@ -77,7 +70,7 @@ pub fn time_to_97(args: TimeTo97Args) -> Result<()> {
         config: &config,
         backend: &args.backend,
         data_dir: &data_dir,
-        threads: thread_count(args.threads),
+        threads: thread_count(args.common.threads),
         seeds: (0..args.seeds).map(|r| FIRST_SEED + r).collect(),
         target: 0.97,
         max_epochs: args.max_epochs,

@@ -309,8 +309,8 @@ fn hostile_pictures_neither_freeze_nor_bloat_the_server() {
         );
     }
 
-    // Eight 16-bit RGBA bombs as large as the budget allows, eight as large as the issue's
-    // (refused from the header), and four iCCP bombs, all at once.
+    // Eight 16-bit RGBA bombs as large as the budget allows, eight of 8192 x 5859 (48 megapixels,
+    // refused from the header), and four iCCP bombs, all at once.
     let mut bombs = vec![rgba16_bomb(BUDGET_SIDE, BUDGET_SIDE); 8];
     bombs.extend(vec![rgba16_bomb(8192, 5859); 8]);
     let iccp = iccp_bomb(&digits[3]);
