@@ -199,6 +199,27 @@ pub fn pin_torch(command: &mut Command, threads: usize) {
         .env("MKL_NUM_THREADS", threads.to_string());
 }
 
+/// `PYTHON ROOT/bench/pytorch/tutorial.py` for one seed, reading `data_dir`, writing its JSON
+/// report to `json`, on `threads` threads (its own flag and the pools under torch).
+pub fn tutorial_command(
+    python: &Path,
+    root: &Path,
+    data_dir: &str,
+    json: &Path,
+    threads: usize,
+    seed: u64,
+) -> Command {
+    let mut command = Command::new(python);
+    command
+        .arg(root.join("bench/pytorch/tutorial.py"))
+        .args(["--data-dir", data_dir, "--json"])
+        .arg(json)
+        .args(["--threads", &threads.to_string()])
+        .args(["--seed", &seed.to_string()]);
+    pin_torch(&mut command, threads);
+    command
+}
+
 /// Runs `command` (its stdout not echoed), which writes a JSON report to `json`, and reads it;
 /// `what` names it in errors.
 pub fn run_for_json(command: &mut Command, json: &Path, what: &str) -> Result<Value> {

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 
 use super::FIRST_SEED;
 use crate::common::{
-    absolute, build_cli_copy, cpu_model, median, mnist_dir, pin_ours, pin_torch, pytorch_python,
-    run_for_json, target_dir, thread_count, workspace_root,
+    absolute, build_cli_copy, cpu_model, median, mnist_dir, pin_ours, pytorch_python, run_for_json,
+    target_dir, thread_count, tutorial_command, workspace_root,
 };
 
 /// Options of `cargo xtask bench cpu`.
@@ -102,7 +102,7 @@ pub fn bench_cpu(args: CpuArgs) -> Result<()> {
     let programs = Programs {
         binary,
         python,
-        tutorial: root.join("bench/pytorch/tutorial.py"),
+        root: root.clone(),
         runs_dir,
         threads,
     };
@@ -177,8 +177,8 @@ struct Programs {
     binary: PathBuf,
     /// The Python with torch, when comparing against PyTorch.
     python: Option<PathBuf>,
-    /// bench/pytorch/tutorial.py.
-    tutorial: PathBuf,
+    /// The workspace root (bench/pytorch/tutorial.py is under it).
+    root: PathBuf,
     /// Where each process writes its JSON.
     runs_dir: PathBuf,
     /// Threads for every implementation.
@@ -248,16 +248,17 @@ fn measure_pytorch(
     data_dir: &str,
 ) -> Result<Value> {
     let json = programs.runs_dir.join(format!("{seed}-pytorch.json"));
-    let mut command = Command::new(python);
+    let mut command = tutorial_command(
+        python,
+        &programs.root,
+        data_dir,
+        &json,
+        programs.threads,
+        seed,
+    );
     command
-        .arg(&programs.tutorial)
-        .args(["--data-dir", data_dir, "--json"])
-        .arg(&json)
-        .args(["--threads", &programs.threads.to_string()])
-        .args(["--seed", &seed.to_string()])
         .args(["--steps", &args.steps.to_string()])
         .args(["--warmup", &args.warmup.to_string()]);
-    pin_torch(&mut command, programs.threads);
     if args.no_epoch {
         command.arg("--no-epoch");
     }

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 
 use super::FIRST_SEED;
 use crate::common::{
-    absolute, build_cli_copy, cpu_model, mnist_dir, pin_ours, pin_torch, pytorch_python,
-    run_for_json, target_dir, thread_count, workspace_root,
+    absolute, build_cli_copy, cpu_model, mnist_dir, pin_ours, pytorch_python, run_for_json,
+    target_dir, thread_count, tutorial_command, workspace_root,
 };
 
 /// Options of `cargo xtask bench time-to-97`.
@@ -277,16 +277,17 @@ fn run_ours(args: &TimeToArgs<'_>, runs_dir: &Path, seed: u64) -> Result<Value> 
 fn run_pytorch(args: &TimeToArgs<'_>, runs_dir: &Path, seed: u64) -> Result<Value> {
     let json_path = runs_dir.join(format!("{seed}-pytorch.json"));
     println!("training the PyTorch tutorial's recipe (seed {seed}) ...");
-    let mut command = Command::new(args.python);
+    let mut command = tutorial_command(
+        args.python,
+        args.root,
+        args.data_dir,
+        &json_path,
+        args.threads,
+        seed,
+    );
     command
-        .arg(args.root.join("bench/pytorch/tutorial.py"))
-        .args(["--data-dir", args.data_dir, "--json"])
-        .arg(&json_path)
-        .args(["--threads", &args.threads.to_string()])
-        .args(["--seed", &seed.to_string()])
         .args(["--time-to-accuracy", &args.target.to_string()])
         .args(["--max-epochs", &args.max_epochs.to_string()]);
-    pin_torch(&mut command, args.threads);
     let started = Instant::now();
     let mut report = run_for_json(
         &mut command,
