@@ -17,6 +17,8 @@ use common::{command, text};
 
 /// 640 training images in batches of 64 for 3 epochs: 30 steps, a checkpoint every 2.
 const TOTAL_STEPS: usize = 30;
+/// The step of the first checkpoint (`training.checkpoint_every` below).
+const FIRST_CHECKPOINT: usize = 2;
 
 struct Setup {
     work: tempfile::TempDir,
@@ -48,7 +50,7 @@ impl Setup {
             .arg(&self.data_dir);
         for setting in [
             "training.epochs=3",
-            "training.checkpoint_every=2",
+            "training.checkpoint_every=2", // FIRST_CHECKPOINT
             "training.keep_checkpoints=3",
             "training.log_every=1",
             "model.num_layers=2",
@@ -203,7 +205,9 @@ fn killed_at_a_random_step_then_resumed_ends_with_the_same_weights() {
     let setup = Setup::new();
     setup.train_to_end("reference", &[]);
 
-    let step = random_step(2, TOTAL_STEPS - 3);
+    // From the step line after the first checkpoint's step: checkpoints are written before the
+    // next step runs, so one exists by then (killed earlier, `--resume` rightly finds none).
+    let step = random_step(FIRST_CHECKPOINT + 1, TOTAL_STEPS - 3);
     let (status, printed) = setup.stop_after("killed", step, |child| {
         child.kill().unwrap(); // SIGKILL
     });
