@@ -76,6 +76,12 @@ impl LstmConfig {
         if self.bidirectional { 2 } else { 1 }
     }
 
+    /// Which computation a `call` of the layer this configuration builds runs on `device`, and
+    /// why (as [`Lstm::path`], without building the layer).
+    pub fn path(&self, device: &Device, call: LstmCall) -> LstmPath {
+        choose_path(self.kernel, self.hidden_size, device, call)
+    }
+
     /// Builds the layer on `device` with fresh weights drawn as PyTorch draws `nn.LSTM`'s: every
     /// weight and bias from U(-1/sqrt(hidden), 1/sqrt(hidden)); then
     /// [`forget_bias`](Self::forget_bias) is added to each forget gate's `bias_ih`.
@@ -172,9 +178,12 @@ impl LstmDirection {
             self.bias_hh.val(),
         );
         #[cfg(feature = "cube")]
-        if let Some(packed) =
-            crate::kernel::packed_weights(parts.0.clone(), parts.1.clone(), parts.2.clone(), parts.3.clone())
-        {
+        if let Some(packed) = crate::kernel::packed_weights(
+            parts.0.clone(),
+            parts.1.clone(),
+            parts.2.clone(),
+            parts.3.clone(),
+        ) {
             return packed;
         }
         tensor_ops::fused_weights(parts.0, parts.1, parts.2, parts.3)
@@ -333,29 +342,7 @@ impl Lstm {
 
     /// Which computation a `call` of the layer runs on `device`, and why.
     pub fn path(&self, device: &Device, call: LstmCall) -> LstmPath {
-        if !self.kernel {
-            return LstmPath::TensorOps(Fallback::Disabled);
-        }
-        #[cfg(any(feature = "cpu-kernel", feature = "cube"))]
-        {
-            use crate::kernel::{Kernel, kernel_on};
-            match kernel_on(device, self.hidden_size()) {
-                Some(Kernel::Host) => LstmPath::Kernel,
-                Some(Kernel::Cube)
-                    if !call.initial_state && !call.lengths && !call.every_step =>
-                {
-                    LstmPath::Kernel
-                }
-                Some(Kernel::Cube) => LstmPath::TensorOps(Fallback::GpuKernelLacksOption),
-                None if is_gpu(device) => LstmPath::TensorOps(Fallback::TooLarge),
-                None => LstmPath::TensorOps(Fallback::NoKernel),
-            }
-        }
-        #[cfg(not(any(feature = "cpu-kernel", feature = "cube")))]
-        {
-            let _ = (device, call);
-            LstmPath::TensorOps(Fallback::NoKernel)
-        }
+        choose_path(self.kernel, self.hidden_size(), device, call)
     }
 
     /// The output of every step, `[batch, steps, directions * hidden]`, and the final state, of
@@ -382,7 +369,11 @@ impl Lstm {
         };
         let (output, hiddens, cells) = self.stack(input, state, lengths, call, Top::EveryStep);
         let cells: Vec<Tensor<2>> = cells.into_iter().flatten().collect();
-        assert_eq!(cells.len(), hiddens.len(), "every path gives the final cell state");
+        assert_eq!(
+            cells.len(),
+            hiddens.len(),
+            "every path gives the final cell state"
+        );
         let final_state = LstmState {
             hidden: Tensor::stack(hiddens, 0),
             cell: Tensor::stack(cells, 0),
@@ -407,7 +398,9 @@ impl Lstm {
             lengths: lengths.is_some(),
             every_step: false,
         };
-        self.stack(input, state, lengths, call, Top::LastOutput).0.squeeze_dim::<2>(1)
+        self.stack(input, state, lengths, call, Top::LastOutput)
+            .0
+            .squeeze_dim::<2>(1)
     }
 
     /// Checks `lengths` against a batch of `batch` sequences of `steps` steps: one length per row,
@@ -562,6 +555,31 @@ impl Lstm {
     }
 }
 
+/// The path of a `call` on `device` for layers of `hidden` units, the kernel allowed or not.
+fn choose_path(kernel: bool, hidden: usize, device: &Device, call: LstmCall) -> LstmPath {
+    if !kernel {
+        return LstmPath::TensorOps(Fallback::Disabled);
+    }
+    #[cfg(any(feature = "cpu-kernel", feature = "cube"))]
+    {
+        use crate::kernel::{Kernel, kernel_on};
+        match kernel_on(device, hidden) {
+            Some(Kernel::Host) => LstmPath::Kernel,
+            Some(Kernel::Cube) if !call.initial_state && !call.lengths && !call.every_step => {
+                LstmPath::Kernel
+            }
+            Some(Kernel::Cube) => LstmPath::TensorOps(Fallback::GpuKernelLacksOption),
+            None if is_gpu(device) => LstmPath::TensorOps(Fallback::TooLarge),
+            None => LstmPath::TensorOps(Fallback::NoKernel),
+        }
+    }
+    #[cfg(not(any(feature = "cpu-kernel", feature = "cube")))]
+    {
+        let _ = (hidden, device, call);
+        LstmPath::TensorOps(Fallback::NoKernel)
+    }
+}
+
 /// Whether `device` is a GPU one (where a missing kernel means the layer is too large for it).
 fn is_gpu(device: &Device) -> bool {
     #[cfg(feature = "cube")]
@@ -610,7 +628,13 @@ fn run_direction(
         weights,
         hidden: direction.hidden_size(),
     }
-    .run(&inputs, initial, shared.masks.as_deref(), reverse, !last_only);
+    .run(
+        &inputs,
+        initial,
+        shared.masks.as_deref(),
+        reverse,
+        !last_only,
+    );
     let outputs = (!last_only).then(|| {
         Tensor::stack::<3>(run.outputs, 1).reshape([batch, steps, direction.hidden_size()])
     });
@@ -647,9 +671,8 @@ fn kernel_run(
     }
     #[cfg(feature = "cpu-kernel")]
     {
-        let initial = initial.map(|(h, c)| {
-            Tensor::cat(vec![h.unsqueeze_dim::<3>(1), c.unsqueeze_dim::<3>(1)], 1)
-        });
+        let initial = initial
+            .map(|(h, c)| Tensor::cat(vec![h.unsqueeze_dim::<3>(1), c.unsqueeze_dim::<3>(1)], 1));
         let all = crate::kernel::host_sequence(
             x,
             weights,

@@ -82,10 +82,26 @@ impl Lstm {
         let directions = self.num_directions();
         for (index, direction) in self.directions.iter_mut().enumerate() {
             let end = suffix(index, directions);
-            replace(&mut direction.weight_ih, &format!("weight_ih_{end}"), &mut value)?;
-            replace(&mut direction.weight_hh, &format!("weight_hh_{end}"), &mut value)?;
-            replace(&mut direction.bias_ih, &format!("bias_ih_{end}"), &mut value)?;
-            replace(&mut direction.bias_hh, &format!("bias_hh_{end}"), &mut value)?;
+            replace(
+                &mut direction.weight_ih,
+                &format!("weight_ih_{end}"),
+                &mut value,
+            )?;
+            replace(
+                &mut direction.weight_hh,
+                &format!("weight_hh_{end}"),
+                &mut value,
+            )?;
+            replace(
+                &mut direction.bias_ih,
+                &format!("bias_ih_{end}"),
+                &mut value,
+            )?;
+            replace(
+                &mut direction.bias_hh,
+                &format!("bias_hh_{end}"),
+                &mut value,
+            )?;
         }
         Ok(self)
     }

@@ -42,7 +42,11 @@ pub(crate) fn fused_weights(
         )
     };
     let bias = (bias_ih + bias_hh).reshape([4 * hidden, 1]);
-    Tensor::cat(vec![reorder(weight_ih), reorder(bias), reorder(weight_hh)], 1).transpose()
+    Tensor::cat(
+        vec![reorder(weight_ih), reorder(bias), reorder(weight_hh)],
+        1,
+    )
+    .transpose()
 }
 
 /// One direction of one layer in tensor operations.

@@ -20,14 +20,22 @@ fn fixtures() -> Vec<PathBuf> {
         .filter(|path| path.to_string_lossy().ends_with(".case.safetensors"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 10, "the fixtures are missing from {}", dir.display());
+    assert!(
+        cases.len() >= 10,
+        "the fixtures are missing from {}",
+        dir.display()
+    );
     cases
 }
 
 /// Every case on `device`, the kernel on or off; panics naming the case and the tensor.
 fn matches_pytorch(device: &Device, kernel: bool) {
     for case_path in fixtures() {
-        let name = case_path.file_name().unwrap().to_string_lossy().replace(".case.safetensors", "");
+        let name = case_path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(".case.safetensors", "");
         let case = Case::from_bytes(&std::fs::read(&case_path).unwrap()).unwrap();
         let expected_path = case_path.with_file_name(format!("{name}.expected.safetensors"));
         let (expected, _, _) = read(&std::fs::read(expected_path).unwrap()).unwrap();
@@ -36,7 +44,9 @@ fn matches_pytorch(device: &Device, kernel: bool) {
         } else {
             device.clone()
         };
-        let results = case.run(&device, kernel).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let results = case
+            .run(&device, kernel)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
             results.keys().collect::<std::collections::BTreeSet<_>>(),
             expected.keys().collect(),

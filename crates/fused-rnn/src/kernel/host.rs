@@ -385,7 +385,10 @@ mod tests {
     #[test]
     fn flex_devices_take_the_kernel() {
         assert_eq!(kernel_on(&Device::flex(), 64), Some(Kernel::Host));
-        assert_eq!(kernel_on(&Device::flex().autodiff(), 64), Some(Kernel::Host));
+        assert_eq!(
+            kernel_on(&Device::flex().autodiff(), 64),
+            Some(Kernel::Host)
+        );
     }
 
     /// Through Burn's autodiff: the kernel's outputs, and the gradients it registers for its
@@ -447,7 +450,13 @@ mod tests {
             .iter::<f32>()
             .collect();
         assert_eq!(w_grad, expected.weights);
-        assert_eq!(Some(read(x.grad(&grads).expect("inputs gradient"))), expected.inputs);
-        assert_eq!(Some(read(h.grad(&grads).expect("initial state gradient"))), expected.initial);
+        assert_eq!(
+            Some(read(x.grad(&grads).expect("inputs gradient"))),
+            expected.inputs
+        );
+        assert_eq!(
+            Some(read(h.grad(&grads).expect("initial state gradient"))),
+            expected.initial
+        );
     }
 }

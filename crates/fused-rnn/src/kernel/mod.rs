@@ -470,10 +470,24 @@ pub(crate) fn packed_weights(
     let hidden = weight_hh.dims()[1];
     // Gate `k` of PyTorch's order as the pack kernel takes it: `[input, hidden]` weights.
     let gate = |k: usize| GateParams {
-        input_weight: weight_ih.clone().narrow(0, k * hidden, hidden).transpose().into_dispatch(),
-        input_bias: bias_ih.clone().narrow(0, k * hidden, hidden).into_dispatch(),
-        hidden_bias: bias_hh.clone().narrow(0, k * hidden, hidden).into_dispatch(),
-        hidden_weight: weight_hh.clone().narrow(0, k * hidden, hidden).transpose().into_dispatch(),
+        input_weight: weight_ih
+            .clone()
+            .narrow(0, k * hidden, hidden)
+            .transpose()
+            .into_dispatch(),
+        input_bias: bias_ih
+            .clone()
+            .narrow(0, k * hidden, hidden)
+            .into_dispatch(),
+        hidden_bias: bias_hh
+            .clone()
+            .narrow(0, k * hidden, hidden)
+            .into_dispatch(),
+        hidden_weight: weight_hh
+            .clone()
+            .narrow(0, k * hidden, hidden)
+            .transpose()
+            .into_dispatch(),
     };
     let params = LstmParams {
         input: gate(0),

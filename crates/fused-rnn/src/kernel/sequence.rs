@@ -136,7 +136,13 @@ fn initial_rows(initial: &[f32], start: usize, rows: usize, hidden: usize) -> (V
 
 /// The slice's rows (indices within it) that are past their length at step `t`; empty when
 /// every row reads it.
-fn finished_rows(reading: &Reading, start: usize, rows: usize, steps: usize, t: usize) -> Vec<usize> {
+fn finished_rows(
+    reading: &Reading,
+    start: usize,
+    rows: usize,
+    steps: usize,
+    t: usize,
+) -> Vec<usize> {
     if reading.lengths.is_none() {
         return Vec::new();
     }
@@ -426,7 +432,12 @@ fn infer_slice(
         );
         // Rows past their length keep their state.
         let finished = finished_rows(reading, start, rows, steps, t);
-        copy_rows(&finished, hidden, has_previous.then_some(&previous_cell[..]), &mut cell);
+        copy_rows(
+            &finished,
+            hidden,
+            has_previous.then_some(&previous_cell[..]),
+            &mut cell,
+        );
         for &r in &finished {
             let h = &mut state[r * hidden..(r + 1) * hidden];
             if has_previous {
@@ -580,7 +591,8 @@ fn backward_slice(
         let from = |k: usize| (row * out_rows + k) * hidden;
         for t in 0..kept.min(reading.length(row, steps)) {
             let to = (t * rows + r) * hidden;
-            slice_output_grad[to..to + hidden].copy_from_slice(&output_grad[from(t)..from(t) + hidden]);
+            slice_output_grad[to..to + hidden]
+                .copy_from_slice(&output_grad[from(t)..from(t) + hidden]);
         }
         let span = r * hidden..(r + 1) * hidden;
         recurrent_grad[span.clone()].copy_from_slice(&output_grad[from(kept)..from(kept) + hidden]);
@@ -694,7 +706,10 @@ fn backward_slice(
     SliceGradients {
         weights: weight_grad,
         inputs,
-        initial: slice.initial.is_some().then_some((recurrent_grad, cell_grad)),
+        initial: slice
+            .initial
+            .is_some()
+            .then_some((recurrent_grad, cell_grad)),
     }
 }
 
@@ -779,19 +794,28 @@ mod tests {
             let probe = values(dims.batch * (dims.steps + 2) * dims.hidden, 3, 1.0);
             let forward = Forward::run(dims, &inputs, weights.clone(), initial, reading.clone());
             let grads = forward.backward(&probe, true);
-            let case = format!("reverse {reverse}, initial {with_initial}, {:?}", reading.lengths);
-            check(&format!("weight ({case})"), &weights, &grads.weights, &|w| {
-                loss(dims, &inputs, w, initial, &reading, &probe)
-            });
+            let case = format!(
+                "reverse {reverse}, initial {with_initial}, {:?}",
+                reading.lengths
+            );
+            check(
+                &format!("weight ({case})"),
+                &weights,
+                &grads.weights,
+                &|w| loss(dims, &inputs, w, initial, &reading, &probe),
+            );
             let input_grad = grads.inputs.expect("asked for the inputs' gradient");
             check(&format!("input ({case})"), &inputs, &input_grad, &|x| {
                 loss(dims, x, &weights, initial, &reading, &probe)
             });
             assert_eq!(grads.initial.is_some(), with_initial);
             if let Some(initial_grad) = grads.initial {
-                check(&format!("initial ({case})"), &initial_values, &initial_grad, &|h| {
-                    loss(dims, &inputs, &weights, Some(h), &reading, &probe)
-                });
+                check(
+                    &format!("initial ({case})"),
+                    &initial_values,
+                    &initial_grad,
+                    &|h| loss(dims, &inputs, &weights, Some(h), &reading, &probe),
+                );
             }
         }
     }
@@ -823,8 +847,7 @@ mod tests {
                     steps: length,
                     ..dims
                 };
-                let row_inputs =
-                    &inputs[row * dims.steps * dims.input..][..length * dims.input];
+                let row_inputs = &inputs[row * dims.steps * dims.input..][..length * dims.input];
                 let expected = Forward::run(
                     alone,
                     row_inputs,
@@ -842,7 +865,10 @@ mod tests {
                 let close = |got: &[f32], expected: &[f32]| {
                     assert_eq!(got.len(), expected.len());
                     for (g, e) in got.iter().zip(expected) {
-                        assert!((g - e).abs() < 1e-6, "row {row}, reverse {reverse}: {g} vs {e}");
+                        assert!(
+                            (g - e).abs() < 1e-6,
+                            "row {row}, reverse {reverse}: {g} vs {e}"
+                        );
                     }
                 };
                 close(&got[..length * h], &expected[..length * h]);
@@ -885,7 +911,10 @@ mod tests {
                             assert!((e - a).abs() < 1e-6, "{reading:?}: {e} vs {a}");
                         }
                     };
-                    close(&infer(dims, &inputs, &weights, initial, &reading), &expected);
+                    close(
+                        &infer(dims, &inputs, &weights, initial, &reading),
+                        &expected,
+                    );
                     let last_only = Reading {
                         last_only: true,
                         ..reading.clone()

@@ -29,8 +29,11 @@ pub struct Case {
 }
 
 /// Reads a case (or a file of results) from safetensors bytes.
-pub fn read(bytes: &[u8]) -> Result<(HashMap<String, Values>, Option<Vec<usize>>, Option<String>), String> {
-    let file = SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
+pub fn read(
+    bytes: &[u8],
+) -> Result<(HashMap<String, Values>, Option<Vec<usize>>, Option<String>), String> {
+    let file =
+        SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
     let (_, metadata) =
         SafeTensors::read_metadata(bytes).map_err(|e| format!("unreadable header: {e}"))?;
     let config = metadata
@@ -61,7 +64,11 @@ pub fn read(bytes: &[u8]) -> Result<(HashMap<String, Values>, Option<Vec<usize>>
                     .collect();
                 lengths = Some(values?);
             }
-            other => return Err(format!("{name}: dtype {other:?}, expected F32 (lengths: I64)")),
+            other => {
+                return Err(format!(
+                    "{name}: dtype {other:?}, expected F32 (lengths: I64)"
+                ));
+            }
         }
     }
     Ok((tensors, lengths, config))
@@ -99,7 +106,10 @@ impl Case {
 
     fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Option<Tensor<D>> {
         self.tensors.get(name).map(|values| {
-            Tensor::from_data(TensorData::new(values.data.clone(), values.shape.clone()), device)
+            Tensor::from_data(
+                TensorData::new(values.data.clone(), values.shape.clone()),
+                device,
+            )
         })
     }
 
@@ -115,9 +125,15 @@ impl Case {
                     .get(key)
                     .ok_or(format!("the case has no {key}"))?;
                 if values.shape != shape {
-                    return Err(format!("{key}: shape {:?}, expected {shape:?}", values.shape));
+                    return Err(format!(
+                        "{key}: shape {:?}, expected {shape:?}",
+                        values.shape
+                    ));
                 }
-                Ok(Some(TensorData::new(values.data.clone(), values.shape.clone())))
+                Ok(Some(TensorData::new(
+                    values.data.clone(),
+                    values.shape.clone(),
+                )))
             })
     }
 
@@ -125,7 +141,9 @@ impl Case {
     /// results by name.
     pub fn run(&self, device: &Device, kernel: bool) -> Result<BTreeMap<String, Values>, String> {
         let lstm = self.layer(device, kernel)?;
-        let input: Tensor<3> = self.tensor("input", device).ok_or("the case has no input")?;
+        let input: Tensor<3> = self
+            .tensor("input", device)
+            .ok_or("the case has no input")?;
         let [batch, steps, _] = input.dims();
         if let Some(lengths) = &self.lengths {
             Lstm::check_lengths(lengths, batch, steps)?;
@@ -140,7 +158,10 @@ impl Case {
             }
         };
         let input = tracked(input);
-        let state = match (self.tensor::<3>("h0", device), self.tensor::<3>("c0", device)) {
+        let state = match (
+            self.tensor::<3>("h0", device),
+            self.tensor::<3>("c0", device),
+        ) {
             (Some(hidden), Some(cell)) => Some(LstmState {
                 hidden: tracked(hidden),
                 cell: tracked(cell),
@@ -148,7 +169,8 @@ impl Case {
             (None, None) => None,
             _ => return Err("h0 and c0 come together".into()),
         };
-        let (output, final_state) = lstm.forward(input.clone(), state.clone(), self.lengths.as_deref());
+        let (output, final_state) =
+            lstm.forward(input.clone(), state.clone(), self.lengths.as_deref());
         let mut results = BTreeMap::new();
         results.insert("output".into(), values(output.clone()));
         results.insert("h_n".into(), values(final_state.hidden));

@@ -12,7 +12,9 @@ use burn::backend::{Autodiff, Backend, Cube, TensorMetadata};
 use burn::tensor::Shape;
 
 use super::narrow;
-use crate::kernel::{AutodiffCubeLstm, Dims, GateParams, LstmCubeOps, LstmParams, LstmWeightOps, dims};
+use crate::kernel::{
+    AutodiffCubeLstm, Dims, GateParams, LstmCubeOps, LstmParams, LstmWeightOps, dims,
+};
 
 /// What the backward pass reads: the operands and the forward kernel's saved tensors.
 #[derive(Debug, Clone)]
@@ -109,11 +111,11 @@ impl AutodiffCubeLstm for Cube {
                 };
                 prep.finish(saved, output)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(<Self as crate::kernel::LstmCubeSequenceOps>::lstm_cube_sequence(
+            OpsKind::UnTracked(prep) => prep.finish(
+                <Self as crate::kernel::LstmCubeSequenceOps>::lstm_cube_sequence(
                     inputs, weights, reverse, last_only,
-                ))
-            }
+                ),
+            ),
         }
     }
 }
