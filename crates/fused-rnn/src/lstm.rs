@@ -1,11 +1,11 @@
 //! The LSTM layer: PyTorch's `nn.LSTM` (`batch_first=True`) as a Burn module.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use burn::config::Config;
-use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig, Initializer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::module::{Module, Param, ParamId};
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::{Device, Distribution, Int, Shape, Tensor, TensorData};
 
 use crate::tensor_ops::{self, Direction};
 
@@ -94,11 +94,6 @@ impl LstmConfig {
             panic!("{error}");
         }
         let hidden = self.hidden_size;
-        let bound = 1.0 / (hidden as f64).sqrt();
-        let draw = Initializer::Uniform {
-            min: -bound,
-            max: bound,
-        };
         let directions = (0..self.num_layers * self.directions())
             .map(|index| {
                 let layer = index / self.directions();
@@ -107,11 +102,10 @@ impl LstmConfig {
                 } else {
                     hidden * self.directions()
                 };
+                let direction = LstmDirection::drawn(input, hidden, device);
                 LstmDirection {
-                    weight_ih: draw.init([4 * hidden, input], device),
-                    weight_hh: draw.init([4 * hidden, hidden], device),
-                    bias_ih: with_forget_bias(draw.init([4 * hidden], device), self.forget_bias),
-                    bias_hh: draw.init([4 * hidden], device),
+                    bias_ih: with_forget_bias(direction.bias_ih, self.forget_bias),
+                    ..direction
                 }
             })
             .collect();
@@ -162,7 +156,114 @@ pub struct LstmDirection {
     pub bias_hh: Param<Tensor<1>>,
 }
 
+/// A direction's four parameters, drawn together at the first use of any of them; each param
+/// takes its own out.
+#[derive(Default)]
+struct Drawn {
+    weight_ih: Option<Tensor<2>>,
+    weight_hh: Option<Tensor<2>>,
+    bias_ih: Option<Tensor<1>>,
+    bias_hh: Option<Tensor<1>>,
+}
+
+impl Drawn {
+    /// Draws every value from U(-1/sqrt(hidden), 1/sqrt(hidden)) on `device` and stacks them in
+    /// PyTorch's layout. The order of the draws is the one the `model` crate's classifier had
+    /// when it kept each gate in a Burn `nn::Lstm` gate controller (per gate `i, f, o, g`: the
+    /// input weight `[input, hidden]`, its bias, the hidden weight `[hidden, hidden]`, its
+    /// bias), so that a seed gives the training run it gave then (for stacks with one direction).
+    fn new(input: usize, hidden: usize, device: &Device) -> Self {
+        let bound = 1.0 / (hidden as f64).sqrt();
+        let draw = |shape: Vec<usize>| {
+            Tensor::<2>::random(
+                Shape::from(shape),
+                Distribution::Uniform(-bound, bound),
+                device,
+            )
+        };
+        // Gates in the order they were drawn: input, forget, output, cell (g).
+        let gates: Vec<[Tensor<2>; 4]> = (0..4)
+            .map(|_| {
+                let input_weight = draw(vec![input, hidden]);
+                let input_bias = draw(vec![1, hidden]);
+                let hidden_weight = draw(vec![hidden, hidden]);
+                let hidden_bias = draw(vec![1, hidden]);
+                [input_weight, hidden_weight, input_bias, hidden_bias]
+            })
+            .collect();
+        // PyTorch's order `i, f, g, o` is drawn order 0, 1, 3, 2.
+        let stacked = |part: usize, transpose: bool| {
+            let blocks = [0, 1, 3, 2]
+                .map(|gate| {
+                    let block = gates[gate][part].clone();
+                    if transpose { block.transpose() } else { block }
+                })
+                .to_vec();
+            Tensor::cat(blocks, if transpose { 0 } else { 1 })
+        };
+        Self {
+            weight_ih: Some(stacked(0, true)),
+            weight_hh: Some(stacked(1, true)),
+            bias_ih: Some(stacked(2, false).reshape([4 * hidden])),
+            bias_hh: Some(stacked(3, false).reshape([4 * hidden])),
+        }
+    }
+}
+
+/// A parameter of `shape` taken out of the direction's `shared` draw, which the first of the
+/// four to be used makes.
+fn drawn_param<const D: usize>(
+    shared: &Arc<Mutex<Option<Drawn>>>,
+    shape: [usize; D],
+    input: usize,
+    device: &Device,
+    take: fn(&mut Drawn) -> Option<Tensor<D>>,
+) -> Param<Tensor<D>> {
+    let shared = Arc::clone(shared);
+    let hidden = shape[0] / 4;
+    Param::uninitialized(
+        ParamId::new(),
+        move |device, require_grad| {
+            let mut guard = shared
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let drawn = guard.get_or_insert_with(|| Drawn::new(input, hidden, device));
+            // A parameter asked again (a copy made before the draw) gets a draw of its own.
+            let tensor = match take(drawn) {
+                Some(tensor) => tensor,
+                None => take(&mut Drawn::new(input, hidden, device))
+                    .expect("a fresh draw holds every parameter"),
+            }
+            .detach();
+            if require_grad {
+                tensor.require_grad()
+            } else {
+                tensor
+            }
+        },
+        device.clone(),
+        true,
+        Shape::from(shape.to_vec()),
+    )
+}
+
 impl LstmDirection {
+    /// A direction of `hidden` units reading `input` features, initialised as PyTorch
+    /// initialises `nn.LSTM` (see [`Drawn::new`]); drawn lazily, at its first use.
+    fn drawn(input: usize, hidden: usize, device: &Device) -> Self {
+        let shared = Arc::new(Mutex::new(None));
+        Self {
+            weight_ih: drawn_param(&shared, [4 * hidden, input], input, device, |d| {
+                d.weight_ih.take()
+            }),
+            weight_hh: drawn_param(&shared, [4 * hidden, hidden], input, device, |d| {
+                d.weight_hh.take()
+            }),
+            bias_ih: drawn_param(&shared, [4 * hidden], input, device, |d| d.bias_ih.take()),
+            bias_hh: drawn_param(&shared, [4 * hidden], input, device, |d| d.bias_hh.take()),
+        }
+    }
+
     /// Units of the direction.
     pub fn hidden_size(&self) -> usize {
         self.weight_hh.dims()[1]

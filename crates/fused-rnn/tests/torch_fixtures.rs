@@ -85,3 +85,11 @@ fn tensor_operations_on_flex_match_pytorch() {
 fn the_kernel_on_ndarray_matches_pytorch() {
     matches_pytorch(&Device::ndarray(), true);
 }
+
+/// On wgpu (lavapipe in CI): these calls ask for every step's output and the final cell state,
+/// which the GPU kernel does not give, so they check the tensor-op path on the GPU backend.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_matches_pytorch() {
+    matches_pytorch(&Device::wgpu(burn::tensor::DeviceKind::DefaultDevice), true);
+}
