@@ -2,9 +2,11 @@
 # `cargo xtask gpu-check` on a GPU machine without cargo or internet access.
 #
 #   bench/gpu-device.sh pack   # here: the release binaries, stripped and gzipped, and the MNIST
-#                              # files into target/device (about 35 MB: copy that folder there)
+#                              # files into target/device (about 40 MB: copy that folder there)
 #   bench/gpu-device.sh run    # there, from the repository root: the table, and the JSON in
-#                              # $OUT/gpu-check.json (or target/device/gpu-check.json)
+#                              # $OUT/gpu-check.json (or target/device/gpu-check.json); then the
+#                              # LSTM layer on the pixel-by-pixel MNIST shape, in
+#                              # $OUT/layer-speed.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=target/device
@@ -13,18 +15,20 @@ case "${1:-}" in
 pack)
     cargo build -p cli --release --features wgpu
     cargo build -p xtask --release --target-dir target/xtask
+    cargo build -p fused-rnn --release --features flex,wgpu --example layer_speed
     rm -rf "$dir"
     mkdir -p "$dir/mnist"
     strip -o "$dir/mnist-lstm" "${CARGO_TARGET_DIR:-target}/release/mnist-lstm"
     strip -o "$dir/xtask" target/xtask/release/xtask
-    gzip -9 "$dir/mnist-lstm" "$dir/xtask"
+    strip -o "$dir/layer_speed" "${CARGO_TARGET_DIR:-target}/release/examples/layer_speed"
+    gzip -9 "$dir/mnist-lstm" "$dir/xtask" "$dir/layer_speed"
     mnist="${MNIST_DIR:-../shared/data/mnist}"
     cp "$mnist"/train-images-idx3-ubyte.gz "$mnist"/train-labels-idx1-ubyte.gz \
         "$mnist"/t10k-images-idx3-ubyte.gz "$mnist"/t10k-labels-idx1-ubyte.gz "$dir/mnist/"
     du -sh "$dir"
     ;;
 run)
-    for binary in mnist-lstm xtask; do
+    for binary in mnist-lstm xtask layer_speed; do
         gunzip -c "$dir/$binary.gz" >"$dir/$binary"
         chmod +x "$dir/$binary"
     done
@@ -33,6 +37,9 @@ run)
     fi
     "$dir/xtask" gpu-check --binary "$dir/mnist-lstm" --data-dir "$dir/mnist" \
         --json "${OUT:-$dir}/gpu-check.json"
+    # The classifier's computation on 784 steps of one pixel (hidden 128, batch 64).
+    "$dir/layer_speed" --device wgpu --shape pixels --last --no-burn --rounds 3 \
+        | tee "${OUT:-$dir}/layer-speed.txt"
     ;;
 *)
     echo "usage: $0 pack|run" >&2

@@ -126,7 +126,7 @@ pub(crate) fn export(args: ExportArgs) -> Result<()> {
 pub(crate) fn import(args: ImportArgs) -> Result<()> {
     let config = ExperimentConfig::load(&args.config)?.with_overrides(&args.overrides)?;
     let device = weights_device()?.device;
-    let model_config = config.model.to_model_config();
+    let model_config = config.model.clone();
     let classifier = interop::import(&args.file, &model_config, &device)?;
     let model_path = write_model_run(&config, classifier, &args.artifacts)?;
     println!(

@@ -1,12 +1,14 @@
-//! Our classifier's parameters in PyTorch's layout and back: names, shapes, gate order, and
-//! every `Linear` weight transposed (Burn stores `[in, out]`, PyTorch `[out, in]`).
+//! Our classifier's parameters in PyTorch's layout and back: the LSTM's are already PyTorch's
+//! (`fused_rnn::Lstm::pytorch_parameters`) and take the tutorial module's prefix `rnn.`; the
+//! head's `Linear` weight is transposed (Burn stores `[in, out]`, PyTorch `[out, in]`).
 
 use std::collections::HashMap;
 
 use burn::module::Param;
-use burn::nn::{Linear, Lstm};
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
-use model::{LstmClassifier, LstmClassifierConfig, is_standard_lstm};
+use model::fused_rnn::PytorchParameter;
+use model::{LstmClassifier, LstmClassifierConfig};
 
 /// A tensor by its PyTorch name, as `f32` values in row-major order.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,32 +67,6 @@ pub fn expected_shapes(config: &LstmClassifierConfig) -> Vec<(String, Vec<usize>
     shapes
 }
 
-/// The layers of `classifier` with their PyTorch name endings (`l0`, `l0_reverse`, ...), in
-/// `state_dict` order.
-fn named_layers(classifier: &LstmClassifier) -> Vec<(String, &Lstm)> {
-    let mut layers = Vec::new();
-    for (layer, forward) in classifier.forward_layers.iter().enumerate() {
-        layers.push((format!("l{layer}"), forward));
-        if let Some(backward) = classifier.backward_layers.get(layer) {
-            layers.push((format!("l{layer}_reverse"), backward));
-        }
-    }
-    layers
-}
-
-/// The four gates of a standard LSTM in PyTorch's order.
-fn gates(lstm: &Lstm) -> Vec<&burn::nn::GateController> {
-    [
-        Some(&lstm.input_gate),
-        lstm.forget_gate.as_ref(),
-        Some(&lstm.cell_gate),
-        Some(&lstm.output_gate),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
-
 /// `[rows, cols]` values transposed to `[cols, rows]`.
 fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; values.len()];
@@ -118,42 +94,23 @@ fn linear_in_pytorch_layout(linear: &Linear) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// The weights of `classifier` under the tutorial module's names, shapes and gate order.
-///
-/// # Panics
-/// If a layer is not a standard LSTM (a stack built by hand with Burn-only options); one made
-/// by [`LstmClassifierConfig::init`] or loaded from a run always is.
 pub fn to_pytorch(classifier: &LstmClassifier) -> Vec<NamedTensor> {
-    let mut tensors = Vec::new();
-    for (end, lstm) in named_layers(classifier) {
-        assert!(
-            is_standard_lstm(lstm),
-            "layer {end} uses Burn-only LSTM options (no forget gate, cell clipping or other \
-             activations), which PyTorch's nn.LSTM does not have"
-        );
-        let hidden = lstm.d_hidden;
-        let mut stacked = [(); 4].map(|()| Vec::new());
-        for gate in gates(lstm) {
-            let (w_ih, b_ih) = linear_in_pytorch_layout(&gate.input_transform);
-            let (w_hh, b_hh) = linear_in_pytorch_layout(&gate.hidden_transform);
-            for (all, part) in stacked.iter_mut().zip([w_ih, w_hh, b_ih, b_hh]) {
-                all.extend(part);
-            }
-        }
-        let [w_ih, w_hh, b_ih, b_hh] = stacked;
-        let input = w_ih.len() / (GATES * hidden);
-        for (kind, shape, values) in [
-            ("weight_ih", vec![GATES * hidden, input], w_ih),
-            ("weight_hh", vec![GATES * hidden, hidden], w_hh),
-            ("bias_ih", vec![GATES * hidden], b_ih),
-            ("bias_hh", vec![GATES * hidden], b_hh),
-        ] {
-            tensors.push(NamedTensor {
-                name: format!("{RNN}.{kind}_{end}"),
+    let mut tensors: Vec<NamedTensor> = classifier
+        .lstm
+        .pytorch_parameters()
+        .into_iter()
+        .map(|parameter| {
+            let (shape, values) = match &parameter {
+                PytorchParameter::Matrix(_, param) => (param.dims().to_vec(), values(param.val())),
+                PytorchParameter::Vector(_, param) => (param.dims().to_vec(), values(param.val())),
+            };
+            NamedTensor {
+                name: format!("{RNN}.{}", parameter.key()),
                 shape,
                 values,
-            });
-        }
-    }
+            }
+        })
+        .collect();
     let [features, classes] = classifier.head.weight.dims();
     let (weight, bias) = linear_in_pytorch_layout(&classifier.head);
     tensors.push(NamedTensor {
@@ -253,43 +210,6 @@ fn linear_from_pytorch(weight: &[f32], bias: &[f32], input: usize, device: &Devi
     }
 }
 
-/// Gate `gate`'s share (a quarter, along the first axis) of a stacked PyTorch tensor.
-fn gate_part(tensor: &NamedTensor, gate: usize) -> &[f32] {
-    let size = tensor.values.len() / GATES;
-    &tensor.values[gate * size..(gate + 1) * size]
-}
-
-/// Sets the four gates of `lstm` from PyTorch's stacked tensors of one layer and direction.
-fn set_gates(lstm: &mut Lstm, tensors: &HashMap<String, NamedTensor>, end: &str, device: &Device) {
-    let get = |kind: &str| &tensors[&format!("{RNN}.{kind}_{end}")];
-    let (w_ih, w_hh, b_ih, b_hh) = (
-        get("weight_ih"),
-        get("weight_hh"),
-        get("bias_ih"),
-        get("bias_hh"),
-    );
-    let hidden = lstm.d_hidden;
-    let input = w_ih.shape[1];
-    let controller = |gate: usize| burn::nn::GateController {
-        input_transform: linear_from_pytorch(
-            gate_part(w_ih, gate),
-            gate_part(b_ih, gate),
-            input,
-            device,
-        ),
-        hidden_transform: linear_from_pytorch(
-            gate_part(w_hh, gate),
-            gate_part(b_hh, gate),
-            hidden,
-            device,
-        ),
-    };
-    lstm.input_gate = controller(0);
-    lstm.forget_gate = Some(controller(1));
-    lstm.cell_gate = controller(2);
-    lstm.output_gate = controller(3);
-}
-
 /// The classifier `config` describes with the weights of a PyTorch `state_dict` of the
 /// tutorial's module; an error names the first key missing, of the wrong shape, or extra.
 pub fn from_pytorch(
@@ -300,12 +220,14 @@ pub fn from_pytorch(
     config.validate().map_err(|error| error.to_string())?;
     check_keys(tensors, config)?;
     let mut classifier = config.init(device);
-    for (layer, lstm) in classifier.forward_layers.iter_mut().enumerate() {
-        set_gates(lstm, tensors, &format!("l{layer}"), device);
-    }
-    for (layer, lstm) in classifier.backward_layers.iter_mut().enumerate() {
-        set_gates(lstm, tensors, &format!("l{layer}_reverse"), device);
-    }
+    classifier.lstm = classifier.lstm.with_pytorch_parameters(|key, _| {
+        // `check_keys` found every key with its shape.
+        let tensor = &tensors[&format!("{RNN}.{key}")];
+        Ok::<_, String>(Some(TensorData::new(
+            tensor.values.clone(),
+            tensor.shape.clone(),
+        )))
+    })?;
     let (weight, bias) = (&tensors["out.weight"], &tensors["out.bias"]);
     classifier.head = linear_from_pytorch(&weight.values, &bias.values, weight.shape[1], device);
     Ok(classifier)

@@ -12,8 +12,7 @@ fn images(batch: usize, device: &Device) -> Tensor<3> {
 fn one_layer_gives_one_logit_per_class() {
     let device = Device::default();
     let model = LstmClassifierConfig::new().init(&device);
-    assert_eq!(model.forward_layers.len(), 1);
-    assert!(model.backward_layers.is_empty());
+    assert_eq!(model.lstm.directions.len(), 1);
     assert_eq!(model.forward(images(3, &device)).dims(), [3, 10]);
 }
 
@@ -26,7 +25,7 @@ fn stacked_layers_and_other_sizes() {
         .with_num_classes(5)
         .with_dropout(0.2);
     let model = config.init(&device);
-    assert_eq!(model.forward_layers.len(), 2);
+    assert_eq!(model.lstm.directions.len(), 2);
     assert_eq!(model.forward(images(4, &device)).dims(), [4, 5]);
     // Parameters: per layer 4 gates x (input + hidden weights, two biases), plus the head.
     let layer = |d_in: usize| 4 * (d_in * 16 + 16 * 16 + 2 * 16);
@@ -41,37 +40,36 @@ fn bidirectional_layers_read_both_ways() {
         .with_num_layers(2)
         .with_hidden_size(8);
     let model = config.init(&device);
-    assert_eq!(model.backward_layers.len(), 2);
+    assert_eq!(model.lstm.directions.len(), 4);
     assert_eq!(model.head.weight.dims(), [16, 10]);
     assert_eq!(model.forward(images(2, &device)).dims(), [2, 10]);
 }
 
 #[test]
 fn bidirectional_output_is_both_directions_at_the_last_step() {
-    // As PyTorch's `out[:, -1, :]`: the forward direction after all 28 rows, and the backward
-    // direction after its first step, which has read only the last row.
+    // As PyTorch's `out[:, -1, :]` of the layer's every-step output: the forward direction after
+    // all 28 rows, and the backward direction after its first step, which has read only the
+    // last row.
     let device = Device::default();
-    let model = LstmClassifierConfig::new()
-        .with_bidirectional(true)
-        .with_hidden_size(8)
-        .init(&device);
-    let x = images(3, &device);
-    let forward = model.forward_layers[0].forward(x.clone(), None).0;
-    let backward_last_row = model.backward_layers[0]
-        .forward(x.clone().narrow(1, 27, 1), None)
-        .0;
-    let last = Tensor::cat(
-        vec![
-            forward.narrow(1, 27, 1).squeeze_dim::<2>(1),
-            backward_last_row.squeeze_dim::<2>(1),
-        ],
-        1,
-    );
-    let expected: Vec<f32> = model.head.forward(last).into_data().iter::<f32>().collect();
-    let actual: Vec<f32> = model.forward(x).into_data().iter::<f32>().collect();
-    assert_eq!(expected.len(), actual.len());
-    for (e, a) in expected.iter().zip(&actual) {
-        assert!((e - a).abs() < 1e-5, "{expected:?} vs {actual:?}");
+    for kernel in [true, false] {
+        let model = LstmClassifierConfig::new()
+            .with_bidirectional(true)
+            .with_num_layers(2)
+            .with_hidden_size(8)
+            .with_kernel(kernel)
+            .init(&device);
+        let x = images(3, &device);
+        let (every_step, _) = model.lstm.forward(x.clone(), None, None);
+        let last = every_step.narrow(1, 27, 1).squeeze_dim::<2>(1);
+        let expected: Vec<f32> = model.head.forward(last).into_data().iter::<f32>().collect();
+        let actual: Vec<f32> = model.forward(x).into_data().iter::<f32>().collect();
+        assert_eq!(expected.len(), actual.len());
+        for (e, a) in expected.iter().zip(&actual) {
+            assert!(
+                (e - a).abs() < 1e-5,
+                "kernel {kernel}: {expected:?} vs {actual:?}"
+            );
+        }
     }
 }
 
@@ -159,30 +157,19 @@ fn forget_bias_shifts_only_the_forget_gates_input_bias() {
         .with_bidirectional(true)
         .with_forget_bias(1.0)
         .init(&device);
-    for lstm in model.forward_layers.iter().chain(&model.backward_layers) {
-        let forget = lstm.forget_gate.as_ref().unwrap();
-        let shifted = values(forget.input_transform.bias.as_ref().unwrap().val());
-        assert!(within(&shifted, 1.0), "{shifted:?}");
-        let hidden = values(forget.hidden_transform.bias.as_ref().unwrap().val());
-        assert!(within(&hidden, 0.0), "{hidden:?}");
-        for gate in [&lstm.input_gate, &lstm.output_gate, &lstm.cell_gate] {
-            let bias = values(gate.input_transform.bias.as_ref().unwrap().val());
-            assert!(within(&bias, 0.0), "{bias:?}");
+    for direction in &model.lstm.directions {
+        // Gates i, f, g, o of 64 units each, as PyTorch stacks them.
+        let bias_ih = values(direction.bias_ih.val());
+        let bias_hh = values(direction.bias_hh.val());
+        for (gate, centre) in [(0, 0.0), (1, 1.0), (2, 0.0), (3, 0.0)] {
+            let block = &bias_ih[gate * 64..(gate + 1) * 64];
+            assert!(within(block, centre), "gate {gate}: {block:?}");
         }
+        assert!(within(&bias_hh, 0.0), "{bias_hh:?}");
     }
-    // The shifted bias is still a parameter the optimiser trains.
-    assert_eq!(
-        model.num_params(),
-        LstmClassifierConfig::new()
-            .with_num_layers(2)
-            .with_bidirectional(true)
-            .init(&device)
-            .num_params()
-    );
     let default = LstmClassifierConfig::new().init(&device);
-    let forget = default.forward_layers[0].forget_gate.as_ref().unwrap();
     assert!(within(
-        &values(forget.input_transform.bias.as_ref().unwrap().val()),
+        &values(default.lstm.directions[0].bias_ih.val()),
         0.0
     ));
     let error = LstmClassifierConfig::new()
@@ -199,27 +186,26 @@ fn a_model_json_without_the_newer_fields_loads_with_their_defaults() {
     std::fs::write(
         &path,
         r#"{"input_size": 28, "hidden_size": 64, "num_layers": 1, "bidirectional": false,
-            "dropout": 0.0, "num_classes": 10}"#,
+            "dropout": 0.0, "num_classes": 10, "fused": false}"#,
     )
     .unwrap();
     let config = LstmClassifierConfig::from_file(&path).unwrap();
     assert_eq!(config, LstmClassifierConfig::new());
     assert_eq!(config.forget_bias, 0.0);
-    assert!(config.fused);
+    assert!(config.kernel);
 }
 
 #[test]
 fn the_shifted_forget_bias_is_trained() {
     let device = Device::default().autodiff();
-    for fused in [false, true] {
+    for kernel in [false, true] {
         let model = LstmClassifierConfig::new()
             .with_forget_bias(1.0)
-            .with_fused(fused)
+            .with_kernel(kernel)
             .init(&device);
         let grads = model.forward(images(4, &device)).sum().backward();
-        let forget = model.forward_layers[0].forget_gate.as_ref().unwrap();
-        let bias = forget.input_transform.bias.as_ref().unwrap().val();
+        let bias = model.lstm.directions[0].bias_ih.val();
         assert!(bias.is_require_grad());
-        assert!(bias.grad(&grads).is_some(), "fused: {fused}");
+        assert!(bias.grad(&grads).is_some(), "kernel: {kernel}");
     }
 }

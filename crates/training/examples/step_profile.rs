@@ -29,7 +29,7 @@ const PHASES: [&str; 4] = ["batch", "forward+loss", "backward", "adam"];
 
 fn profile(config: &ExperimentConfig, device: &Device, train: &MnistDataset) -> Phases {
     let autodiff = device.clone().autodiff();
-    let mut model = config.model.to_model_config().init(&autodiff);
+    let mut model = config.model.init(&autodiff);
     let mut optimizer = config.optimizer.adam().init();
     let batcher = config.data.batcher();
     let batch_size = config.training.batch_size;
@@ -69,7 +69,7 @@ fn inference_ms(
     train: &MnistDataset,
     batch: usize,
 ) -> f64 {
-    let model = config.model.to_model_config().init(device);
+    let model = config.model.init(device);
     let batcher = config.data.batcher();
     let items: Vec<_> = (0..batch).filter_map(|i| train.item(i)).collect();
     let images = batcher.batch(items, device).images;
@@ -103,7 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for kernel in [true, false] {
         let mut config = ExperimentConfig::default();
         config.model.kernel = kernel;
-        let path = config.model.to_model_config().lstm_path(&selected.device);
+        let path = config.model.lstm_path(&selected.device);
         if only.is_none_or(|only| only == path.name()) {
             configs.push((path.name(), config));
         }

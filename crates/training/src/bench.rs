@@ -75,7 +75,7 @@ pub struct BenchReport {
     pub backend: String,
     /// The device: the CPU backend, or the GPU adapter and its driver.
     pub device: String,
-    /// The LSTM's computation on it: `kernel`, `tensor-ops` or `reference` (`model::LstmPath`),
+    /// The LSTM's computation on it: `kernel` or `tensor-ops` (`model::LstmPath`),
     /// so that a GPU run that fell back to tensor operations says so.
     pub lstm_path: String,
     /// This program's name and version.
@@ -153,7 +153,7 @@ pub fn bench(
     let selected = select_device(options.device.as_deref())?;
     check_memory(config, selected.kind)?;
     let device = selected.device;
-    let lstm_path = config.model.to_model_config().lstm_path(&device);
+    let lstm_path = config.model.lstm_path(&device);
 
     let files = find_files(config, options)?;
     let data_dir = data_dir_of(&files);
@@ -237,7 +237,7 @@ fn time_training(
 ) -> f64 {
     let autodiff = device.clone().autodiff();
     device.seed(config.training.seed);
-    let mut model = config.model.to_model_config().init(&autodiff);
+    let mut model = config.model.init(&autodiff);
     let mut optimizer = config.optimizer.adam().init();
     let batcher = config.data.batcher();
     let batch_size = config.training.batch_size;
@@ -275,7 +275,7 @@ fn time_inference(
     device: &burn::tensor::Device,
     test: &MnistDataset,
 ) -> (usize, f64) {
-    let model = config.model.to_model_config().init(device);
+    let model = config.model.init(device);
     let batcher = config.data.batcher();
     let count = bench.infer_images.min(test.len());
     let batches: Vec<Tensor<3>> = (0..count)

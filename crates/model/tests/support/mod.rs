@@ -1,11 +1,12 @@
-//! What the equivalence tests of the fused paths share: every parameter of a classifier, and its
-//! logits and gradients through one path. Included by `tests/fused_lstm.rs` and by the training
-//! crate's GPU test (`crates/training/tests/gpu_kernel.rs`) with `#[path]`.
+//! What the equivalence tests of the LSTM's paths share: every parameter of a classifier, and
+//! its logits and gradients through one path. Included by the training crate's GPU test
+//! (`crates/training/tests/gpu_kernel.rs`) with `#[path]`.
 #![allow(dead_code)]
 
+use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{GateController, Linear, Lstm};
 use burn::tensor::{Gradients, Int, Tensor};
+use model::fused_rnn::PytorchParameter;
 use model::{LstmClassifier, LstmClassifierConfig};
 
 pub fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
@@ -41,38 +42,21 @@ impl Parameter {
     }
 }
 
-/// Every parameter of the classifier, named.
+/// Every parameter of the classifier, named (the LSTM's by their PyTorch keys).
 pub fn parameters(model: &LstmClassifier) -> Vec<(String, Parameter)> {
-    type Out = Vec<(String, Parameter)>;
-    fn linear(name: String, linear: &Linear, out: &mut Out) {
-        out.push((
-            format!("{name}.weight"),
-            Parameter::Weight(linear.weight.val()),
-        ));
-        if let Some(bias) = &linear.bias {
-            out.push((format!("{name}.bias"), Parameter::Bias(bias.val())));
-        }
-    }
-    fn gate(name: String, gate: &GateController, out: &mut Out) {
-        linear(format!("{name}.input"), &gate.input_transform, out);
-        linear(format!("{name}.hidden"), &gate.hidden_transform, out);
-    }
-    fn lstm(name: String, lstm: &Lstm, out: &mut Out) {
-        gate(format!("{name}.input_gate"), &lstm.input_gate, out);
-        if let Some(forget) = &lstm.forget_gate {
-            gate(format!("{name}.forget_gate"), forget, out);
-        }
-        gate(format!("{name}.output_gate"), &lstm.output_gate, out);
-        gate(format!("{name}.cell_gate"), &lstm.cell_gate, out);
-    }
     let mut out = Vec::new();
-    for (index, layer) in model.forward_layers.iter().enumerate() {
-        lstm(format!("forward_layers.{index}"), layer, &mut out);
+    for parameter in model.lstm.pytorch_parameters() {
+        let name = format!("lstm.{}", parameter.key());
+        out.push(match parameter {
+            PytorchParameter::Matrix(_, param) => (name, Parameter::Weight(param.val())),
+            PytorchParameter::Vector(_, param) => (name, Parameter::Bias(param.val())),
+        });
     }
-    for (index, layer) in model.backward_layers.iter().enumerate() {
-        lstm(format!("backward_layers.{index}"), layer, &mut out);
+    let head: &Linear = &model.head;
+    out.push(("head.weight".into(), Parameter::Weight(head.weight.val())));
+    if let Some(bias) = &head.bias {
+        out.push(("head.bias".into(), Parameter::Bias(bias.val())));
     }
-    linear("head".into(), &model.head, &mut out);
     out
 }
 
@@ -138,11 +122,10 @@ pub fn compare(
         );
         // A gradient that is zero everywhere would compare equal for any path. Only the top
         // right-to-left direction has some: its output at the last step is its first step, whose
-        // hidden and cell states are zero, so its hidden weights and forget gate do not matter.
-        let top_reverse = format!("backward_layers.{}.", config.num_layers - 1);
-        let unused = name.starts_with(&top_reverse)
-            && (name.contains(".hidden.weight") || name.contains(".forget_gate."));
-        if unused {
+        // hidden and cell states are zero, so its hidden weights do not matter (nor its forget
+        // gate, a quarter of its biases' values).
+        let top_reverse = format!("lstm.weight_hh_l{}_reverse", config.num_layers - 1);
+        if name == &top_reverse {
             assert_eq!(scale, 0.0, "{path}: gradient of {name}");
         } else {
             assert!(scale > 1e-6, "{path}: gradient of {name} is zero: {scale}");

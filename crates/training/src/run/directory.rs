@@ -136,7 +136,7 @@ pub(super) fn save_model(
     classifier.save(&model_path)?;
     write_file(
         &dir.join(MODEL_CONFIG_FILE),
-        &burn::config::config_to_json(&config.model.to_model_config()),
+        &burn::config::config_to_json(&config.model),
     )?;
     Ok(model_path)
 }

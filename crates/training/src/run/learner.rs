@@ -72,10 +72,7 @@ pub(super) fn assemble(
 ) -> Result<Assembled, TrainingError> {
     let training = &config.training;
     device.seed(training.seed);
-    let classifier = config
-        .model
-        .to_model_config()
-        .init(&device.clone().autodiff());
+    let classifier = config.model.init(&device.clone().autodiff());
     let log = Arc::new(MetricsLog::new());
     let probe = step_probe(config, options, device, data, &log);
     let early_stopping = EarlyStopping::from_config(&config.early_stopping);

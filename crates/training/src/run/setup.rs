@@ -8,7 +8,7 @@ use data::{
     DatasetKind, Fetch, MnistFiles, MnistSplits, locate_or_download, standard_candidates,
     verify_files,
 };
-use model::LstmPath;
+use model::{Fallback, LstmPath};
 
 use super::RunOptions;
 use crate::TrainingError;
@@ -95,20 +95,15 @@ pub(super) fn open_device(options: &RunOptions) -> Result<Device, TrainingError>
     Ok(device)
 }
 
-/// Which computation the model's LSTM runs on `device`, and why where it is not the kernel.
+/// Which computation the model's LSTM runs on `device`, and why.
 fn lstm_path_line(config: &ExperimentConfig, device: &Device) -> String {
-    let model = &config.model;
-    match model.to_model_config().lstm_path(device) {
-        LstmPath::Kernel => "kernel (one whole-sequence operation per layer and direction)".into(),
-        LstmPath::Reference => "reference (Burn's nn::Lstm, model.fused = false)".into(),
-        LstmPath::TensorOps if !model.kernel => {
-            "tensor-ops (the fused maths in tensor operations, model.kernel = false)".into()
-        }
-        LstmPath::TensorOps => format!(
-            "tensor-ops (no LSTM kernel for hidden_size = {} on this backend: on a GPU, one \
-             batch row's state must fit a cube's shared memory)",
-            model.hidden_size
+    match config.model.lstm_path(device) {
+        LstmPath::TensorOps(Fallback::TooLarge) => format!(
+            "tensor-ops (no LSTM kernel for hidden_size = {} on this device: on a GPU, one batch \
+             row's state must fit a cube's shared memory)",
+            config.model.hidden_size
         ),
+        path => path.to_string(),
     }
 }
 

@@ -12,7 +12,9 @@ use burn::backend::{Autodiff, Backend, Cube, TensorMetadata};
 use burn::tensor::Shape;
 
 use super::narrow;
-use crate::kernel::{AutodiffLstm, Dims, GateParams, LstmCubeOps, LstmParams, LstmWeightOps, dims};
+use crate::kernel::{
+    AutodiffCubeLstm, Dims, GateParams, LstmCubeOps, LstmParams, LstmWeightOps, dims,
+};
 
 /// What the backward pass reads: the operands and the forward kernel's saved tensors.
 #[derive(Debug, Clone)]
@@ -79,8 +81,8 @@ impl<B: Backend + LstmCubeOps> Backward<B, 2> for CubeSequenceBackward {
     }
 }
 
-impl AutodiffLstm for Cube {
-    fn autodiff_lstm_sequence<C: CheckpointStrategy>(
+impl AutodiffCubeLstm for Cube {
+    fn autodiff_lstm_cube_sequence<C: CheckpointStrategy>(
         inputs: FloatTensor<Autodiff<Self, C>>,
         weights: FloatTensor<Autodiff<Self, C>>,
         reverse: bool,
@@ -109,11 +111,11 @@ impl AutodiffLstm for Cube {
                 };
                 prep.finish(saved, output)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(<Self as crate::kernel::LstmSequenceOps>::lstm_sequence(
+            OpsKind::UnTracked(prep) => prep.finish(
+                <Self as crate::kernel::LstmCubeSequenceOps>::lstm_cube_sequence(
                     inputs, weights, reverse, last_only,
-                ))
-            }
+                ),
+            ),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! recurrent kernel (which writes the outputs and what backward reads); backward,
 //! the recurrent kernel (after a transpose of the recurrent weights), the weight gradients as
 //! three matmuls and a sum over every step (`autodiff.rs`) and the four unpacking launches.
-//! Written in tensor operations (`fused.rs`) the same work is about fifteen launches per time step
+//! Written in tensor operations (`tensor_ops.rs`) the same work is about fifteen launches per time step
 //! forward and more backward.
 
 mod autodiff;
@@ -26,7 +26,7 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::{CubeCount, CubeDim};
 
-use super::{Dims, LstmCubeOps, LstmParams, LstmSequenceOps, LstmWeightOps, dims};
+use super::{Dims, LstmCubeOps, LstmCubeSequenceOps, LstmParams, LstmWeightOps, dims};
 
 /// The most batch rows a cube takes on a GPU.
 const MAX_ROWS_PER_CUBE: usize = 8;
@@ -264,7 +264,7 @@ impl Call {
         .unwrap_or_else(|| {
             panic!(
                 "lstm_sequence: {hidden} hidden units do not fit this device's shared memory; \
-                 kernel::runs_on should have sent this model to the tensor-op path"
+                 kernel::kernel_on should have sent this model to the tensor-op path"
             )
         });
         Self {
@@ -282,8 +282,8 @@ impl Call {
     }
 }
 
-impl LstmSequenceOps for CubeBackend {
-    fn lstm_sequence(
+impl LstmCubeSequenceOps for CubeBackend {
+    fn lstm_cube_sequence(
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         reverse: bool,

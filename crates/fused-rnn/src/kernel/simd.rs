@@ -82,7 +82,7 @@ macro_rules! multiversion {
 
 multiversion! {
     /// The forward step's element-wise part for `rows` rows of `4 hidden` gate pre-activations
-    /// (`[input | forget | output | cell]`, the cell columns doubled, see `fused.rs`).
+    /// (`[input | forget | output | cell]`, the cell columns doubled, see `tensor_ops.rs`).
     ///
     /// Turns `gates` into the activations the backward step reads (`i, f, o` and the candidate
     /// `g = 2 sigmoid - 1 = tanh`), and writes the new cell `c = f c_prev + i g` (`c_prev` zero when

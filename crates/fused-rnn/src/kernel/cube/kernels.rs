@@ -22,7 +22,7 @@
 //! Layouts, all contiguous and row-major, indexed in vectors (so the vector size divides both the
 //! input and the hidden size): `inputs` `[batch, steps, input]`, `gates` and `dz`
 //! `[batch, steps, 4 hidden]` (gate columns `[input | forget | output | cell]`, the cell gate's
-//! pre-activation doubled as in `fused.rs`), `weights` the fused `[input + 1 + hidden, 4 hidden]`
+//! pre-activation doubled as in `tensor_ops.rs`), `weights` the fused `[input + 1 + hidden, 4 hidden]`
 //! (the bias in row `input`, the recurrent rows after it), `w_h_t` the recurrent rows' transpose
 //! `[4 hidden, hidden]`, `outputs`, `previous` (the hidden state a step read) and `cells`
 //! `[batch, steps, hidden]` at each step's own time index.

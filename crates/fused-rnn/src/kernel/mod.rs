@@ -1,24 +1,24 @@
 //! A whole LSTM sequence as one Burn operation with its own backward pass.
 //!
-//! Written in tensor operations (`fused.rs`), a time step is still a dozen nodes of the autodiff
-//! graph, each a small kernel call (on a GPU, a launch) and an allocation. Here one direction of
-//! one layer over all its time steps is a single operation, added to Burn through its backend
-//! extension mechanism ([`LstmSequenceOps`]):
+//! Written in tensor operations (`tensor_ops.rs`), a time step is still a dozen nodes of the
+//! autodiff graph, each a small kernel call (on a GPU, a launch) and an allocation. Here one
+//! direction of one layer over all its time steps is a single operation, added to Burn through
+//! its backend extension mechanism:
 //!
 //! - on the CPU backends compiled in (flex, ndarray: this crate's features of the same names),
-//!   `host.rs` runs `sequence.rs`, plain Rust over host memory: one matrix product for every
-//!   step's input projection, one per step for the recurrence, vectorised activations, the batch
-//!   split across rayon's threads;
-//! - on Burn's CubeCL backend (wgpu: feature `wgpu`, feature `cube` for any runtime), `cube/` runs
-//!   the recurrence, input projection included, as one CubeCL kernel launch that walks every
-//!   time step, with a second kernel for the backward pass ([`LstmCubeOps`]);
-//! - under autodiff ([`AutodiffLstm`]), each keeps what its backward pass needs and gives the
-//!   gradients of the fused weights and, where the inputs are tracked (upper layers), of the
-//!   inputs; Burn carries them on through the concatenation of the weights to each gate's own
-//!   parameters, as for the tensor-op path.
+//!   [`LstmSequenceOps`]: `host.rs` runs `sequence.rs`, plain Rust over host memory: one matrix
+//!   product for every step's input projection, one per step for the recurrence, vectorised
+//!   activations, the batch split across rayon's threads. It takes an initial state and each
+//!   row's length, gives the final hidden and cell states, and its backward pass the gradients
+//!   of the fused weights, of the inputs and of the initial state ([`AutodiffLstm`]);
+//! - on Burn's CubeCL backend (wgpu: feature `wgpu`, feature `cube` for any runtime),
+//!   [`LstmCubeSequenceOps`]: `cube/` runs the recurrence, input projection included, as one
+//!   CubeCL kernel launch that walks every time step, with a second kernel for the backward
+//!   pass ([`LstmCubeOps`]). It starts from a zero state and reads every step of every row.
 //!
-//! Other backends, and shapes the GPU kernel does not take (a hidden state too large for the
-//! device's shared memory), keep the tensor-op path: [`runs_on`] says which path a device takes.
+//! Other backends, shapes the GPU kernel does not take (a hidden state too large for the
+//! device's shared memory) and, on the GPU, calls with an initial state, lengths or the final
+//! cell state keep the tensor-op path: [`kernel_on`] says which kernel a device has.
 
 #[cfg(feature = "cube")]
 mod cube;
@@ -34,23 +34,57 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{Device, Tensor};
 
-/// The LSTM sequence operation, implemented for the CPU backends, for the CubeCL backend (with
-/// and without Burn's fusion) and for autodiff over each.
+/// Each batch row's number of valid steps, on the host (as PyTorch keeps `lengths` on the CPU).
+pub(crate) type Lengths = std::sync::Arc<[usize]>;
+
+/// The LSTM sequence operation on the CPU backends, and under autodiff over each.
+#[cfg(feature = "cpu-kernel")]
 #[backend_extension(
     Flex: cfg(feature = "flex"),
     NdArray: cfg(feature = "ndarray"),
+    Autodiff
+)]
+pub(crate) trait LstmSequenceOps: Backend {
+    /// One LSTM direction over `inputs` `[batch, steps, input]` with the fused `weights`
+    /// `[input + 1 + hidden, 4 hidden]` of `tensor_ops.rs`, from a zero state, right to left
+    /// when `reverse`, each row cut at its `lengths` (see `sequence::Reading`). Gives `[batch,
+    /// kept + 2, hidden]`: the hidden state of every step at its own index (none with
+    /// `last_only`), then the final hidden and cell states.
+    fn lstm_sequence(
+        inputs: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        lengths: Option<Lengths>,
+        reverse: bool,
+        last_only: bool,
+    ) -> FloatTensor<Self>;
+
+    /// [`lstm_sequence`](Self::lstm_sequence) from the state `initial` `[batch, 2, hidden]`:
+    /// each row's hidden then cell state.
+    fn lstm_sequence_from(
+        inputs: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        initial: FloatTensor<Self>,
+        lengths: Option<Lengths>,
+        reverse: bool,
+        last_only: bool,
+    ) -> FloatTensor<Self>;
+}
+
+/// The LSTM sequence operation on Burn's CubeCL backend (with and without Burn's fusion) and
+/// under autodiff over it: from a zero state, every row of every length.
+#[cfg(feature = "cube")]
+#[backend_extension(
     Cube: cfg(feature = "cube"),
     Fusion: cfg(feature = "fusion"),
     Autodiff
 )]
-pub(crate) trait LstmSequenceOps: Backend {
+pub(crate) trait LstmCubeSequenceOps: Backend {
     /// The hidden state of every step, `[batch, steps, hidden]`, of one LSTM direction over
     /// `inputs` `[batch, steps, input]` from a zero state, with the fused `weights`
-    /// `[input + 1 + hidden, 4 hidden]` of `fused.rs`; right to left when `reverse`. With
-    /// `last_only`, the last index's alone, `[batch, 1, hidden]` (all a classifier's top layer
-    /// reads).
+    /// `[input + 1 + hidden, 4 hidden]`; right to left when `reverse`. With `last_only`, the
+    /// last index's alone, `[batch, 1, hidden]` (all a classifier's top layer reads).
     #[fusion(meta = |inputs, weights, _reverse, last_only| fusion_specs::sequence(inputs, weights, *last_only))]
-    fn lstm_sequence(
+    fn lstm_cube_sequence(
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         reverse: bool,
@@ -62,7 +96,7 @@ pub(crate) trait LstmSequenceOps: Backend {
 #[cfg(feature = "cube")]
 #[backend_extension(Cube, Fusion: cfg(feature = "fusion"))]
 pub(crate) trait LstmCubeOps: Backend {
-    /// [`LstmSequenceOps::lstm_sequence`]'s forward pass: its output, then what the backward
+    /// [`LstmCubeSequenceOps::lstm_cube_sequence`]'s forward pass: its output, then what the backward
     /// pass reads: the hidden state each step read (the previous step's, zero for the first) and
     /// every step's cell, `[batch, steps, hidden]`, and activated gates, `[batch, steps,
     /// 4 hidden]`, each at its step's own index.
@@ -129,7 +163,7 @@ pub(crate) struct LstmParams<B: Backend> {
     pub cell: GateParams<B>,
 }
 
-/// The fused weight matrix of `fused.rs` built from each gate's own parameters on the device, a
+/// The fused weight matrix of `tensor_ops.rs` built from each gate's own parameters on the device, a
 /// small launch a gate (in tensor operations the same matrix is about twenty launches and as many
 /// autodiff nodes); under autodiff its backward pass cuts the matrix's gradient back into each
 /// parameter's, again a launch a gate ([`LstmCubeOps::lstm_unpack_gate`]).
@@ -272,11 +306,51 @@ mod fusion_specs {
     }
 }
 
-/// How a backend runs [`LstmSequenceOps::lstm_sequence`] under autodiff: what its forward pass
-/// keeps and how its backward pass runs differ between host memory and device tensors.
+/// How a CPU backend runs [`LstmSequenceOps::lstm_sequence`] under autodiff, registering its
+/// backward pass.
+#[cfg(feature = "cpu-kernel")]
 pub(crate) trait AutodiffLstm: LstmSequenceOps {
-    /// [`LstmSequenceOps::lstm_sequence`] on `Autodiff<Self, C>`, registering its backward pass.
+    /// [`LstmSequenceOps::lstm_sequence`] on `Autodiff<Self, C>`.
     fn autodiff_lstm_sequence<C: CheckpointStrategy>(
+        inputs: FloatTensor<Autodiff<Self, C>>,
+        weights: FloatTensor<Autodiff<Self, C>>,
+        initial: Option<FloatTensor<Autodiff<Self, C>>>,
+        lengths: Option<Lengths>,
+        reverse: bool,
+        last_only: bool,
+    ) -> FloatTensor<Autodiff<Self, C>>;
+}
+
+#[cfg(feature = "cpu-kernel")]
+impl<B: AutodiffLstm, C: CheckpointStrategy> LstmSequenceOps for Autodiff<B, C> {
+    fn lstm_sequence(
+        inputs: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        lengths: Option<Lengths>,
+        reverse: bool,
+        last_only: bool,
+    ) -> FloatTensor<Self> {
+        B::autodiff_lstm_sequence::<C>(inputs, weights, None, lengths, reverse, last_only)
+    }
+
+    fn lstm_sequence_from(
+        inputs: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        initial: FloatTensor<Self>,
+        lengths: Option<Lengths>,
+        reverse: bool,
+        last_only: bool,
+    ) -> FloatTensor<Self> {
+        B::autodiff_lstm_sequence::<C>(inputs, weights, Some(initial), lengths, reverse, last_only)
+    }
+}
+
+/// How the CubeCL backend runs [`LstmCubeSequenceOps::lstm_cube_sequence`] under autodiff: its
+/// forward pass keeps what its backward pass reads in device tensors.
+#[cfg(feature = "cube")]
+pub(crate) trait AutodiffCubeLstm: LstmCubeSequenceOps {
+    /// [`LstmCubeSequenceOps::lstm_cube_sequence`] on `Autodiff<Self, C>`.
+    fn autodiff_lstm_cube_sequence<C: CheckpointStrategy>(
         inputs: FloatTensor<Autodiff<Self, C>>,
         weights: FloatTensor<Autodiff<Self, C>>,
         reverse: bool,
@@ -284,49 +358,92 @@ pub(crate) trait AutodiffLstm: LstmSequenceOps {
     ) -> FloatTensor<Autodiff<Self, C>>;
 }
 
-impl<B: AutodiffLstm, C: CheckpointStrategy> LstmSequenceOps for Autodiff<B, C> {
-    fn lstm_sequence(
+#[cfg(feature = "cube")]
+impl<B: AutodiffCubeLstm, C: CheckpointStrategy> LstmCubeSequenceOps for Autodiff<B, C> {
+    fn lstm_cube_sequence(
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         reverse: bool,
         last_only: bool,
     ) -> FloatTensor<Self> {
-        B::autodiff_lstm_sequence::<C>(inputs, weights, reverse, last_only)
+        B::autodiff_lstm_cube_sequence::<C>(inputs, weights, reverse, last_only)
     }
 }
 
-/// Whether [`lstm_sequence`] runs on `device` for layers of `hidden` units: a CPU backend whose
-/// feature this crate was built with, or a CubeCL device (wgpu) whose shared memory holds
-/// one batch row's state, with or without autodiff.
-pub(crate) fn runs_on(device: &Device, hidden: usize) -> bool {
+/// The whole-sequence kernels a device can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// The CPU kernel (flex, ndarray): every option of the layer.
+    Host,
+    /// The CubeCL kernel (wgpu): a zero initial state and sequences of full length.
+    #[cfg_attr(not(feature = "cube"), allow(dead_code))]
+    Cube,
+}
+
+/// The kernel that runs layers of `hidden` units on `device`, with or without autodiff: a CPU
+/// backend whose feature this crate was built with, or a CubeCL device (wgpu) whose shared
+/// memory holds one batch row's state; `None` elsewhere.
+pub(crate) fn kernel_on(device: &Device, hidden: usize) -> Option<Kernel> {
     #[allow(unused_imports)]
     use burn::backend::DispatchDevice;
     let _ = hidden;
     match device.clone().inner().as_dispatch() {
         #[cfg(feature = "flex")]
-        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Flex(_) => Some(Kernel::Host),
         #[cfg(feature = "ndarray")]
-        DispatchDevice::NdArray(_) => true,
+        DispatchDevice::NdArray(_) => Some(Kernel::Host),
         #[cfg(feature = "cube")]
         DispatchDevice::Cube(device) => {
             cube::fits(cube::Target::of(device.client().properties()), hidden)
+                .then_some(Kernel::Cube)
         }
         #[allow(unreachable_patterns)]
-        _ => false,
+        _ => None,
     }
 }
 
 /// [`LstmSequenceOps::lstm_sequence`] on tensors.
 ///
 /// # Panics
-/// If the device is not one [`runs_on`] accepts, or the shapes disagree.
-pub(crate) fn lstm_sequence(
+/// If the device is not a CPU one ([`kernel_on`]), or the shapes disagree.
+#[cfg(feature = "cpu-kernel")]
+pub(crate) fn host_sequence(
+    inputs: Tensor<3>,
+    weights: Tensor<2>,
+    initial: Option<Tensor<3>>,
+    lengths: Option<Lengths>,
+    reverse: bool,
+    last_only: bool,
+) -> Tensor<3> {
+    let (inputs, weights) = (inputs.into_dispatch(), weights.into_dispatch());
+    let output = match initial {
+        None => <Dispatch as LstmSequenceOps>::lstm_sequence(
+            inputs, weights, lengths, reverse, last_only,
+        ),
+        Some(initial) => <Dispatch as LstmSequenceOps>::lstm_sequence_from(
+            inputs,
+            weights,
+            initial.into_dispatch(),
+            lengths,
+            reverse,
+            last_only,
+        ),
+    };
+    Tensor::from_dispatch(output)
+}
+
+/// [`LstmCubeSequenceOps::lstm_cube_sequence`] on tensors.
+///
+/// # Panics
+/// If the device is not a CubeCL one that [`kernel_on`] accepts, or the shapes disagree.
+#[cfg(feature = "cube")]
+pub(crate) fn cube_sequence(
     inputs: Tensor<3>,
     weights: Tensor<2>,
     reverse: bool,
     last_only: bool,
 ) -> Tensor<3> {
-    let output = <Dispatch as LstmSequenceOps>::lstm_sequence(
+    let output = <Dispatch as LstmCubeSequenceOps>::lstm_cube_sequence(
         inputs.into_dispatch(),
         weights.into_dispatch(),
         reverse,
@@ -335,28 +452,48 @@ pub(crate) fn lstm_sequence(
     Tensor::from_dispatch(output)
 }
 
-/// The fused weight matrix of `lstm` (see `fused.rs`) built on the device by
-/// [`LstmWeightOps::lstm_pack_weights`], where `lstm` is on a CubeCL device and every gate has
-/// both biases; `None` otherwise (the caller builds it in tensor operations).
+/// The fused weight matrix of one direction (see `tensor_ops.rs`) from its parameters in
+/// PyTorch's layout (`weight_ih` `[4 hidden, input]`, `weight_hh` `[4 hidden, hidden]`, biases
+/// `[4 hidden]`, gates `i, f, g, o`), built on the device by
+/// [`LstmWeightOps::lstm_pack_weights`], where they are on a CubeCL device; `None` otherwise
+/// (the caller builds it in tensor operations).
 #[cfg(feature = "cube")]
-pub(crate) fn packed_weights(lstm: &burn::nn::Lstm) -> Option<Tensor<2>> {
-    if !is_cube(&lstm.input_gate.input_transform.weight.device()) {
+pub(crate) fn packed_weights(
+    weight_ih: Tensor<2>,
+    weight_hh: Tensor<2>,
+    bias_ih: Tensor<1>,
+    bias_hh: Tensor<1>,
+) -> Option<Tensor<2>> {
+    if !is_cube(&weight_ih.device()) {
         return None;
     }
-    let gate = |gate: &burn::nn::GateController| {
-        let (input, hidden) = (&gate.input_transform, &gate.hidden_transform);
-        Some(GateParams {
-            input_weight: input.weight.val().into_dispatch(),
-            input_bias: input.bias.as_ref()?.val().into_dispatch(),
-            hidden_bias: hidden.bias.as_ref()?.val().into_dispatch(),
-            hidden_weight: hidden.weight.val().into_dispatch(),
-        })
+    let hidden = weight_hh.dims()[1];
+    // Gate `k` of PyTorch's order as the pack kernel takes it: `[input, hidden]` weights.
+    let gate = |k: usize| GateParams {
+        input_weight: weight_ih
+            .clone()
+            .narrow(0, k * hidden, hidden)
+            .transpose()
+            .into_dispatch(),
+        input_bias: bias_ih
+            .clone()
+            .narrow(0, k * hidden, hidden)
+            .into_dispatch(),
+        hidden_bias: bias_hh
+            .clone()
+            .narrow(0, k * hidden, hidden)
+            .into_dispatch(),
+        hidden_weight: weight_hh
+            .clone()
+            .narrow(0, k * hidden, hidden)
+            .transpose()
+            .into_dispatch(),
     };
     let params = LstmParams {
-        input: gate(&lstm.input_gate)?,
-        forget: gate(lstm.forget_gate.as_ref()?)?,
-        output: gate(&lstm.output_gate)?,
-        cell: gate(&lstm.cell_gate)?,
+        input: gate(0),
+        forget: gate(1),
+        cell: gate(2),
+        output: gate(3),
     };
     Some(Tensor::from_dispatch(
         <Dispatch as LstmWeightOps>::lstm_pack_weights(params),

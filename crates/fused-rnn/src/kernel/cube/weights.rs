@@ -1,4 +1,4 @@
-//! The fused weight matrix of `fused.rs` from each gate's own parameters, and its gradient back
+//! The fused weight matrix of `tensor_ops.rs` from each gate's own parameters, and its gradient back
 //! into theirs: a launch a gate each way, a unit per element.
 //!
 //! Gate `gate` (`[input | forget | output | cell]`) owns columns `gate * hidden ..` of the

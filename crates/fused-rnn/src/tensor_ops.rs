@@ -1,0 +1,165 @@
+//! The LSTM in Burn tensor operations, with its four gates fused: the path of every backend
+//! without a kernel, and the one the kernels are checked against.
+//!
+//! A direction's parameters, in PyTorch's layout (`weight_ih` `[4 hidden, input]`, `weight_hh`
+//! `[4 hidden, hidden]`, `bias_ih` and `bias_hh` `[4 hidden]`, gates in the order `i, f, g, o`),
+//! are concatenated once per forward pass into one matrix,
+//!
+//! ```text
+//! rows:     [ W_ih^T (input rows) ; b_ih + b_hh (1 row) ; W_hh^T (hidden rows) ]
+//! columns:  [ input gate | forget gate | output gate | cell gate ]   (hidden each)
+//! ```
+//!
+//! and a time step is one concatenation `[x_t, 1, h_{t-1}]`, one matmul with that matrix, one
+//! sigmoid over all four gates, and the cell and hidden updates. The cell gate's columns are
+//! scaled by 2 so that the shared sigmoid yields `sigmoid(2 z)`, and `tanh(z) = 2 sigmoid(2 z) - 1`
+//! recovers the `tanh` candidate (within float rounding, about 1e-7). The kernels take the same
+//! matrix; gradients flow back through the concatenation into each parameter.
+//!
+//! Rows past their length (a mask per step) keep their state and give zero outputs, as PyTorch's
+//! packed sequences do.
+
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, Tensor};
+
+/// The fused matrix `[input + 1 + hidden, 4 hidden]` of one direction's parameters.
+pub(crate) fn fused_weights(
+    weight_ih: Tensor<2>,
+    weight_hh: Tensor<2>,
+    bias_ih: Tensor<1>,
+    bias_hh: Tensor<1>,
+) -> Tensor<2> {
+    let hidden = weight_hh.dims()[1];
+    // PyTorch's gate blocks `i, f, g, o` (rows) into the kernel's `i, f, o, 2 g`.
+    let reorder = |rows: Tensor<2>| {
+        Tensor::cat(
+            vec![
+                rows.clone().narrow(0, 0, 2 * hidden),
+                rows.clone().narrow(0, 3 * hidden, hidden),
+                rows.narrow(0, 2 * hidden, hidden).mul_scalar(2.0),
+            ],
+            0,
+        )
+    };
+    let bias = (bias_ih + bias_hh).reshape([4 * hidden, 1]);
+    Tensor::cat(
+        vec![reorder(weight_ih), reorder(bias), reorder(weight_hh)],
+        1,
+    )
+    .transpose()
+}
+
+/// One direction of one layer in tensor operations.
+pub(crate) struct Direction {
+    /// The fused matrix (see [`fused_weights`]).
+    pub weights: Tensor<2>,
+    pub hidden: usize,
+}
+
+/// What a direction's run gives: every step's output (when kept), and the final states.
+pub(crate) struct DirectionRun {
+    pub outputs: Vec<Tensor<2>>,
+    pub hidden: Tensor<2>,
+    pub cell: Tensor<2>,
+}
+
+impl Direction {
+    /// One time step: the new `(hidden, cell)` from the input `[batch, input]` and the previous
+    /// `(hidden, cell)` (`None`: zeros; the forget gate's product with the zero cell is left out).
+    fn step(
+        &self,
+        input: Tensor<2>,
+        ones: &Tensor<2>,
+        state: Option<(Tensor<2>, Tensor<2>)>,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let h = self.hidden;
+        let (hidden, cell) = match state {
+            // The zero hidden state still goes through the matmul, so that the hidden weights
+            // get a (zero) gradient even where this is the only step.
+            None => {
+                let [batch, _] = input.dims();
+                (Tensor::zeros([batch, h], &input.device()), None)
+            }
+            Some((hidden, cell)) => (hidden, Some(cell)),
+        };
+        let gates = Tensor::cat(vec![input, ones.clone(), hidden], 1).matmul(self.weights.clone());
+        // One sigmoid for all four gates; the cell gate's pre-activation was doubled, so
+        // 2 sigmoid(2 z) - 1 = tanh(z) is the candidate cell value.
+        let gates = sigmoid(gates);
+        let input_gate = gates.clone().narrow(1, 0, h);
+        let output_gate = gates.clone().narrow(1, 2 * h, h);
+        let candidate = gates
+            .clone()
+            .narrow(1, 3 * h, h)
+            .mul_scalar(2.0)
+            .add_scalar(-1.0);
+        let cell = match cell {
+            None => input_gate * candidate,
+            Some(cell) => gates.narrow(1, h, h) * cell + input_gate * candidate,
+        };
+        // tanh(c) as 2 sigmoid(2 c) - 1 too: flex's tanh and its backward cost more than the
+        // three extra element-wise operations (measured, `examples/lstm_speed.rs`).
+        let squashed = sigmoid(cell.clone().mul_scalar(2.0))
+            .mul_scalar(2.0)
+            .add_scalar(-1.0);
+        (output_gate * squashed, cell)
+    }
+
+    /// Reads `inputs` (one `[batch, input]` tensor per step, at least one) left to right or right
+    /// to left from `initial` (zeros when `None`); `masks` (one `[batch, 1]` tensor of 1 or 0 per
+    /// step) stops each row at its length. The outputs, each at its step's own index, are kept
+    /// when `keep_outputs`.
+    pub fn run(
+        &self,
+        inputs: &[Tensor<2>],
+        initial: Option<(Tensor<2>, Tensor<2>)>,
+        masks: Option<&[Tensor<2>]>,
+        reverse: bool,
+        keep_outputs: bool,
+    ) -> DirectionRun {
+        let [batch, _] = inputs[0].dims();
+        let device: Device = inputs[0].device();
+        let ones = Tensor::ones([batch, 1], &device);
+        let zeros = || Tensor::<2>::zeros([batch, self.hidden], &device);
+        // A masked row keeps its state, so the state must exist from the start.
+        let mut state = match (initial, masks) {
+            (None, Some(_)) => Some((zeros(), zeros())),
+            (initial, _) => initial,
+        };
+        let mut outputs = Vec::with_capacity(if keep_outputs { inputs.len() } else { 0 });
+        let order: Vec<usize> = if reverse {
+            (0..inputs.len()).rev().collect()
+        } else {
+            (0..inputs.len()).collect()
+        };
+        for t in order {
+            let (hidden, cell) = self.step(inputs[t].clone(), &ones, state.clone());
+            let (hidden, cell, output) = match (masks, state) {
+                (Some(masks), Some((previous_hidden, previous_cell))) => {
+                    let mask = masks[t].clone();
+                    let keep = mask.clone().neg().add_scalar(1.0);
+                    let output = hidden * mask.clone();
+                    (
+                        output.clone() + previous_hidden * keep.clone(),
+                        cell * mask + previous_cell * keep,
+                        output,
+                    )
+                }
+                _ => (hidden.clone(), cell, hidden),
+            };
+            if keep_outputs {
+                outputs.push(output);
+            }
+            state = Some((hidden, cell));
+        }
+        if reverse {
+            outputs.reverse();
+        }
+        let (hidden, cell) = state.unwrap_or_else(|| (zeros(), zeros()));
+        DirectionRun {
+            outputs,
+            hidden,
+            cell,
+        }
+    }
+}

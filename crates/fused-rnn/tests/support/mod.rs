@@ -1,0 +1,4 @@
+//! What the layer's tests and examples share.
+#![allow(dead_code)]
+
+pub mod parity;
