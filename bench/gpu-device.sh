@@ -4,9 +4,8 @@
 #   bench/gpu-device.sh pack   # here: the release binaries, stripped and gzipped, and the MNIST
 #                              # files into target/device (about 40 MB: copy that folder there)
 #   bench/gpu-device.sh run    # there, from the repository root: the table, and the JSON in
-#                              # $OUT/gpu-check.json (or target/device/gpu-check.json); then the
-#                              # LSTM layer on the pixel-by-pixel MNIST shape, in
-#                              # $OUT/layer-speed.txt
+#                              # $OUT/gpu-check.json (or target/device/gpu-check.json), with
+#                              # the LSTM layer on the pixel-by-pixel MNIST shape
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=target/device
@@ -35,11 +34,8 @@ run)
     if command -v nvidia-smi >/dev/null; then
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     fi
-    "$dir/xtask" gpu-check --binary "$dir/mnist-lstm" --data-dir "$dir/mnist" \
-        --json "${OUT:-$dir}/gpu-check.json"
-    # The classifier's computation on 784 steps of one pixel (hidden 128, batch 64).
-    "$dir/layer_speed" --device wgpu --shape pixels --last --no-burn --rounds 3 \
-        | tee "${OUT:-$dir}/layer-speed.txt"
+    "$dir/xtask" gpu-check --binary "$dir/mnist-lstm" --layer-speed "$dir/layer_speed" \
+        --data-dir "$dir/mnist" --json "${OUT:-$dir}/gpu-check.json"
     ;;
 *)
     echo "usage: $0 pack|run" >&2

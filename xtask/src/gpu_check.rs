@@ -2,9 +2,13 @@
 //! the wgpu backend: the adapter, which LSTM path it took, the default configuration's epoch
 //! (burn-train's learner, and the whole process), training images/s at the configuration's batch
 //! (64), inference images/s at batch 1000 and the test accuracy after the epoch. Writes
-//! `target/bench/gpu-check.json` and prints a table.
+//! `target/bench/gpu-check.json` and prints a table. Then the LSTM layer alone on the
+//! pixel-by-pixel MNIST shape (784 steps of one pixel, hidden 128, batch 64: the classifier's
+//! computation, `fused-rnn`'s example `layer_speed --shape pixels --last`), whose lines go into
+//! the JSON as `layer_pixels`.
 //!
-//! A GPU machine without cargo runs a binary built elsewhere: `--binary PATH` skips the build.
+//! A GPU machine without cargo runs binaries built elsewhere: `--binary PATH` and
+//! `--layer-speed PATH` skip the builds.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +18,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::common::{absolute, cargo_cli, run_for_json, target_dir, workspace_root};
+use crate::common::{
+    absolute, build_executables, cargo_cli, run_for_json, target_dir, workspace_root,
+};
 
 #[derive(Args, Debug)]
 pub struct GpuCheckArgs {
@@ -28,6 +34,13 @@ pub struct GpuCheckArgs {
     /// GPU machine without cargo).
     #[arg(long, value_name = "PATH")]
     binary: Option<PathBuf>,
+    /// `fused-rnn`'s example `layer_speed` built with `--features flex,wgpu`, to run instead of
+    /// building one.
+    #[arg(long, value_name = "PATH")]
+    layer_speed: Option<PathBuf>,
+    /// Leave out the layer's measurement on the pixel-by-pixel shape.
+    #[arg(long)]
+    no_layer: bool,
     /// Timed training steps.
     #[arg(long, default_value_t = 200)]
     steps: usize,
@@ -102,12 +115,64 @@ pub fn gpu_check(args: GpuCheckArgs) -> Result<()> {
     let process_seconds = started.elapsed().as_secs_f64();
     if let Value::Object(fields) = &mut report {
         fields.insert("process_seconds".into(), json!(process_seconds));
+        if !args.no_layer {
+            fields.insert("layer_pixels".into(), json!(layer_pixels(&root, &args)?));
+        }
     }
     std::fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("cannot write {}", out.display()))?;
     print_table(&report);
     println!("\nwritten: {}", out.display());
     Ok(())
+}
+
+/// The lines `layer_speed` prints for the pixel-by-pixel shape on wgpu.
+fn layer_pixels(root: &Path, args: &GpuCheckArgs) -> Result<Vec<String>> {
+    let binary = match &args.layer_speed {
+        Some(binary) => PathBuf::from(absolute(binary)?),
+        None => {
+            let built = build_executables(
+                &[
+                    "-p",
+                    "fused-rnn",
+                    "--features",
+                    "flex,wgpu",
+                    "--example",
+                    "layer_speed",
+                ],
+                &["layer_speed"],
+            )?;
+            built.into_iter().next().context("no layer_speed built")?
+        }
+    };
+    println!("measuring the LSTM layer on the pixel-by-pixel shape ...");
+    let output = Command::new(&binary)
+        .current_dir(root)
+        .args([
+            "--device",
+            "wgpu",
+            "--shape",
+            "pixels",
+            "--last",
+            "--no-burn",
+        ])
+        .output()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed: {}",
+            binary.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for line in &lines {
+        println!("{line}");
+    }
+    Ok(lines)
 }
 
 /// Builds the release cli with wgpu; returns the binary.

@@ -28,10 +28,18 @@ pub struct Case {
     pub lengths: Option<Vec<usize>>,
 }
 
+/// What a case file, or a file of results, holds.
+pub struct File {
+    /// Every `f32` tensor by name.
+    pub tensors: HashMap<String, Values>,
+    /// `lengths`, when there.
+    pub lengths: Option<Vec<usize>>,
+    /// The metadata's `config`, when there.
+    pub config: Option<String>,
+}
+
 /// Reads a case (or a file of results) from safetensors bytes.
-pub fn read(
-    bytes: &[u8],
-) -> Result<(HashMap<String, Values>, Option<Vec<usize>>, Option<String>), String> {
+pub fn read(bytes: &[u8]) -> Result<File, String> {
     let file =
         SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
     let (_, metadata) =
@@ -71,13 +79,21 @@ pub fn read(
             }
         }
     }
-    Ok((tensors, lengths, config))
+    Ok(File {
+        tensors,
+        lengths,
+        config,
+    })
 }
 
 impl Case {
     /// Reads a case from safetensors bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        let (tensors, lengths, config) = read(bytes)?;
+        let File {
+            tensors,
+            lengths,
+            config,
+        } = read(bytes)?;
         let config = config.ok_or("the metadata has no \"config\"")?;
         let config: serde_json::Value =
             serde_json::from_str(&config).map_err(|e| format!("config is not JSON: {e}"))?;
