@@ -12,7 +12,8 @@
 //! cargo run -p fused-rnn --release --features flex --example adding_problem
 //! ```
 //!
-//! It prints the held-out error every 100 steps and stops once it is under 0.01.
+//! It prints the held-out error every 100 steps and stops once it is under 0.01 (exit code 0), or
+//! after 5,000 steps (exit code 1).
 
 use std::time::Instant;
 
@@ -32,6 +33,7 @@ const EVAL_EVERY: usize = 100;
 const HELD_OUT: usize = 1_000;
 /// The mean squared error to reach.
 const GOAL: f32 = 0.01;
+const SEED: u64 = 2026;
 
 /// The LSTM read at each row's last valid step, and a linear head giving the sum.
 #[derive(Module, Debug)]
@@ -121,7 +123,9 @@ fn mean_squared_error(predicted: Tensor<1>, targets: Tensor<1>) -> Tensor<1> {
 
 fn main() {
     let device = Device::default().autodiff();
-    let mut random = Random(2026);
+    // The weights' draws and the data's, both seeded: the same run every time.
+    device.seed(SEED);
+    let mut random = Random(SEED);
     let held_out = batch(HELD_OUT, &mut random, &device.clone().inner());
     let baseline = mean_squared_error(
         Tensor::ones([HELD_OUT], &held_out.targets.device()),
