@@ -287,19 +287,6 @@ fn main() -> Result<(), String> {
         .iter()
         .filter(|s| args.shape.as_deref().is_none_or(|name| name == s.name))
     {
-        let layer = |device: &Device| -> Lstm {
-            LstmConfig::new(shape.input, shape.hidden)
-                .with_num_layers(shape.layers)
-                .with_bidirectional(shape.bidirectional)
-                .init(device)
-        };
-        let (layer_train, layer_infer) = (layer(&device.clone().autodiff()), layer(&device));
-        let burn_train = BurnStack::new(shape, &device.clone().autodiff());
-        let burn_infer = BurnStack::new(shape, &device);
-        let mut ratios: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
-            ("PyTorch", Vec::new(), Vec::new()),
-            ("Burn nn::Lstm", Vec::new(), Vec::new()),
-        ];
         println!(
             "\n{}: batch {}, {} steps of {}, hidden {}, {} layer(s){}",
             shape.name,
@@ -314,47 +301,66 @@ fn main() -> Result<(), String> {
                 ""
             }
         );
-        for round in 1..=args.rounds {
-            let ours = time(
-                shape,
-                shape.repeats,
-                &device,
-                &|x| layer_run(&layer_train, x, args.last),
-                &|x| layer_run(&layer_infer, x, args.last),
-            );
-            let mut line = format!("round {round}: layer {:.0} / {:.0}", ours.train, ours.infer);
-            let mut others = Vec::new();
-            if let Some(python) = &args.pytorch {
-                others.push((0, pytorch(python, shape, args.last)?));
-            }
-            if !args.no_burn {
-                others.push((
-                    1,
-                    time(
-                        shape,
-                        shape.burn_repeats,
-                        &device,
-                        &|x| last_or_all(burn_train.forward(x), args.last),
-                        &|x| last_or_all(burn_infer.forward(x), args.last),
-                    ),
-                ));
-            }
-            for (index, rates) in others {
-                let (name, train, infer) = &mut ratios[index];
-                line += &format!(", {name} {:.0} / {:.0}", rates.train, rates.infer);
-                train.push(ours.train / rates.train);
-                infer.push(ours.infer / rates.infer);
-            }
-            println!("{line}");
+        measure(shape, &args, &device)?;
+    }
+    Ok(())
+}
+
+/// The rounds on one shape, a line each, then the medians of the layer's ratios to the others.
+fn measure(shape: &Shape, args: &Args, device: &Device) -> Result<(), String> {
+    let layer = |device: &Device| -> Lstm {
+        LstmConfig::new(shape.input, shape.hidden)
+            .with_num_layers(shape.layers)
+            .with_bidirectional(shape.bidirectional)
+            .init(device)
+    };
+    let (layer_train, layer_infer) = (layer(&device.clone().autodiff()), layer(device));
+    let burn_train = BurnStack::new(shape, &device.clone().autodiff());
+    let burn_infer = BurnStack::new(shape, device);
+    let mut ratios: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
+        ("PyTorch", Vec::new(), Vec::new()),
+        ("Burn nn::Lstm", Vec::new(), Vec::new()),
+    ];
+    for round in 1..=args.rounds {
+        let ours = time(
+            shape,
+            shape.repeats,
+            device,
+            &|x| layer_run(&layer_train, x, args.last),
+            &|x| layer_run(&layer_infer, x, args.last),
+        );
+        let mut line = format!("round {round}: layer {:.0} / {:.0}", ours.train, ours.infer);
+        let mut others = Vec::new();
+        if let Some(python) = &args.pytorch {
+            others.push((0, pytorch(python, shape, args.last)?));
         }
-        for (name, train, infer) in ratios.into_iter().filter(|(_, train, _)| !train.is_empty()) {
-            println!(
-                "layer / {name}: training {:.2}x, inference {:.2}x (medians of {} rounds)",
-                median(train),
-                median(infer),
-                args.rounds
-            );
+        if !args.no_burn {
+            others.push((
+                1,
+                time(
+                    shape,
+                    shape.burn_repeats,
+                    device,
+                    &|x| last_or_all(burn_train.forward(x), args.last),
+                    &|x| last_or_all(burn_infer.forward(x), args.last),
+                ),
+            ));
         }
+        for (index, rates) in others {
+            let (name, train, infer) = &mut ratios[index];
+            line += &format!(", {name} {:.0} / {:.0}", rates.train, rates.infer);
+            train.push(ours.train / rates.train);
+            infer.push(ours.infer / rates.infer);
+        }
+        println!("{line}");
+    }
+    for (name, train, infer) in ratios.into_iter().filter(|(_, train, _)| !train.is_empty()) {
+        println!(
+            "layer / {name}: training {:.2}x, inference {:.2}x (medians of {} rounds)",
+            median(train),
+            median(infer),
+            args.rounds
+        );
     }
     Ok(())
 }

@@ -280,32 +280,21 @@ fn register<B: Backend>(
     }
 }
 
-impl<B: Backend> Backward<B, 2> for LstmSequenceBackward<2> {
+impl<B: Backend, const N: usize> Backward<B, N> for LstmSequenceBackward<N> {
     type State = Saved<B::Device>;
 
     fn backward(
         self,
-        ops: Ops<Self::State, 2>,
+        ops: Ops<Self::State, N>,
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
         let output_grad = grads.consume::<B>(&ops.node);
-        let [inputs, weights] = ops.parents.map(|parent| parent.map(|node| node.id));
-        register::<B>(ops.state, output_grad, [inputs, weights, None], grads);
-    }
-}
-
-impl<B: Backend> Backward<B, 3> for LstmSequenceBackward<3> {
-    type State = Saved<B::Device>;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 3>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let output_grad = grads.consume::<B>(&ops.node);
-        let parents = ops.parents.map(|parent| parent.map(|node| node.id));
+        // `[inputs, weights]`, then the initial state when the call had one.
+        let mut parents = [None; 3];
+        for (slot, parent) in parents.iter_mut().zip(ops.parents) {
+            *slot = parent.map(|node| node.id);
+        }
         register::<B>(ops.state, output_grad, parents, grads);
     }
 }

@@ -391,18 +391,7 @@ fn infer_slice(
     let kept = kept(steps, reading.last_only);
     let out_rows = kept + 2;
     let has_initial = initial.is_some();
-    // `[x_t, 1, h_{t-1}]` per row.
-    let mut operand = vec![0.0; rows * width];
-    let mut previous_cell = vec![0.0; rows * hidden];
-    for (r, row) in operand.chunks_exact_mut(width).enumerate() {
-        row[input] = 1.0;
-        if let Some((h, _)) = &initial {
-            row[input + 1..].copy_from_slice(&h[r * hidden..(r + 1) * hidden]);
-        }
-    }
-    if let Some((_, c)) = &initial {
-        previous_cell.copy_from_slice(c);
-    }
+    let (mut operand, mut previous_cell) = infer_start(dims, rows, initial);
     let mut gates = vec![0.0; rows * gates_width];
     let mut cell = vec![0.0; rows * hidden];
     let mut tanh_cell = vec![0.0; rows * hidden];
@@ -465,6 +454,29 @@ fn infer_slice(
         outputs[to + hidden..to + 2 * hidden]
             .copy_from_slice(&previous_cell[r * hidden..(r + 1) * hidden]);
     }
+}
+
+/// [`infer_slice`]'s buffers before the first step: the operand `[x_t, 1, h_{t-1}]` of each of
+/// `rows` rows (the bias column 1, the hidden part the initial state or zero) and the previous
+/// cell state `[rows, hidden]`.
+fn infer_start(
+    dims: Dims,
+    rows: usize,
+    initial: Option<(Vec<f32>, Vec<f32>)>,
+) -> (Vec<f32>, Vec<f32>) {
+    let Dims { input, hidden, .. } = dims;
+    let width = dims.weight_rows();
+    let mut operand = vec![0.0; rows * width];
+    for row in operand.chunks_exact_mut(width) {
+        row[input] = 1.0;
+    }
+    let Some((h, c)) = initial else {
+        return (operand, vec![0.0; rows * hidden]);
+    };
+    for (row, h) in operand.chunks_exact_mut(width).zip(h.chunks_exact(hidden)) {
+        row[input + 1..].copy_from_slice(h);
+    }
+    (operand, c)
 }
 
 /// The forward pass of batch rows `start..start + rows`.
@@ -556,6 +568,13 @@ fn forward_slice(
     }
 }
 
+/// The gradients of a slice's hidden and cell states, `[rows, hidden]` each, as the recurrence
+/// carries them back from step to step.
+struct StateGradients {
+    hidden: Vec<f32>,
+    cell: Vec<f32>,
+}
+
 /// The backward pass of one slice: its share of the weight gradient and, when `input_grad`, the
 /// gradient of its inputs (time-major), and that of its initial state.
 fn backward_slice(
@@ -564,6 +583,75 @@ fn backward_slice(
     output_grad: &[f32],
     input_grad: bool,
 ) -> SliceGradients {
+    let Dims { input, .. } = forward.dims;
+    let gates_width = forward.dims.gates();
+    let (steps_grad, mut carried) = slice_output_gradients(forward, slice, output_grad);
+    let gate_grads = gate_gradients(forward, slice, &steps_grad, &mut carried);
+    let weights = weight_gradient(forward, slice, &gate_grads);
+    let inputs = input_grad.then(|| {
+        let all_rows = forward.dims.steps * slice.rows;
+        let mut grad = vec![0.0; all_rows * input];
+        simd::matmul(
+            &mut grad,
+            input,
+            false,
+            Matrix::row_major(&gate_grads, all_rows, gates_width),
+            Matrix::row_major(&forward.weights[..input * gates_width], input, gates_width)
+                .transpose(),
+        );
+        grad
+    });
+    SliceGradients {
+        weights,
+        inputs,
+        initial: slice
+            .initial
+            .is_some()
+            .then_some((carried.hidden, carried.cell)),
+    }
+}
+
+/// The slice's share of the output gradient: time-major, every step's (zero at the steps the
+/// outputs leave out and past each row's length), and the final states', which start the
+/// recurrence.
+fn slice_output_gradients(
+    forward: &Forward,
+    slice: &Slice,
+    output_grad: &[f32],
+) -> (Vec<f32>, StateGradients) {
+    let Dims { steps, hidden, .. } = forward.dims;
+    let reading = &forward.reading;
+    let rows = slice.rows;
+    let step_len = rows * hidden;
+    let kept = kept(steps, reading.last_only);
+    let out_rows = kept + 2;
+    let mut steps_grad = vec![0.0; steps * step_len];
+    let mut carried = StateGradients {
+        hidden: vec![0.0; step_len],
+        cell: vec![0.0; step_len],
+    };
+    for r in 0..rows {
+        let row = slice.start + r;
+        let from = |k: usize| (row * out_rows + k) * hidden;
+        for t in 0..kept.min(reading.length(row, steps)) {
+            let to = (t * rows + r) * hidden;
+            steps_grad[to..to + hidden].copy_from_slice(&output_grad[from(t)..from(t) + hidden]);
+        }
+        let span = r * hidden..(r + 1) * hidden;
+        carried.hidden[span.clone()].copy_from_slice(&output_grad[from(kept)..from(kept) + hidden]);
+        carried.cell[span].copy_from_slice(&output_grad[from(kept + 1)..from(kept + 1) + hidden]);
+    }
+    (steps_grad, carried)
+}
+
+/// The gradient of every step's gate pre-activations, `[steps, rows, 4 hidden]`, walking the
+/// steps back from the last read; `carried` ends as the initial state's gradients.
+fn gate_gradients(
+    forward: &Forward,
+    slice: &Slice,
+    steps_grad: &[f32],
+    carried: &mut StateGradients,
+) -> Vec<f32> {
     let Dims {
         steps,
         input,
@@ -571,41 +659,21 @@ fn backward_slice(
         ..
     } = forward.dims;
     let reading = &forward.reading;
-    let gates_width = 4 * hidden;
+    let gates_width = forward.dims.gates();
     let rows = slice.rows;
     let step_len = rows * hidden;
-    let weights = &forward.weights;
-    let input_weights = Matrix::row_major(&weights[..input * gates_width], input, gates_width);
-    let hidden_weights =
-        Matrix::row_major(&weights[(input + 1) * gates_width..], hidden, gates_width);
-
-    // Time-major copy of this slice's output gradient (zero at the steps the outputs leave out
-    // and past each row's length), and the final states' gradients, which start the recurrence.
-    let kept = kept(steps, reading.last_only);
-    let out_rows = kept + 2;
-    let mut slice_output_grad = vec![0.0; steps * step_len];
-    let mut recurrent_grad = vec![0.0; step_len];
-    let mut cell_grad = vec![0.0; step_len];
-    for r in 0..rows {
-        let row = slice.start + r;
-        let from = |k: usize| (row * out_rows + k) * hidden;
-        for t in 0..kept.min(reading.length(row, steps)) {
-            let to = (t * rows + r) * hidden;
-            slice_output_grad[to..to + hidden]
-                .copy_from_slice(&output_grad[from(t)..from(t) + hidden]);
-        }
-        let span = r * hidden..(r + 1) * hidden;
-        recurrent_grad[span.clone()].copy_from_slice(&output_grad[from(kept)..from(kept) + hidden]);
-        cell_grad[span].copy_from_slice(&output_grad[from(kept + 1)..from(kept + 1) + hidden]);
-    }
-
+    let hidden_weights = Matrix::row_major(
+        &forward.weights[(input + 1) * gates_width..],
+        hidden,
+        gates_width,
+    );
     let mut gate_grads = vec![0.0; steps * rows * gates_width];
     let read_order: Vec<usize> = order(steps, reading.reverse).collect();
     for (position, &t) in read_order.iter().enumerate().rev() {
         let previous = position.checked_sub(1).map(|p| read_order[p]);
         let finished = finished_rows(reading, slice.start, rows, steps, t);
         // A finished row passes its state's gradients through the step untouched.
-        let passed = (!finished.is_empty()).then(|| (recurrent_grad.clone(), cell_grad.clone()));
+        let passed = (!finished.is_empty()).then(|| (carried.hidden.clone(), carried.cell.clone()));
         let step_gate_grads = &mut gate_grads[t * rows * gates_width..(t + 1) * rows * gates_width];
         let previous_cell = match previous {
             Some(p) => Some(&slice.cells[p * step_len..(p + 1) * step_len]),
@@ -616,32 +684,45 @@ fn backward_slice(
             &slice.gates[t * rows * gates_width..(t + 1) * rows * gates_width],
             previous_cell,
             &slice.tanh_cells[t * step_len..(t + 1) * step_len],
-            &slice_output_grad[t * step_len..(t + 1) * step_len],
-            Some(&recurrent_grad[..]),
-            &mut cell_grad,
+            &steps_grad[t * step_len..(t + 1) * step_len],
+            Some(&carried.hidden[..]),
+            &mut carried.cell,
             step_gate_grads,
         );
         copy_rows(&finished, gates_width, None, step_gate_grads);
         if let Some((_, passed_cell)) = &passed {
-            copy_rows(&finished, hidden, Some(passed_cell), &mut cell_grad);
+            copy_rows(&finished, hidden, Some(passed_cell), &mut carried.cell);
         }
         if previous.is_some() || slice.initial.is_some() {
             // What reaches the previous (or initial) hidden state through this step's gates.
             simd::matmul(
-                &mut recurrent_grad,
+                &mut carried.hidden,
                 hidden,
                 false,
                 Matrix::row_major(step_gate_grads, rows, gates_width),
                 hidden_weights.transpose(),
             );
             if let Some((passed_hidden, _)) = &passed {
-                copy_rows(&finished, hidden, Some(passed_hidden), &mut recurrent_grad);
+                copy_rows(&finished, hidden, Some(passed_hidden), &mut carried.hidden);
             }
         }
     }
+    gate_grads
+}
 
+/// The slice's share of the fused weights' gradient, `[input + 1 + hidden, 4 hidden]`, from its
+/// gate gradients: all steps at once, a matrix product for each block of rows.
+fn weight_gradient(forward: &Forward, slice: &Slice, gate_grads: &[f32]) -> Vec<f32> {
+    let Dims {
+        steps,
+        input,
+        hidden,
+        ..
+    } = forward.dims;
+    let gates_width = forward.dims.gates();
+    let rows = slice.rows;
+    let step_len = rows * hidden;
     let all_rows = steps * rows;
-    let gate_grads_matrix = Matrix::row_major(&gate_grads, all_rows, gates_width);
     let mut weight_grad = vec![0.0; forward.dims.weight_rows() * gates_width];
     let (input_part, rest) = weight_grad.split_at_mut(input * gates_width);
     let (bias_part, hidden_part) = rest.split_at_mut(gates_width);
@@ -650,15 +731,15 @@ fn backward_slice(
         gates_width,
         false,
         Matrix::row_major(&slice.inputs, all_rows, input).transpose(),
-        gate_grads_matrix,
+        Matrix::row_major(gate_grads, all_rows, gates_width),
     );
-    simd::add_column_sums(&gate_grads, gates_width, bias_part);
+    simd::add_column_sums(gate_grads, gates_width, bias_part);
     if steps > 1 {
         // Each step but the first read the hidden state of the step before it, and the steps
         // are stored in time order, so the pairs (previous state, gate gradient) are two
         // contiguous ranges, shifted by one step.
         let pairs = (steps - 1) * rows;
-        let (states, grads) = if reading.reverse {
+        let (states, grads) = if forward.reading.reverse {
             (
                 &slice.states[step_len..],
                 &gate_grads[..pairs * gates_width],
@@ -679,7 +760,7 @@ fn backward_slice(
     }
     if let Some((h, _)) = &slice.initial {
         // The first step read the initial state.
-        let first = read_order[0];
+        let first = order(steps, forward.reading.reverse).next().unwrap_or(0);
         simd::matmul(
             hidden_part,
             gates_width,
@@ -692,25 +773,7 @@ fn backward_slice(
             ),
         );
     }
-    let inputs = input_grad.then(|| {
-        let mut grad = vec![0.0; all_rows * input];
-        simd::matmul(
-            &mut grad,
-            input,
-            false,
-            gate_grads_matrix,
-            input_weights.transpose(),
-        );
-        grad
-    });
-    SliceGradients {
-        weights: weight_grad,
-        inputs,
-        initial: slice
-            .initial
-            .is_some()
-            .then_some((recurrent_grad, cell_grad)),
-    }
+    weight_grad
 }
 
 #[cfg(test)]
