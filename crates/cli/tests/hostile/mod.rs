@@ -20,7 +20,7 @@ use image::{GrayImage, ImageEncoder};
 
 use super::{command, json, png, read_response, request, start_server, text, trained_run};
 
-/// The bar the issue sets for the server's peak resident memory.
+/// The most the server may hold resident at its peak (`VmHWM`), under any mix of attacks.
 const ONE_GB: u64 = 1_000_000_000;
 /// The default `--timeout-ms`.
 const TIMEOUT: Duration = Duration::from_secs(10);
