@@ -44,7 +44,7 @@ mod legacy;
 use std::path::Path;
 
 use burn::config::{Config, ConfigError};
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::store::RecordError;
 use burn::tensor::{Device, Tensor};
@@ -167,6 +167,27 @@ impl LstmClassifierConfig {
         }
     }
 
+    /// Builds a classifier as [`init`](Self::init) does, its weights drawn from `seed`, and seeds
+    /// `device` with it (for what the run draws later: dropout). With the `flex` feature the
+    /// weights are drawn on Burn's flex CPU backend whatever `device` is, and moved there, so a
+    /// seed starts every backend from the same weights: wgpu's generator is another algorithm,
+    /// and a draw on it would give a seed weights of its own. The result is on `device`, with
+    /// its autodiff context.
+    ///
+    /// # Panics
+    /// As [`init`](Self::init).
+    pub fn init_seeded(&self, seed: u64, device: &Device) -> LstmClassifier {
+        device.seed(seed);
+        match host_device(device) {
+            Some(host) => {
+                host.seed(seed);
+                let host = host.with_autodiff_context_from(device);
+                self.init(&host).map(&mut Drawn).fork(device)
+            }
+            None => self.init(device),
+        }
+    }
+
     /// Reads a configuration saved by [`to_file`](Self::to_file) (the `model.json` of a training
     /// run) and checks it.
     ///
@@ -237,6 +258,31 @@ fn with_defaults(text: &str) -> Result<String, String> {
         return Err("expected a JSON object".to_string());
     };
     LstmClassifierConfig::merged_fields(given)
+}
+
+/// The CPU device the weights of a run on `device` are drawn on: flex's, where it is compiled in
+/// and `device` is another.
+fn host_device(device: &Device) -> Option<Device> {
+    #[cfg(feature = "flex")]
+    {
+        let host = Device::flex();
+        (*device != host).then_some(host)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        None
+    }
+}
+
+/// Draws every parameter still to be drawn, where it is: moving a module whose parameters are
+/// not drawn yet moves only the promise, and they would be drawn on the destination.
+struct Drawn;
+
+impl ModuleMapper for Drawn {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|tensor| tensor)
+    }
 }
 
 impl LstmClassifierConfig {

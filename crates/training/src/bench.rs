@@ -236,8 +236,7 @@ fn time_training(
     train: &MnistDataset,
 ) -> f64 {
     let autodiff = device.clone().autodiff();
-    device.seed(config.training.seed);
-    let mut model = config.model.init(&autodiff);
+    let mut model = config.model.init_seeded(config.training.seed, &autodiff);
     let mut optimizer = config.optimizer.adam().init();
     let batcher = config.data.batcher();
     let batch_size = config.training.batch_size;

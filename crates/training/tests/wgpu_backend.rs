@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use data::{MnistBatch, MnistDataset, MnistFiles, MnistItem, write_synthetic_mnist};
@@ -102,6 +102,48 @@ fn logits(model: &LstmClassifier, test: &MnistDataset, device: &Device) -> Vec<f
     let items = (0..BATCH).filter_map(|i| test.item(i)).collect();
     let images: Tensor<3> = batch(items, device).images;
     model.forward(images).into_data().iter::<f32>().collect()
+}
+
+/// Every parameter's values, in the module's order.
+struct Values(Vec<Vec<f32>>);
+
+impl ModuleVisitor for Values {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.val().into_data().iter::<f32>().collect());
+    }
+}
+
+fn values(model: &LstmClassifier) -> Vec<Vec<f32>> {
+    let mut values = Values(Vec::new());
+    model.visit(&mut values);
+    values.0
+}
+
+#[test]
+fn a_seed_starts_wgpu_from_the_weights_it_gives_the_cpu() {
+    let gpu = wgpu_device().autodiff();
+    let cpu = Device::flex().autodiff();
+    let config = LstmClassifierConfig::new()
+        .with_num_layers(2)
+        .with_bidirectional(true);
+    let on_gpu = config.init_seeded(42, &gpu);
+    let on_cpu = config.init_seeded(42, &cpu);
+    assert_eq!(on_gpu.devices(), vec![gpu.clone()]);
+    let gpu_values = values(&on_gpu);
+    assert_eq!(gpu_values.len(), 2 * 2 * 4 + 2, "every parameter visited");
+    assert!(
+        gpu_values == values(&on_cpu),
+        "seed 42 drew other weights on wgpu than on flex"
+    );
+    assert!(
+        gpu_values != values(&config.init_seeded(43, &cpu)),
+        "another seed drew the same weights"
+    );
+    // The weights are parameters of the autodiff graph on the GPU.
+    let images = Tensor::<3>::ones([2, 28, 28], &gpu);
+    let gradients = on_gpu.forward(images).sum().backward();
+    let head_gradient = on_gpu.head.weight.grad(&gradients);
+    assert!(head_gradient.is_some(), "the head's weight has no gradient");
 }
 
 #[test]

@@ -71,8 +71,9 @@ pub(super) fn assemble(
     resumed: Option<FoundCheckpoint>,
 ) -> Result<Assembled, TrainingError> {
     let training = &config.training;
-    device.seed(training.seed);
-    let classifier = config.model.init(&device.clone().autodiff());
+    let classifier = config
+        .model
+        .init_seeded(training.seed, &device.clone().autodiff());
     let log = Arc::new(MetricsLog::new());
     let probe = step_probe(config, options, device, data, &log);
     let early_stopping = EarlyStopping::from_config(&config.early_stopping);
