@@ -782,12 +782,13 @@ fn kernel_run(
             reverse,
             last_only,
         );
+        // `[batch * kept + 2 * batch, hidden]`: every block a view, contiguous.
         let kept = if last_only { 0 } else { steps };
-        let at = |k: usize| all.clone().narrow(1, k, 1).reshape([batch, hidden]);
+        let block = |first: usize, rows: usize| all.clone().narrow(0, first, rows);
         Run {
-            outputs: (!last_only).then(|| all.clone().narrow(1, 0, steps)),
-            hidden: at(kept),
-            cell: Some(at(kept + 1)),
+            outputs: (!last_only).then(|| block(0, batch * kept).reshape([batch, steps, hidden])),
+            hidden: block(batch * kept, batch),
+            cell: Some(block(batch * (kept + 1), batch)),
         }
     }
     #[cfg(not(feature = "cpu-kernel"))]

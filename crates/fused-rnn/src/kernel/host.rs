@@ -79,11 +79,11 @@ struct HostCall<D> {
 }
 
 impl<D> HostCall<D> {
-    /// The outputs `[batch, kept + 2, hidden]` (see `sequence::output_rows`) as a tensor of the
-    /// inputs' dtype on the call's device.
+    /// The outputs `[rows, hidden]` (see `sequence::OutputLayout`) as a tensor of the inputs'
+    /// dtype on the call's device.
     fn outputs<B: Backend<Device = D>>(&self, outputs: Vec<f32>) -> FloatTensor<B> {
-        let rows = sequence::output_rows(self.dims.steps, self.reading.last_only);
-        let shape = vec![self.dims.batch, rows, self.dims.hidden];
+        let rows = sequence::OutputLayout::new(self.dims, self.reading.last_only).rows();
+        let shape = vec![rows, self.dims.hidden];
         from_host::<B>(outputs, shape, self.dtypes.inputs, &self.device)
     }
 }
@@ -430,7 +430,8 @@ mod tests {
         };
         let forward = Forward::run(dims, &inputs, weights, Some(&initial), reading);
         let read = |t: Tensor<3>| t.into_data().iter::<f32>().collect::<Vec<_>>();
-        assert_eq!(read(out.inner()), forward.outputs());
+        let outputs: Vec<f32> = out.inner().into_data().iter::<f32>().collect();
+        assert_eq!(outputs, forward.outputs());
         let expected = forward.backward(&vec![1.0; batch * (steps + 2) * hidden], true);
         let w_grad: Vec<f32> = w
             .grad(&grads)

@@ -47,9 +47,10 @@ pub(crate) type Lengths = std::sync::Arc<[usize]>;
 pub(crate) trait LstmSequenceOps: Backend {
     /// One LSTM direction over `inputs` `[batch, steps, input]` with the fused `weights`
     /// `[input + 1 + hidden, 4 hidden]` of `tensor_ops.rs`, from a zero state, right to left
-    /// when `reverse`, each row cut at its `lengths` (see `sequence::Reading`). Gives `[batch,
-    /// kept + 2, hidden]`: the hidden state of every step at its own index (none with
-    /// `last_only`), then the final hidden and cell states.
+    /// when `reverse`, each row cut at its `lengths` (see `sequence::Reading`). Gives `[batch *
+    /// kept + 2 * batch, hidden]` (`sequence::OutputLayout`): the hidden state of every step at
+    /// its own index, batch-major (none with `last_only`), then every row's final hidden state,
+    /// then every row's final cell state.
     fn lstm_sequence(
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
@@ -414,7 +415,7 @@ pub(crate) fn host_sequence(
     lengths: Option<Lengths>,
     reverse: bool,
     last_only: bool,
-) -> Tensor<3> {
+) -> Tensor<2> {
     let (inputs, weights) = (inputs.into_dispatch(), weights.into_dispatch());
     let output = match initial {
         None => <Dispatch as LstmSequenceOps>::lstm_sequence(

@@ -48,10 +48,45 @@ pub(crate) fn kept(steps: usize, last_only: bool) -> usize {
     if last_only { 0 } else { steps }
 }
 
-/// Rows of a call's output per batch row: the kept steps, then the final hidden state and the
-/// final cell state.
-pub(crate) fn output_rows(steps: usize, last_only: bool) -> usize {
-    kept(steps, last_only) + 2
+/// Where a call's results lie in its output, `[batch * kept + 2 * batch, hidden]`: every kept
+/// step's hidden state batch-major (`[batch, kept, hidden]`, so that the layer's output is a view
+/// of it, with no copy), then every row's final hidden state, then every row's final cell state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutputLayout {
+    batch: usize,
+    kept: usize,
+    hidden: usize,
+}
+
+impl OutputLayout {
+    /// The layout of a call of `dims` that keeps every step's output, or (`last_only`) none.
+    pub(crate) fn new(dims: Dims, last_only: bool) -> Self {
+        Self {
+            batch: dims.batch,
+            kept: kept(dims.steps, last_only),
+            hidden: dims.hidden,
+        }
+    }
+
+    /// Rows of the output, `hidden` values each.
+    pub(crate) fn rows(&self) -> usize {
+        self.batch * (self.kept + 2)
+    }
+
+    /// Where batch row `row`'s output at kept step `t` starts.
+    fn step(&self, row: usize, t: usize) -> usize {
+        (row * self.kept + t) * self.hidden
+    }
+
+    /// Where batch row `row`'s final hidden state starts.
+    fn final_hidden(&self, row: usize) -> usize {
+        (self.batch * self.kept + row) * self.hidden
+    }
+
+    /// Where batch row `row`'s final cell state starts.
+    fn final_cell(&self, row: usize) -> usize {
+        (self.batch * (self.kept + 1) + row) * self.hidden
+    }
 }
 
 /// What the forward pass of one slice of the batch keeps for the backward pass, time-major.
@@ -91,17 +126,26 @@ fn order(steps: usize, reverse: bool) -> impl Iterator<Item = usize> {
 /// laptop CPU's pair, and enough rows for the matrix products to run near full speed.
 const TRAINING_SLICE_ROWS: usize = 32;
 
+/// The fewest rows of a training slice when a batch of at most [`TRAINING_SLICE_ROWS`] is cut in
+/// two, so that a small batch (long sequences, wide layers) still runs on two cores.
+const TRAINING_HALF_ROWS: usize = 8;
+
 /// Batch slices `(start, rows)` for inference: one per thread of rayon's pool (fewer for small
 /// batches).
 fn slices(batch: usize) -> Vec<(usize, usize)> {
     split(batch, rayon::current_num_threads())
 }
 
-/// Batch slices `(start, rows)` for training: `ceil(batch / TRAINING_SLICE_ROWS)` of them, sizes
-/// differing by at most one, whatever the number of threads, so that the sums over slices do
-/// not depend on it.
+/// Batch slices `(start, rows)` for training: `ceil(batch / TRAINING_SLICE_ROWS)` of them, and
+/// at least two from `2 * TRAINING_HALF_ROWS` rows on, sizes differing by at most one, whatever
+/// the number of threads, so that the sums over slices do not depend on it.
 fn training_slices(batch: usize) -> Vec<(usize, usize)> {
-    split(batch, batch.div_ceil(TRAINING_SLICE_ROWS))
+    let least = if batch >= 2 * TRAINING_HALF_ROWS {
+        2
+    } else {
+        1
+    };
+    split(batch, batch.div_ceil(TRAINING_SLICE_ROWS).max(least))
 }
 
 /// `batch` rows cut into `count` contiguous slices of sizes differing by at most one (at least
@@ -222,37 +266,34 @@ impl Forward {
         self.dims
     }
 
-    /// Rows of the output per batch row (see [`output_rows`]).
-    pub fn output_rows(&self) -> usize {
-        output_rows(self.dims.steps, self.reading.last_only)
+    /// Where the results lie in the output.
+    pub fn layout(&self) -> OutputLayout {
+        OutputLayout::new(self.dims, self.reading.last_only)
     }
 
-    /// `[batch, kept + 2, hidden]`: the hidden state of every kept step at its own index (zero
+    /// The output ([`OutputLayout`]): the hidden state of every kept step at its own index (zero
     /// past a row's length), then the final hidden and cell states.
     pub fn outputs(&self) -> Vec<f32> {
-        let Dims {
-            batch,
-            steps,
-            hidden,
-            ..
-        } = self.dims;
+        let Dims { steps, hidden, .. } = self.dims;
+        let layout = self.layout();
         let kept = kept(steps, self.reading.last_only);
-        let width = kept + 2;
         let last = order(steps, self.reading.reverse).last().unwrap_or(0);
-        let mut outputs = vec![0.0; batch * width * hidden];
+        let mut outputs = vec![0.0; layout.rows() * hidden];
         for slice in &self.slices {
             for r in 0..slice.rows {
                 let row = slice.start + r;
                 let length = self.reading.length(row, steps);
-                let to = |k: usize| (row * width + k) * hidden;
                 let from = |t: usize| (t * slice.rows + r) * hidden;
                 for t in 0..kept.min(length) {
-                    outputs[to(t)..to(t) + hidden]
+                    let to = layout.step(row, t);
+                    outputs[to..to + hidden]
                         .copy_from_slice(&slice.states[from(t)..from(t) + hidden]);
                 }
-                outputs[to(kept)..to(kept) + hidden]
+                let to = layout.final_hidden(row);
+                outputs[to..to + hidden]
                     .copy_from_slice(&slice.states[from(last)..from(last) + hidden]);
-                outputs[to(kept + 1)..to(kept + 1) + hidden]
+                let to = layout.final_cell(row);
+                outputs[to..to + hidden]
                     .copy_from_slice(&slice.cells[from(last)..from(last) + hidden]);
             }
         }
@@ -268,10 +309,7 @@ impl Forward {
     /// If `output_grad` does not have the outputs' length.
     pub fn backward(&self, output_grad: &[f32], input_grad: bool) -> Gradients {
         let dims = self.dims;
-        assert_eq!(
-            output_grad.len(),
-            dims.batch * self.output_rows() * dims.hidden
-        );
+        assert_eq!(output_grad.len(), self.layout().rows() * dims.hidden);
         let parts: Vec<SliceGradients> = self
             .slices
             .par_iter()
@@ -354,20 +392,41 @@ pub(crate) fn infer(
     } = dims;
     assert_eq!(inputs.len(), batch * steps * input);
     assert_eq!(weights.len(), dims.weight_rows() * dims.gates());
-    let width = output_rows(steps, reading.last_only);
-    let mut outputs = vec![0.0; batch * width * hidden];
+    let layout = OutputLayout::new(dims, reading.last_only);
+    let kept = kept(steps, reading.last_only);
+    let mut outputs = vec![0.0; layout.rows() * hidden];
+    // Each slice's rows in the three blocks of the output.
+    let (step_block, finals) = outputs.split_at_mut(batch * kept * hidden);
+    let (hidden_block, cell_block) = finals.split_at_mut(batch * hidden);
     let mut parts = Vec::new();
-    let mut rest = &mut outputs[..];
+    let (mut steps_rest, mut hidden_rest, mut cell_rest) = (step_block, hidden_block, cell_block);
     for (start, rows) in slices(batch) {
-        let (part, after) = rest.split_at_mut(rows * width * hidden);
+        let (step_part, after) = steps_rest.split_at_mut(rows * kept * hidden);
+        steps_rest = after;
+        let (hidden_part, after) = hidden_rest.split_at_mut(rows * hidden);
+        hidden_rest = after;
+        let (cell_part, after) = cell_rest.split_at_mut(rows * hidden);
+        cell_rest = after;
+        let part = SliceOutputs {
+            steps: step_part,
+            hidden: hidden_part,
+            cell: cell_part,
+        };
         parts.push((start, rows, part));
-        rest = after;
     }
     parts.into_par_iter().for_each(|(start, rows, part)| {
         let initial = initial.map(|all| initial_rows(all, start, rows, hidden));
         infer_slice(dims, inputs, weights, initial, reading, (start, rows), part)
     });
     outputs
+}
+
+/// One slice's rows of the output: `[rows, kept, hidden]` kept steps, and `[rows, hidden]` final
+/// hidden and cell states.
+struct SliceOutputs<'a> {
+    steps: &'a mut [f32],
+    hidden: &'a mut [f32],
+    cell: &'a mut [f32],
 }
 
 /// [`infer`] for batch rows `start..start + rows`, into their part of the outputs.
@@ -378,7 +437,7 @@ fn infer_slice(
     initial: Option<(Vec<f32>, Vec<f32>)>,
     reading: &Reading,
     (start, rows): (usize, usize),
-    outputs: &mut [f32],
+    outputs: SliceOutputs<'_>,
 ) {
     let Dims {
         steps,
@@ -389,7 +448,6 @@ fn infer_slice(
     let width = dims.weight_rows();
     let gates_width = dims.gates();
     let kept = kept(steps, reading.last_only);
-    let out_rows = kept + 2;
     let has_initial = initial.is_some();
     let (mut operand, mut previous_cell) = infer_start(dims, rows, initial);
     let mut gates = vec![0.0; rows * gates_width];
@@ -443,17 +501,13 @@ fn infer_slice(
         {
             row[input + 1..].copy_from_slice(h);
             if t < kept && t < reading.length(start + r, steps) {
-                let to = (r * out_rows + t) * hidden;
-                outputs[to..to + hidden].copy_from_slice(h);
+                let to = (r * kept + t) * hidden;
+                outputs.steps[to..to + hidden].copy_from_slice(h);
             }
         }
     }
-    for r in 0..rows {
-        let to = (r * out_rows + kept) * hidden;
-        outputs[to..to + hidden].copy_from_slice(&state[r * hidden..(r + 1) * hidden]);
-        outputs[to + hidden..to + 2 * hidden]
-            .copy_from_slice(&previous_cell[r * hidden..(r + 1) * hidden]);
-    }
+    outputs.hidden.copy_from_slice(&state);
+    outputs.cell.copy_from_slice(&previous_cell);
 }
 
 /// [`infer_slice`]'s buffers before the first step: the operand `[x_t, 1, h_{t-1}]` of each of
@@ -624,7 +678,7 @@ fn slice_output_gradients(
     let rows = slice.rows;
     let step_len = rows * hidden;
     let kept = kept(steps, reading.last_only);
-    let out_rows = kept + 2;
+    let layout = forward.layout();
     let mut steps_grad = vec![0.0; steps * step_len];
     let mut carried = StateGradients {
         hidden: vec![0.0; step_len],
@@ -632,16 +686,28 @@ fn slice_output_gradients(
     };
     for r in 0..rows {
         let row = slice.start + r;
-        let from = |k: usize| (row * out_rows + k) * hidden;
         for t in 0..kept.min(reading.length(row, steps)) {
-            let to = (t * rows + r) * hidden;
-            steps_grad[to..to + hidden].copy_from_slice(&output_grad[from(t)..from(t) + hidden]);
+            let (to, from) = ((t * rows + r) * hidden, layout.step(row, t));
+            steps_grad[to..to + hidden].copy_from_slice(&output_grad[from..from + hidden]);
         }
         let span = r * hidden..(r + 1) * hidden;
-        carried.hidden[span.clone()].copy_from_slice(&output_grad[from(kept)..from(kept) + hidden]);
-        carried.cell[span].copy_from_slice(&output_grad[from(kept + 1)..from(kept + 1) + hidden]);
+        let from = layout.final_hidden(row);
+        carried.hidden[span.clone()].copy_from_slice(&output_grad[from..from + hidden]);
+        let from = layout.final_cell(row);
+        carried.cell[span].copy_from_slice(&output_grad[from..from + hidden]);
     }
     (steps_grad, carried)
+}
+
+/// The transpose of the row-major `[rows, columns]` matrix `values`, row-major `[columns, rows]`.
+fn transposed(values: &[f32], rows: usize, columns: usize) -> Vec<f32> {
+    let mut out = vec![0.0; rows * columns];
+    for (r, row) in values.chunks_exact(columns).take(rows).enumerate() {
+        for (c, &value) in row.iter().enumerate() {
+            out[c * rows + r] = value;
+        }
+    }
+    out
 }
 
 /// The gradient of every step's gate pre-activations, `[steps, rows, 4 hidden]`, walking the
@@ -662,11 +728,15 @@ fn gate_gradients(
     let gates_width = forward.dims.gates();
     let rows = slice.rows;
     let step_len = rows * hidden;
-    let hidden_weights = Matrix::row_major(
+    // `W_hᵀ` laid out row-major once: each step's product reads it whole, and gemm would
+    // otherwise repack the transposed view at every step (most of the backward pass's time
+    // for hidden sizes of a few hundred).
+    let hidden_weights_t = transposed(
         &forward.weights[(input + 1) * gates_width..],
         hidden,
         gates_width,
     );
+    let hidden_weights_t = Matrix::row_major(&hidden_weights_t, gates_width, hidden);
     let mut gate_grads = vec![0.0; steps * rows * gates_width];
     let read_order: Vec<usize> = order(steps, reading.reverse).collect();
     for (position, &t) in read_order.iter().enumerate().rev() {
@@ -700,7 +770,7 @@ fn gate_gradients(
                 hidden,
                 false,
                 Matrix::row_major(step_gate_grads, rows, gates_width),
-                hidden_weights.transpose(),
+                hidden_weights_t,
             );
             if let Some((passed_hidden, _)) = &passed {
                 copy_rows(&finished, hidden, Some(passed_hidden), &mut carried.hidden);
@@ -781,6 +851,17 @@ mod tests {
     use super::*;
 
     /// A small deterministic pseudo-random sequence in [-scale, scale].
+    /// Batch row `row`'s results in an output of `kept` steps a row: its kept steps, then its
+    /// final hidden and cell states.
+    fn row_results(all: &[f32], dims: Dims, kept: usize, row: usize) -> Vec<f32> {
+        let hidden = dims.hidden;
+        let steps = &all[row * kept * hidden..(row + 1) * kept * hidden];
+        let finals = dims.batch * kept * hidden;
+        let h = &all[finals + row * hidden..][..hidden];
+        let c = &all[finals + (dims.batch + row) * hidden..][..hidden];
+        [steps, h, c].concat()
+    }
+
     fn values(count: usize, seed: u64, scale: f32) -> Vec<f32> {
         let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         (0..count)
@@ -903,7 +984,6 @@ mod tests {
                 lengths: Some(Arc::from(&lengths[..])),
             };
             let all = Forward::run(dims, &inputs, weights.clone(), None, reading).outputs();
-            let width = (dims.steps + 2) * dims.hidden;
             for (row, &length) in lengths.iter().enumerate() {
                 let alone = Dims {
                     batch: 1,
@@ -922,7 +1002,7 @@ mod tests {
                     },
                 )
                 .outputs();
-                let got = &all[row * width..(row + 1) * width];
+                let got = &row_results(&all, dims, dims.steps, row);
                 let h = dims.hidden;
                 // Within rounding: the matrix products of a batch of one sum in another order.
                 let close = |got: &[f32], expected: &[f32]| {
@@ -952,10 +1032,9 @@ mod tests {
         let inputs = values(dims.batch * dims.steps * dims.input, 4, 1.0);
         let weights = values(dims.weight_rows() * 4 * dims.hidden, 5, 0.8);
         let initial = values(dims.batch * 2 * dims.hidden, 10, 0.5);
+        // The final states alone: the output of a call that keeps no step.
         let finals = |all: &[f32], steps: usize| -> Vec<f32> {
-            all.chunks_exact((steps + 2) * dims.hidden)
-                .flat_map(|row| row[steps * dims.hidden..].to_vec())
-                .collect()
+            all[dims.batch * steps * dims.hidden..].to_vec()
         };
         for reverse in [false, true] {
             for initial in [None, Some(&initial[..])] {
@@ -1010,6 +1089,10 @@ mod tests {
             }
         }
         assert_eq!(training_slices(64), vec![(0, 32), (32, 32)]);
+        // A small batch is still cut in two, down to slices of 8 rows.
+        assert_eq!(training_slices(16), vec![(0, 8), (8, 8)]);
+        assert_eq!(training_slices(33), vec![(0, 17), (17, 16)]);
+        assert_eq!(training_slices(15), vec![(0, 15)]);
         assert_eq!(
             training_slices(100),
             vec![(0, 25), (25, 25), (50, 25), (75, 25)]
