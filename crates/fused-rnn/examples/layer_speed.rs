@@ -3,7 +3,7 @@
 //!
 //! | shape | batch | steps | input | hidden | layers |
 //! |---|---|---|---|---|---|
-//! | `seed` (the tutorial's MNIST rows) | 64 | 28 | 28 | 64 | 1 |
+//! | `rows` (the tutorial's MNIST, a row a step) | 64 | 28 | 28 | 64 | 1 |
 //! | `pixels` (pixel-by-pixel MNIST) | 64 | 784 | 1 | 128 | 1 |
 //! | `wide` | 16 | 200 | 64 | 256 | 2, bidirectional |
 //!
@@ -36,7 +36,7 @@ struct Args {
     /// Rounds of every measurement.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Only this shape (seed, pixels, wide).
+    /// Only this shape (rows, pixels, wide).
     #[arg(long)]
     shape: Option<String>,
     /// A Python with torch, to time PyTorch's nn.LSTM too (`bench/pytorch/layer_speed.py`).
@@ -71,7 +71,7 @@ struct Shape {
 
 const SHAPES: [Shape; 3] = [
     Shape {
-        name: "seed",
+        name: "rows",
         batch: 64,
         steps: 28,
         input: 28,
