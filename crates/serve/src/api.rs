@@ -14,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use inference::Prediction;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::batching::{InferenceQueue, QueueError};
@@ -276,7 +277,7 @@ async fn predict(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<PredictionBody>, ApiError> {
     let body = body.map_err(|rejection| ApiError::unread_body(&rejection, state.body_limit))?;
     let announced = state.queue.arriving();
     let content_type = headers
@@ -299,13 +300,13 @@ async fn predict(
     let prediction = predictions.first().ok_or_else(|| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no prediction came back")
     })?;
-    Ok(axum::Json(prediction_json(prediction, &state.class_names)))
+    Ok(axum::Json(PredictionBody::new(prediction, &state.class_names)))
 }
 
 async fn predict_batch(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<BatchBody>, ApiError> {
     let body = body.map_err(|rejection| ApiError::unread_body(&rejection, state.body_limit))?;
     let announced = state.queue.arriving();
     let max = state.max_batch_request;
@@ -329,34 +330,61 @@ async fn predict_batch(
         digits.push(digit);
     }
     let predictions = state.queue.predict(digits, announced).await?;
-    let answers: Vec<Value> = predictions
+    let predictions = predictions
         .iter()
-        .map(|prediction| prediction_json(prediction, &state.class_names))
+        .map(|prediction| PredictionBody::new(prediction, &state.class_names))
         .collect();
-    Ok(axum::Json(json!({ "predictions": answers })))
+    Ok(axum::Json(BatchBody { predictions }))
 }
 
-/// `{"class": 7, "label": "7", "probabilities": [...], "top": [{"class", "label",
-/// "probability"}, ...]}`.
-fn prediction_json(prediction: &Prediction, class_names: &[String]) -> Value {
-    let label = |class: usize| {
-        class_names
-            .get(class)
-            .cloned()
-            .unwrap_or_else(|| class.to_string())
-    };
-    let top: Vec<Value> = prediction
-        .top(TOP)
-        .into_iter()
-        .map(|(class, probability)| {
-            json!({ "class": class, "label": label(class), "probability": probability })
-        })
-        .collect();
-    let class = prediction.class();
-    json!({
-        "class": class,
-        "label": label(class),
-        "probabilities": prediction.probabilities,
-        "top": top,
-    })
+/// One prediction as the API gives it: `{"class": 7, "label": "7", "probabilities": [...],
+/// "top": [{"class", "label", "probability"}, ...]}` (serialised as declared, without building a
+/// JSON tree first).
+#[derive(Serialize)]
+struct PredictionBody {
+    class: usize,
+    label: String,
+    probabilities: Vec<f32>,
+    top: Vec<TopClass>,
+}
+
+/// One of a prediction's most likely classes.
+#[derive(Serialize)]
+struct TopClass {
+    class: usize,
+    label: String,
+    probability: f32,
+}
+
+/// The answer of `/v1/predict/batch`: `{"predictions": [...]}`, in the order of the images.
+#[derive(Serialize)]
+struct BatchBody {
+    predictions: Vec<PredictionBody>,
+}
+
+impl PredictionBody {
+    fn new(prediction: &Prediction, class_names: &[String]) -> Self {
+        let label = |class: usize| {
+            class_names
+                .get(class)
+                .cloned()
+                .unwrap_or_else(|| class.to_string())
+        };
+        let top = prediction
+            .top(TOP)
+            .into_iter()
+            .map(|(class, probability)| TopClass {
+                class,
+                label: label(class),
+                probability,
+            })
+            .collect();
+        let class = prediction.class();
+        Self {
+            class,
+            label: label(class),
+            probabilities: prediction.probabilities.clone(),
+            top,
+        }
+    }
 }

@@ -84,6 +84,14 @@ impl Default for ServeOptions {
 /// the server under 1 GB.
 pub const MAX_DECODE_THREADS: usize = 4;
 
+/// The async runtime's threads: one for two cores. They only read requests and write answers;
+/// the decode pool and the inference thread do the rest, and a runtime thread a core made the
+/// load bench 2-4 % slower on two cores (more threads to wake between the stages;
+/// docs/serving.md).
+fn http_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
+}
+
 /// One decode thread a core, at most [`MAX_DECODE_THREADS`].
 pub fn default_decode_threads() -> usize {
     std::thread::available_parallelism()
@@ -163,6 +171,7 @@ pub fn serve_until(
 ) -> Result<Stopped, ServeError> {
     options.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(http_threads())
         .enable_all()
         .thread_name("serve-http")
         .build()
