@@ -300,7 +300,10 @@ async fn predict(
     let prediction = predictions.first().ok_or_else(|| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no prediction came back")
     })?;
-    Ok(axum::Json(PredictionBody::new(prediction, &state.class_names)))
+    Ok(axum::Json(PredictionBody::new(
+        prediction,
+        &state.class_names,
+    )))
 }
 
 async fn predict_batch(
