@@ -682,6 +682,7 @@ fn choose_path(kernel: bool, hidden: usize, device: &Device, call: LstmCall) -> 
 }
 
 /// Whether `device` is a GPU one (where a missing kernel means the layer is too large for it).
+#[cfg(any(feature = "cpu-kernel", feature = "cube"))]
 fn is_gpu(device: &Device) -> bool {
     #[cfg(feature = "cube")]
     return crate::kernel::is_cube(device);

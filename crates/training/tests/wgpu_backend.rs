@@ -119,8 +119,15 @@ fn values(model: &LstmClassifier) -> Vec<Vec<f32>> {
     values.0
 }
 
+/// Held by each test that draws from the backends' random generators, which belong to the
+/// process: tests on parallel threads would take each other's numbers.
+static DRAWS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_seed_starts_wgpu_from_the_weights_it_gives_the_cpu() {
+    let _draws = DRAWS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let gpu = wgpu_device().autodiff();
     let cpu = Device::flex().autodiff();
     let config = LstmClassifierConfig::new()
@@ -148,6 +155,9 @@ fn a_seed_starts_wgpu_from_the_weights_it_gives_the_cpu() {
 
 #[test]
 fn wgpu_trains_like_the_cpu_and_checkpoints_move_between_them() {
+    let _draws = DRAWS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let gpu = wgpu_device();
     let cpu = Device::flex();
     assert_ne!(gpu, cpu);
