@@ -542,14 +542,28 @@ fn forward_slice(
     reading: &Reading,
     (start, rows): (usize, usize),
 ) -> Slice {
-    let Dims {
-        steps,
-        input,
-        hidden,
-        ..
-    } = dims;
-    let gates_width = dims.gates();
-    // Time-major copy of this slice's inputs.
+    let slice_inputs = time_major_inputs(dims, inputs, (start, rows));
+    let mut gates = input_projection(dims, &slice_inputs, weights, rows);
+    let step_len = rows * dims.hidden;
+    let mut slice = Slice {
+        start,
+        rows,
+        inputs: slice_inputs,
+        gates: Vec::new(),
+        cells: vec![0.0; dims.steps * step_len],
+        tanh_cells: vec![0.0; dims.steps * step_len],
+        states: vec![0.0; dims.steps * step_len],
+        initial,
+    };
+    recurrence(dims, weights, reading, &mut slice, &mut gates);
+    slice.gates = gates;
+    slice
+}
+
+/// Batch rows `start..start + rows` of `inputs` (`[batch, steps, input]`), time-major:
+/// `[steps, rows, input]`.
+fn time_major_inputs(dims: Dims, inputs: &[f32], (start, rows): (usize, usize)) -> Vec<f32> {
+    let Dims { steps, input, .. } = dims;
     let mut slice_inputs = vec![0.0; steps * rows * input];
     for r in 0..rows {
         for t in 0..steps {
@@ -558,12 +572,14 @@ fn forward_slice(
             slice_inputs[to..to + input].copy_from_slice(&inputs[from..from + input]);
         }
     }
-    let input_weights = Matrix::row_major(&weights[..input * gates_width], input, gates_width);
-    let bias = &weights[input * gates_width..(input + 1) * gates_width];
-    let hidden_weights =
-        Matrix::row_major(&weights[(input + 1) * gates_width..], hidden, gates_width);
+    slice_inputs
+}
 
-    // Every step's input projection plus bias in one product.
+/// Every step's input product plus the bias, `[steps, rows, 4 hidden]`, in one matrix product.
+fn input_projection(dims: Dims, slice_inputs: &[f32], weights: &[f32], rows: usize) -> Vec<f32> {
+    let Dims { steps, input, .. } = dims;
+    let gates_width = dims.gates();
+    let bias = &weights[input * gates_width..(input + 1) * gates_width];
     let mut gates = vec![0.0; steps * rows * gates_width];
     for row in gates.chunks_exact_mut(gates_width) {
         row.copy_from_slice(bias);
@@ -572,19 +588,39 @@ fn forward_slice(
         &mut gates,
         gates_width,
         true,
-        Matrix::row_major(&slice_inputs, steps * rows, input),
-        input_weights,
+        Matrix::row_major(slice_inputs, steps * rows, input),
+        Matrix::row_major(&weights[..input * gates_width], input, gates_width),
     );
+    gates
+}
 
+/// The steps in reading order: each adds the recurrent product to its gates' pre-activations
+/// (`gates`, left activated), then updates the slice's cells, their tanh and hidden states; rows
+/// past their length keep their state.
+fn recurrence(
+    dims: Dims,
+    weights: &[f32],
+    reading: &Reading,
+    slice: &mut Slice,
+    gates: &mut [f32],
+) {
+    let Dims {
+        steps,
+        input,
+        hidden,
+        ..
+    } = dims;
+    let gates_width = dims.gates();
+    let rows = slice.rows;
+    let hidden_weights =
+        Matrix::row_major(&weights[(input + 1) * gates_width..], hidden, gates_width);
     let step_len = rows * hidden;
-    let mut cells = vec![0.0; steps * step_len];
-    let mut tanh_cells = vec![0.0; steps * step_len];
-    let mut states = vec![0.0; steps * step_len];
+    let initial = slice.initial.as_ref();
     let mut previous: Option<usize> = None;
     for t in order(steps, reading.reverse) {
         let step_gates = &mut gates[t * rows * gates_width..(t + 1) * rows * gates_width];
-        let (current_state, previous_state) = step_pair(&mut states, step_len, t, previous);
-        let previous_state = previous_state.or(initial.as_ref().map(|(h, _)| &h[..]));
+        let (current_state, previous_state) = step_pair(&mut slice.states, step_len, t, previous);
+        let previous_state = previous_state.or(initial.map(|(h, _)| &h[..]));
         if let Some(previous_state) = previous_state {
             simd::matmul(
                 step_gates,
@@ -594,31 +630,20 @@ fn forward_slice(
                 hidden_weights,
             );
         }
-        let (current_cell, previous_cell) = step_pair(&mut cells, step_len, t, previous);
-        let previous_cell = previous_cell.or(initial.as_ref().map(|(_, c)| &c[..]));
+        let (current_cell, previous_cell) = step_pair(&mut slice.cells, step_len, t, previous);
+        let previous_cell = previous_cell.or(initial.map(|(_, c)| &c[..]));
         simd::forward_step(
             hidden,
             step_gates,
             previous_cell,
             current_cell,
-            &mut tanh_cells[t * step_len..(t + 1) * step_len],
+            &mut slice.tanh_cells[t * step_len..(t + 1) * step_len],
             current_state,
         );
-        // Rows past their length keep their state.
-        let finished = finished_rows(reading, start, rows, steps, t);
+        let finished = finished_rows(reading, slice.start, rows, steps, t);
         copy_rows(&finished, hidden, previous_cell, current_cell);
         copy_rows(&finished, hidden, previous_state, current_state);
         previous = Some(t);
-    }
-    Slice {
-        start,
-        rows,
-        inputs: slice_inputs,
-        gates,
-        cells,
-        tanh_cells,
-        states,
-        initial,
     }
 }
 
