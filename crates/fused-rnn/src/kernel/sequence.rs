@@ -310,10 +310,18 @@ impl Forward {
     pub fn backward(&self, output_grad: &[f32], input_grad: bool) -> Gradients {
         let dims = self.dims;
         assert_eq!(output_grad.len(), self.layout().rows() * dims.hidden);
+        // `W_hᵀ` laid out row-major once for every slice: each step's product reads it whole,
+        // and gemm would otherwise repack the transposed view at every step (most of the
+        // backward pass's time for hidden sizes of a few hundred).
+        let hidden_weights_t = transposed(
+            &self.weights[(dims.input + 1) * dims.gates()..],
+            dims.hidden,
+            dims.gates(),
+        );
         let parts: Vec<SliceGradients> = self
             .slices
             .par_iter()
-            .map(|slice| backward_slice(self, slice, output_grad, input_grad))
+            .map(|slice| backward_slice(self, slice, &hidden_weights_t, output_grad, input_grad))
             .collect();
         let mut weights = vec![0.0; dims.weight_rows() * dims.gates()];
         let mut inputs = input_grad.then(|| vec![0.0; dims.batch * dims.steps * dims.input]);
@@ -659,13 +667,14 @@ struct StateGradients {
 fn backward_slice(
     forward: &Forward,
     slice: &Slice,
+    hidden_weights_t: &[f32],
     output_grad: &[f32],
     input_grad: bool,
 ) -> SliceGradients {
     let Dims { input, .. } = forward.dims;
     let gates_width = forward.dims.gates();
     let (steps_grad, mut carried) = slice_output_gradients(forward, slice, output_grad);
-    let gate_grads = gate_gradients(forward, slice, &steps_grad, &mut carried);
+    let gate_grads = gate_gradients(forward, slice, hidden_weights_t, &steps_grad, &mut carried);
     let weights = weight_gradient(forward, slice, &gate_grads);
     let inputs = input_grad.then(|| {
         let all_rows = forward.dims.steps * slice.rows;
@@ -737,31 +746,20 @@ fn transposed(values: &[f32], rows: usize, columns: usize) -> Vec<f32> {
 
 /// The gradient of every step's gate pre-activations, `[steps, rows, 4 hidden]`, walking the
 /// steps back from the last read; `carried` ends as the initial state's gradients.
+/// `hidden_weights_t` is `W_hᵀ`, row-major `[4 hidden, hidden]`.
 fn gate_gradients(
     forward: &Forward,
     slice: &Slice,
+    hidden_weights_t: &[f32],
     steps_grad: &[f32],
     carried: &mut StateGradients,
 ) -> Vec<f32> {
-    let Dims {
-        steps,
-        input,
-        hidden,
-        ..
-    } = forward.dims;
+    let Dims { steps, hidden, .. } = forward.dims;
     let reading = &forward.reading;
     let gates_width = forward.dims.gates();
     let rows = slice.rows;
     let step_len = rows * hidden;
-    // `W_hᵀ` laid out row-major once: each step's product reads it whole, and gemm would
-    // otherwise repack the transposed view at every step (most of the backward pass's time
-    // for hidden sizes of a few hundred).
-    let hidden_weights_t = transposed(
-        &forward.weights[(input + 1) * gates_width..],
-        hidden,
-        gates_width,
-    );
-    let hidden_weights_t = Matrix::row_major(&hidden_weights_t, gates_width, hidden);
+    let hidden_weights_t = Matrix::row_major(hidden_weights_t, gates_width, hidden);
     let mut gate_grads = vec![0.0; steps * rows * gates_width];
     let read_order: Vec<usize> = order(steps, reading.reverse).collect();
     for (position, &t) in read_order.iter().enumerate().rev() {
