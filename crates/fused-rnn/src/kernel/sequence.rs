@@ -404,21 +404,14 @@ pub(crate) fn infer(
     let kept = kept(steps, reading.last_only);
     let mut outputs = vec![0.0; layout.rows() * hidden];
     // Each slice's rows in the three blocks of the output.
-    let (step_block, finals) = outputs.split_at_mut(batch * kept * hidden);
-    let (hidden_block, cell_block) = finals.split_at_mut(batch * hidden);
+    let (mut step_block, finals) = outputs.split_at_mut(batch * kept * hidden);
+    let (mut hidden_block, mut cell_block) = finals.split_at_mut(batch * hidden);
     let mut parts = Vec::new();
-    let (mut steps_rest, mut hidden_rest, mut cell_rest) = (step_block, hidden_block, cell_block);
     for (start, rows) in slices(batch) {
-        let (step_part, after) = steps_rest.split_at_mut(rows * kept * hidden);
-        steps_rest = after;
-        let (hidden_part, after) = hidden_rest.split_at_mut(rows * hidden);
-        hidden_rest = after;
-        let (cell_part, after) = cell_rest.split_at_mut(rows * hidden);
-        cell_rest = after;
         let part = SliceOutputs {
-            steps: step_part,
-            hidden: hidden_part,
-            cell: cell_part,
+            steps: take_front(&mut step_block, rows * kept * hidden),
+            hidden: take_front(&mut hidden_block, rows * hidden),
+            cell: take_front(&mut cell_block, rows * hidden),
         };
         parts.push((start, rows, part));
     }
@@ -427,6 +420,13 @@ pub(crate) fn infer(
         infer_slice(dims, inputs, weights, initial, reading, (start, rows), part)
     });
     outputs
+}
+
+/// The first `len` values of `rest`, which keeps the others.
+fn take_front<'a>(rest: &mut &'a mut [f32], len: usize) -> &'a mut [f32] {
+    let (front, after) = std::mem::take(rest).split_at_mut(len);
+    *rest = after;
+    front
 }
 
 /// One slice's rows of the output: `[rows, kept, hidden]` kept steps, and `[rows, hidden]` final
