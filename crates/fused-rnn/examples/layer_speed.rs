@@ -19,16 +19,16 @@
 use std::process::Command;
 use std::time::Instant;
 
+use burn::nn::{BiLstm, BiLstmConfig, Lstm as BurnLstm, LstmConfig as BurnLstmConfig};
+use burn::tensor::{Device, Distribution, Tensor};
+use clap::Parser;
+use fused_rnn::{Lstm, LstmConfig};
+
 // mimalloc, as the cli: with glibc's allocator the buffers of each call are handed back to the
 // OS and faulted in again at the next (a third of a training step's time on the `rows` shape with
 // every step's output). An application picks its allocator; this is the one to pick.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use burn::nn::{BiLstm, BiLstmConfig, Lstm as BurnLstm, LstmConfig as BurnLstmConfig};
-use burn::tensor::{Device, Distribution, Tensor};
-use clap::Parser;
-use fused_rnn::{Lstm, LstmConfig};
 
 #[derive(Parser)]
 #[command(about = "The layer against Burn's nn::Lstm and PyTorch's nn.LSTM, alternated")]
