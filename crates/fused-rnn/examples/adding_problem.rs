@@ -21,7 +21,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
-use fused_rnn::{Lstm, LstmCall, LstmConfig};
+use fused_rnn::{Lstm, LstmConfig};
 
 /// Shortest and longest rows.
 const LENGTHS: (usize, usize) = (50, 200);
@@ -137,13 +137,7 @@ fn main() {
         "adding problem: rows of {} to {} steps, batch {BATCH}, LSTM of {HIDDEN} units on {}",
         LENGTHS.0,
         LENGTHS.1,
-        model.lstm.path(
-            &device,
-            LstmCall {
-                lengths: true,
-                ..LstmCall::CLASSIFIER
-            }
-        )
+        model.lstm.path(&device)
     );
     println!("always answering 1.0: held-out mean squared error {baseline:.4}");
     let mut optimizer = AdamConfig::new().init();

@@ -76,10 +76,10 @@ impl LstmConfig {
         if self.bidirectional { 2 } else { 1 }
     }
 
-    /// Which computation a `call` of the layer this configuration builds runs on `device`, and
-    /// why (as [`Lstm::path`], without building the layer).
-    pub fn path(&self, device: &Device, call: LstmCall) -> LstmPath {
-        choose_path(self.kernel, self.hidden_size, device, call)
+    /// Which computation the layer this configuration builds runs on `device`, and why (as
+    /// [`Lstm::path`], without building the layer).
+    pub fn path(&self, device: &Device) -> LstmPath {
+        choose_path(self.kernel, self.hidden_size, device)
     }
 
     /// Builds the layer on `device` with fresh weights drawn as PyTorch draws `nn.LSTM`'s: every
@@ -344,9 +344,6 @@ pub enum Fallback {
     NoKernel,
     /// A row's state does not fit the GPU's shared memory.
     TooLarge,
-    /// The GPU kernel starts from a zero state, reads every step of every row and keeps no final
-    /// cell state; this call needs one of those.
-    GpuKernelLacksOption,
 }
 
 impl LstmPath {
@@ -369,9 +366,6 @@ impl LstmPath {
             LstmPath::TensorOps(Fallback::TooLarge) => {
                 "the hidden state does not fit the GPU's shared memory"
             }
-            LstmPath::TensorOps(Fallback::GpuKernelLacksOption) => {
-                "the GPU kernel takes no initial state, lengths or final cell state yet"
-            }
         }
     }
 }
@@ -382,27 +376,6 @@ impl std::fmt::Display for LstmPath {
     }
 }
 
-/// What a call of the layer asks for, which decides the path it can take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LstmCall {
-    /// An initial state is given.
-    pub initial_state: bool,
-    /// Lengths are given.
-    pub lengths: bool,
-    /// Every step's output and the final states ([`Lstm::forward`]), not only the top layer's
-    /// last valid output ([`Lstm::forward_last`]).
-    pub every_step: bool,
-}
-
-impl LstmCall {
-    /// A classifier's call: [`Lstm::forward_last`] from a zero state over whole sequences.
-    pub const CLASSIFIER: LstmCall = LstmCall {
-        initial_state: false,
-        lengths: false,
-        every_step: false,
-    };
-}
-
 /// The top of a stack's run: every step and the final states, or the last valid output alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Top {
@@ -411,11 +384,11 @@ enum Top {
 }
 
 /// One direction's run: its outputs (unless only its final state was asked for) and its final
-/// states (the cell state where the path gives it).
+/// states.
 struct Run {
     outputs: Option<Tensor<3>>,
     hidden: Tensor<2>,
-    cell: Option<Tensor<2>>,
+    cell: Tensor<2>,
 }
 
 /// What every direction of a call shares.
@@ -441,9 +414,10 @@ impl Lstm {
         if self.bidirectional { 2 } else { 1 }
     }
 
-    /// Which computation a `call` of the layer runs on `device`, and why.
-    pub fn path(&self, device: &Device, call: LstmCall) -> LstmPath {
-        choose_path(self.kernel, self.hidden_size(), device, call)
+    /// Which computation the layer runs on `device`, and why: every call, with or without a
+    /// state and lengths, every step or the last, takes the same path.
+    pub fn path(&self, device: &Device) -> LstmPath {
+        choose_path(self.kernel, self.hidden_size(), device)
     }
 
     /// The output of every step, `[batch, steps, directions * hidden]`, and the final state, of
@@ -463,18 +437,7 @@ impl Lstm {
         state: Option<LstmState>,
         lengths: Option<&[usize]>,
     ) -> (Tensor<3>, LstmState) {
-        let call = LstmCall {
-            initial_state: state.is_some(),
-            lengths: lengths.is_some(),
-            every_step: true,
-        };
-        let (output, hiddens, cells) = self.stack(input, state, lengths, call, Top::EveryStep);
-        let cells: Vec<Tensor<2>> = cells.into_iter().flatten().collect();
-        assert_eq!(
-            cells.len(),
-            hiddens.len(),
-            "every path gives the final cell state"
-        );
+        let (output, hiddens, cells) = self.stack(input, state, lengths, Top::EveryStep);
         let final_state = LstmState {
             hidden: Tensor::stack(hiddens, 0),
             cell: Tensor::stack(cells, 0),
@@ -494,12 +457,7 @@ impl Lstm {
         state: Option<LstmState>,
         lengths: Option<&[usize]>,
     ) -> Tensor<2> {
-        let call = LstmCall {
-            initial_state: state.is_some(),
-            lengths: lengths.is_some(),
-            every_step: false,
-        };
-        self.stack(input, state, lengths, call, Top::LastOutput)
+        self.stack(input, state, lengths, Top::LastOutput)
             .0
             .squeeze_dim::<2>(1)
     }
@@ -530,14 +488,13 @@ impl Lstm {
         input: Tensor<3>,
         state: Option<LstmState>,
         lengths: Option<&[usize]>,
-        call: LstmCall,
         top: Top,
-    ) -> (Tensor<3>, Vec<Tensor<2>>, Vec<Option<Tensor<2>>>) {
+    ) -> (Tensor<3>, Vec<Tensor<2>>, Vec<Tensor<2>>) {
         let [batch, steps, features] = input.dims();
         let device: Device = input.device();
         self.check_call(features, steps, batch, state.as_ref(), lengths);
         let lengths: Option<Arc<[usize]>> = lengths.map(Arc::from);
-        let path = self.path(&device, call);
+        let path = self.path(&device);
         let masks = match (&lengths, path) {
             (Some(lengths), LstmPath::TensorOps(_)) => Some(step_masks(lengths, steps, &device)),
             _ => None,
@@ -656,8 +613,8 @@ impl Lstm {
     }
 }
 
-/// The path of a `call` on `device` for layers of `hidden` units, the kernel allowed or not.
-fn choose_path(kernel: bool, hidden: usize, device: &Device, call: LstmCall) -> LstmPath {
+/// The path on `device` for layers of `hidden` units, the kernel allowed or not.
+fn choose_path(kernel: bool, hidden: usize, device: &Device) -> LstmPath {
     if !kernel {
         return LstmPath::TensorOps(Fallback::Disabled);
     }
@@ -665,18 +622,14 @@ fn choose_path(kernel: bool, hidden: usize, device: &Device, call: LstmCall) -> 
     {
         use crate::kernel::{Kernel, kernel_on};
         match kernel_on(device, hidden) {
-            Some(Kernel::Host) => LstmPath::Kernel,
-            Some(Kernel::Cube) if !call.initial_state && !call.lengths && !call.every_step => {
-                LstmPath::Kernel
-            }
-            Some(Kernel::Cube) => LstmPath::TensorOps(Fallback::GpuKernelLacksOption),
+            Some(Kernel::Host | Kernel::Cube) => LstmPath::Kernel,
             None if is_gpu(device) => LstmPath::TensorOps(Fallback::TooLarge),
             None => LstmPath::TensorOps(Fallback::NoKernel),
         }
     }
     #[cfg(not(any(feature = "cpu-kernel", feature = "cube")))]
     {
-        let _ = (hidden, device, call);
+        let _ = (hidden, device);
         LstmPath::TensorOps(Fallback::NoKernel)
     }
 }
@@ -743,7 +696,7 @@ fn run_direction(
     Run {
         outputs,
         hidden: run.hidden,
-        cell: Some(run.cell),
+        cell: run.cell,
     }
 }
 
@@ -759,42 +712,42 @@ fn kernel_run(
 ) -> Run {
     let [batch, steps, _] = x.dims();
     let hidden = weights.dims()[1] / 4;
+    let initial = initial
+        .map(|(h, c)| Tensor::cat(vec![h.unsqueeze_dim::<3>(1), c.unsqueeze_dim::<3>(1)], 1));
+    let lengths = shared.lengths.cloned();
     #[cfg(feature = "cube")]
-    if crate::kernel::is_cube(&x.device()) {
-        // The GPU kernel: a zero state, whole sequences; the final state is the last step read.
-        let outputs = crate::kernel::cube_sequence(x, weights, reverse, last_only);
-        let last = if reverse || last_only { 0 } else { steps - 1 };
-        let hidden_state = outputs.clone().narrow(1, last, 1).reshape([batch, hidden]);
-        return Run {
-            outputs: (!last_only).then_some(outputs),
-            hidden: hidden_state,
-            cell: None,
-        };
+    let all = if crate::kernel::is_cube(&x.device()) {
+        crate::kernel::cube_sequence(x, weights, initial, lengths, reverse, last_only)
+    } else {
+        host_run(x, weights, initial, lengths, reverse, last_only)
+    };
+    #[cfg(not(feature = "cube"))]
+    let all = host_run(x, weights, initial, lengths, reverse, last_only);
+    // `[batch * kept + 2 * batch, hidden]`: every block a view, contiguous.
+    let kept = if last_only { 0 } else { steps };
+    let block = |first: usize, rows: usize| all.clone().narrow(0, first, rows);
+    Run {
+        outputs: (!last_only).then(|| block(0, batch * kept).reshape([batch, steps, hidden])),
+        hidden: block(batch * kept, batch),
+        cell: block(batch * (kept + 1), batch),
     }
+}
+
+/// The CPU kernel's run of [`kernel_run`].
+#[cfg(any(feature = "cpu-kernel", feature = "cube"))]
+fn host_run(
+    x: Tensor<3>,
+    weights: Tensor<2>,
+    initial: Option<Tensor<3>>,
+    lengths: Option<Arc<[usize]>>,
+    reverse: bool,
+    last_only: bool,
+) -> Tensor<2> {
     #[cfg(feature = "cpu-kernel")]
-    {
-        let initial = initial
-            .map(|(h, c)| Tensor::cat(vec![h.unsqueeze_dim::<3>(1), c.unsqueeze_dim::<3>(1)], 1));
-        let all = crate::kernel::host_sequence(
-            x,
-            weights,
-            initial,
-            shared.lengths.cloned(),
-            reverse,
-            last_only,
-        );
-        // `[batch * kept + 2 * batch, hidden]`: every block a view, contiguous.
-        let kept = if last_only { 0 } else { steps };
-        let block = |first: usize, rows: usize| all.clone().narrow(0, first, rows);
-        Run {
-            outputs: (!last_only).then(|| block(0, batch * kept).reshape([batch, steps, hidden])),
-            hidden: block(batch * kept, batch),
-            cell: Some(block(batch * (kept + 1), batch)),
-        }
-    }
+    return crate::kernel::host_sequence(x, weights, initial, lengths, reverse, last_only);
     #[cfg(not(feature = "cpu-kernel"))]
     {
-        let _ = (initial, shared, steps);
-        unreachable!("the kernel path on a device without a kernel")
+        let _ = (x, weights, initial, lengths, reverse, last_only);
+        unreachable!("the kernel path on a device without a CPU kernel")
     }
 }

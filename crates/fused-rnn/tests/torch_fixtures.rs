@@ -1,12 +1,14 @@
 //! The layer against PyTorch's `nn.LSTM` on the cases of `bench/pytorch/lstm_fixtures.py`
-//! (`tests/fixtures/torch/`): outputs, final states and every gradient within 1e-4, on each CPU
-//! path this build has (flex with and without the kernel; ndarray with `--features ndarray`).
+//! (`tests/fixtures/torch/`): outputs, final states and every gradient within 1e-4, on each path
+//! this build has (flex with and without the kernel; ndarray's kernel with `--features ndarray`;
+//! the CubeCL kernel with `--features wgpu`, on lavapipe in CI).
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use fused_rnn::LstmPath;
 use support::parity::{Case, read};
 
 const TOLERANCE: f32 = 1e-4;
@@ -46,6 +48,14 @@ fn matches_pytorch(device: &Device, kernel: bool) {
         } else {
             device.clone()
         };
+        let path = case
+            .path(&device, kernel)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            path == LstmPath::Kernel,
+            kernel,
+            "{name}: the layer took {path} on {device:?}"
+        );
         let results = case
             .run(&device, kernel)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -88,8 +98,8 @@ fn the_kernel_on_ndarray_matches_pytorch() {
     matches_pytorch(&Device::ndarray(), true);
 }
 
-/// On wgpu (lavapipe in CI): these calls ask for every step's output and the final cell state,
-/// which the GPU kernel does not give, so they check the tensor-op path on the GPU backend.
+/// The CubeCL kernel on wgpu (lavapipe in CI): initial states, lengths, both directions, every
+/// gradient.
 #[cfg(feature = "wgpu")]
 #[test]
 fn wgpu_matches_pytorch() {

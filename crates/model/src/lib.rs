@@ -48,7 +48,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::store::RecordError;
 use burn::tensor::{Device, Tensor};
-pub use fused_rnn::{self, Fallback, Lstm, LstmCall, LstmConfig, LstmPath, cross_entropy};
+pub use fused_rnn::{self, Fallback, Lstm, LstmConfig, LstmPath, cross_entropy};
 
 /// Hyper-parameters of an [`LstmClassifier`]; the defaults are the tutorial's model (one LSTM layer of
 /// 64 units over 28 steps of 28 pixels, ten classes).
@@ -146,7 +146,7 @@ impl LstmClassifierConfig {
     /// Which computation the classifier this configuration builds runs on `device` (as
     /// [`LstmClassifier::lstm_path`] of a model from [`init`](Self::init)), without building it.
     pub fn lstm_path(&self, device: &Device) -> LstmPath {
-        self.lstm().path(device, LstmCall::CLASSIFIER)
+        self.lstm().path(device)
     }
 
     /// Builds a classifier with fresh weights on `device`: the LSTM drawn as PyTorch draws
@@ -359,7 +359,7 @@ impl LstmClassifier {
 
     /// Which computation [`forward`](Self::forward) runs on `device`, and why.
     pub fn lstm_path(&self, device: &Device) -> LstmPath {
-        self.lstm.path(device, LstmCall::CLASSIFIER)
+        self.lstm.path(device)
     }
 
     /// Class probabilities `[batch, classes]` (softmax of [`forward`](Self::forward)).

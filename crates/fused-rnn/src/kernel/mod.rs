@@ -14,11 +14,10 @@
 //! - on Burn's CubeCL backend (wgpu: feature `wgpu`, feature `cube` for any runtime),
 //!   [`LstmCubeSequenceOps`]: `cube/` runs the recurrence, input projection included, as one
 //!   CubeCL kernel launch that walks every time step, with a second kernel for the backward
-//!   pass ([`LstmCubeOps`]). It starts from a zero state and reads every step of every row.
+//!   pass ([`LstmCubeOps`]). It takes the same options and gives the same outputs.
 //!
-//! Other backends, shapes the GPU kernel does not take (a hidden state too large for the
-//! device's shared memory) and, on the GPU, calls with an initial state, lengths or the final
-//! cell state keep the tensor-op path: [`kernel_on`] says which kernel a device has.
+//! Other backends, and shapes the GPU kernel does not take (a hidden state too large for the
+//! device's shared memory), keep the tensor-op path: [`kernel_on`] says which kernel a device has.
 
 #[cfg(feature = "cube")]
 mod cube;
@@ -72,7 +71,7 @@ pub(crate) trait LstmSequenceOps: Backend {
 }
 
 /// The LSTM sequence operation on Burn's CubeCL backend (with and without Burn's fusion) and
-/// under autodiff over it: from a zero state, every row of every length.
+/// under autodiff over it, with [`LstmSequenceOps`]'s options and output layout.
 #[cfg(feature = "cube")]
 #[backend_extension(
     Cube: cfg(feature = "cube"),
@@ -80,14 +79,20 @@ pub(crate) trait LstmSequenceOps: Backend {
     Autodiff
 )]
 pub(crate) trait LstmCubeSequenceOps: Backend {
-    /// The hidden state of every step, `[batch, steps, hidden]`, of one LSTM direction over
-    /// `inputs` `[batch, steps, input]` from a zero state, with the fused `weights`
-    /// `[input + 1 + hidden, 4 hidden]`; right to left when `reverse`. With `last_only`, the
-    /// last index's alone, `[batch, 1, hidden]` (all a classifier's top layer reads).
-    #[fusion(meta = |inputs, weights, _reverse, last_only| fusion_specs::sequence(inputs, weights, *last_only))]
+    /// One LSTM direction over `inputs` `[batch, steps, input]` with the fused `weights`
+    /// `[input + 1 + hidden, 4 hidden]`, from `initial` `[batch, 2, hidden]` (each row's hidden
+    /// then cell state) when `has_initial`, else from zeros (`initial` is then any tensor of
+    /// the call's, unread: Burn's fusion records no optional tensors), each row cut at its
+    /// `lengths`, right to left when `reverse`. Gives `[batch * kept + 2 * batch, hidden]` as
+    /// [`LstmSequenceOps::lstm_sequence`] does: every step's hidden state (none with
+    /// `last_only`), then the final hidden and cell states.
+    #[fusion(meta = |inputs, weights, _initial, _has_initial, _lengths, _reverse, last_only| fusion_specs::sequence(inputs, weights, *last_only))]
     fn lstm_cube_sequence(
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
+        initial: FloatTensor<Self>,
+        has_initial: bool,
+        lengths: Option<Lengths>,
         reverse: bool,
         last_only: bool,
     ) -> FloatTensor<Self>;
@@ -97,14 +102,17 @@ pub(crate) trait LstmCubeSequenceOps: Backend {
 #[cfg(feature = "cube")]
 #[backend_extension(Cube, Fusion: cfg(feature = "fusion"))]
 pub(crate) trait LstmCubeOps: Backend {
-    /// [`LstmCubeSequenceOps::lstm_cube_sequence`]'s forward pass: its output, then what the backward
-    /// pass reads: the hidden state each step read (the previous step's, zero for the first) and
-    /// every step's cell, `[batch, steps, hidden]`, and activated gates, `[batch, steps,
-    /// 4 hidden]`, each at its step's own index.
-    #[fusion(meta = |inputs, weights, _reverse, last_only| fusion_specs::saved(inputs, weights, *last_only))]
+    /// [`LstmCubeSequenceOps::lstm_cube_sequence`]'s forward pass: its output, then what the
+    /// backward pass reads: the hidden state each step read and every step's cell,
+    /// `[batch, steps, hidden]`, and activated gates, `[batch, steps, 4 hidden]`, each at its
+    /// step's own time index (zeros at a row's padded indices).
+    #[fusion(meta = |inputs, weights, _initial, _has_initial, _lengths, _reverse, last_only| fusion_specs::saved(inputs, weights, *last_only))]
     fn lstm_cube_forward(
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
+        initial: FloatTensor<Self>,
+        has_initial: bool,
+        lengths: Option<Lengths>,
         reverse: bool,
         last_only: bool,
     ) -> (
@@ -114,17 +122,22 @@ pub(crate) trait LstmCubeOps: Backend {
         FloatTensor<Self>,
     );
 
-    /// The gradient of every step's gate pre-activations, `[batch, steps, 4 hidden]`, from the
-    /// outputs' gradient and what [`LstmCubeOps::lstm_cube_forward`] kept.
-    #[fusion(dtype = gates, shape = gates)]
+    /// The gradient of every step's gate pre-activations, `[batch, steps, 4 hidden]`, and that
+    /// of the initial state, `[batch, 2, hidden]` (of a zero one when `has_initial` is off),
+    /// from the output's gradient and what [`LstmCubeOps::lstm_cube_forward`] kept.
+    #[fusion(meta = |_output_grad, gates, _cells, _weights, _initial, _has_initial, _lengths, _reverse, _last_only| fusion_specs::backward(gates))]
+    #[allow(clippy::too_many_arguments)]
     fn lstm_cube_backward(
         output_grad: FloatTensor<Self>,
         gates: FloatTensor<Self>,
         cells: FloatTensor<Self>,
         weights: FloatTensor<Self>,
+        initial: FloatTensor<Self>,
+        has_initial: bool,
+        lengths: Option<Lengths>,
         reverse: bool,
         last_only: bool,
-    ) -> FloatTensor<Self>;
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// The gradients of gate `gate`'s input weight, bias (each of its two biases gets the same)
     /// and hidden weight from that of the fused weights, `grad` `[input + 1 + hidden, 4 hidden]`
@@ -253,8 +266,8 @@ mod fusion_specs {
         last_only: bool,
     ) -> TensorSpec {
         let (batch, steps, hidden) = sizes(inputs, weights);
-        let kept = if last_only { 1 } else { steps };
-        TensorSpec::new(Shape::new([batch, kept, hidden]), inputs.dtype)
+        let kept = if last_only { 0 } else { steps };
+        TensorSpec::new(Shape::new([batch * kept + 2 * batch, hidden]), inputs.dtype)
     }
 
     #[cfg(feature = "cube")]
@@ -271,6 +284,15 @@ mod fusion_specs {
             state.clone(),
             state,
             gates,
+        )
+    }
+
+    #[cfg(feature = "cube")]
+    pub(super) fn backward(gates: &TensorSpec) -> (TensorSpec, TensorSpec) {
+        let [batch, _, width] = [gates.shape[0], gates.shape[1], gates.shape[2]];
+        (
+            gates.clone(),
+            TensorSpec::new(Shape::new([batch, 2, width / 4]), gates.dtype),
         )
     }
 
@@ -354,6 +376,8 @@ pub(crate) trait AutodiffCubeLstm: LstmCubeSequenceOps {
     fn autodiff_lstm_cube_sequence<C: CheckpointStrategy>(
         inputs: FloatTensor<Autodiff<Self, C>>,
         weights: FloatTensor<Autodiff<Self, C>>,
+        initial: Option<FloatTensor<Autodiff<Self, C>>>,
+        lengths: Option<Lengths>,
         reverse: bool,
         last_only: bool,
     ) -> FloatTensor<Autodiff<Self, C>>;
@@ -364,19 +388,24 @@ impl<B: AutodiffCubeLstm, C: CheckpointStrategy> LstmCubeSequenceOps for Autodif
     fn lstm_cube_sequence(
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
+        initial: FloatTensor<Self>,
+        has_initial: bool,
+        lengths: Option<Lengths>,
         reverse: bool,
         last_only: bool,
     ) -> FloatTensor<Self> {
-        B::autodiff_lstm_cube_sequence::<C>(inputs, weights, reverse, last_only)
+        let initial = has_initial.then_some(initial);
+        B::autodiff_lstm_cube_sequence::<C>(inputs, weights, initial, lengths, reverse, last_only)
     }
 }
 
 /// The whole-sequence kernels a device can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
-    /// The CPU kernel (flex, ndarray): every option of the layer.
+    /// The CPU kernel (flex, ndarray): every option of the layer (initial state, lengths, both
+    /// directions, every step or the final state alone).
     Host,
-    /// The CubeCL kernel (wgpu): a zero initial state and sequences of full length.
+    /// The CubeCL kernel (wgpu): every option of the layer too.
     #[cfg_attr(not(feature = "cube"), allow(dead_code))]
     Cube,
 }
@@ -433,7 +462,7 @@ pub(crate) fn host_sequence(
     Tensor::from_dispatch(output)
 }
 
-/// [`LstmCubeSequenceOps::lstm_cube_sequence`] on tensors.
+/// [`LstmCubeSequenceOps::lstm_cube_sequence`] on tensors, laid out as [`host_sequence`]'s.
 ///
 /// # Panics
 /// If the device is not a CubeCL one that [`kernel_on`] accepts, or the shapes disagree.
@@ -441,12 +470,20 @@ pub(crate) fn host_sequence(
 pub(crate) fn cube_sequence(
     inputs: Tensor<3>,
     weights: Tensor<2>,
+    initial: Option<Tensor<3>>,
+    lengths: Option<Lengths>,
     reverse: bool,
     last_only: bool,
-) -> Tensor<3> {
+) -> Tensor<2> {
+    let has_initial = initial.is_some();
+    // Without a state the kernels read none; the weights stand in for the argument.
+    let initial = initial.map_or_else(|| weights.clone().into_dispatch(), Tensor::into_dispatch);
     let output = <Dispatch as LstmCubeSequenceOps>::lstm_cube_sequence(
         inputs.into_dispatch(),
         weights.into_dispatch(),
+        initial,
+        has_initial,
+        lengths,
         reverse,
         last_only,
     );

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use fused_rnn::{Lstm, LstmConfig, LstmState, PytorchParameter};
+use fused_rnn::{Lstm, LstmConfig, LstmPath, LstmState, PytorchParameter};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 /// A tensor read from or written to a case: its shape and `f32` values.
@@ -151,6 +151,12 @@ impl Case {
                     values.shape.clone(),
                 )))
             })
+    }
+
+    /// The computation the case's layer runs on `device`, the kernel allowed or not.
+    #[allow(dead_code)] // the tests ask; the example runs whatever the device has
+    pub fn path(&self, device: &Device, kernel: bool) -> Result<LstmPath, String> {
+        Ok(self.layer(device, kernel)?.path(device))
     }
 
     /// Runs the case on `device` (an autodiff one when the case has `grad_output`) and gives the

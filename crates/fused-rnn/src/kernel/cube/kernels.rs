@@ -19,13 +19,21 @@
 //! gradient reaching their previous hidden states over every gate column. Cubes never wait on
 //! each other (there is no grid-wide barrier on wgpu): batch rows are independent.
 //!
+//! Each row has its own length (PyTorch's packed sequences): at step `s` a row of length `L`
+//! reads time index `s` (right to left, `L - 1 - s`) while `s < L`; after that it keeps its state,
+//! writes zero outputs at index `s` and, in the backward pass, zero gate gradients there, so that
+//! its final state is that of its last valid step and nothing of its padding reaches a gradient.
+//!
 //! Layouts, all contiguous and row-major, indexed in vectors (so the vector size divides both the
 //! input and the hidden size): `inputs` `[batch, steps, input]`, `gates` and `dz`
 //! `[batch, steps, 4 hidden]` (gate columns `[input | forget | output | cell]`, the cell gate's
 //! pre-activation doubled as in `tensor_ops.rs`), `weights` the fused `[input + 1 + hidden, 4 hidden]`
 //! (the bias in row `input`, the recurrent rows after it), `w_h_t` the recurrent rows' transpose
-//! `[4 hidden, hidden]`, `outputs`, `previous` (the hidden state a step read) and `cells`
-//! `[batch, steps, hidden]` at each step's own time index.
+//! `[4 hidden, hidden]`, `initial` and its gradient `[batch, 2, hidden]` (each row's hidden then
+//! cell state), `lengths` `[batch]` (u32, one value per index), `previous` (the hidden state a
+//! step read) and `cells` `[batch, steps, hidden]` at each step's own time index, and `outputs`
+//! `[batch * kept + 2 batch, hidden]`: every step's hidden state (`kept = steps`, or none), then
+//! the final hidden and cell states, as the CPU kernel lays them out.
 
 use cubecl::prelude::*;
 
@@ -49,10 +57,17 @@ fn zeros<F: Float, N: Size>() -> Vector<F, N> {
     Vector::<F, N>::broadcast(F::new(0.0))
 }
 
-/// The time index of step `step` of `steps`, read left to right or (`reverse == 1`) right to left.
+/// The time index a row of `length` valid steps reads at step `step`: left to right or
+/// (`reverse == 1`) from its own last valid step back. A step past the row's length (the row
+/// has finished) stands for time index `step` itself, one of the padded indices
+/// `length..steps`, where the row's outputs are zero.
 #[cube]
-fn time_of(step: usize, steps: usize, reverse: u32) -> usize {
-    if reverse == 1 { steps - 1 - step } else { step }
+fn time_of(step: usize, length: usize, reverse: u32) -> usize {
+    if step < length && reverse == 1 {
+        length - 1 - step
+    } else {
+        step
+    }
 }
 
 /// Zeroes a shared buffer of `len` vectors, spread over the cube's units.
@@ -92,19 +107,24 @@ struct Walker<F: Float, N: Size> {
     steps: usize,
     /// Input values per step.
     input: usize,
+    reverse: u32,
     /// The vector index of the first recurrent row of the fused weights.
     recurrent_at: usize,
     /// The bias of the unit's gates, `[m * 4 + gate]`.
     bias: Array<Vector<F, N>>,
+    /// The valid steps of each of the cube's rows (a row past the batch has the last row's).
+    lengths: Array<u32>,
 }
 
-/// The unit's place and its gates' bias, read once before the time loop.
+/// The unit's place, its gates' bias and its rows' lengths, read once before the time loop.
 #[cube]
 fn walker<F: Float, N: Size>(
     weights: &Tensor<Vector<F, N>>,
+    lengths: &Tensor<u32>,
     batch: u32,
     steps: u32,
     input: u32,
+    reverse: u32,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
@@ -121,21 +141,80 @@ fn walker<F: Float, N: Size>(
             bias[m * 4 + gate] = weights[bias_at + gate * groups + owned(unit, m, groups, spread)];
         }
     }
+    let first_row = CUBE_POS_X as usize * rows;
+    let lengths = row_lengths(lengths, first_row, batch as usize, rows);
     Walker::<F, N> {
         unit,
-        first_row: CUBE_POS_X as usize * rows,
+        first_row,
         batch: batch as usize,
         steps: steps as usize,
         input: input as usize,
+        reverse,
         recurrent_at: bias_at + 4 * groups,
         bias,
+        lengths,
     }
 }
 
-/// One forward step for the cube's rows at time `t`: the four gates of the unit's hidden units
-/// from the bias, the step's inputs and the previous hidden state (half `current` of the double
-/// buffer `hidden_now`), their new cell states (in `cell`, `[row * spread + m]`) and hidden states
-/// (into the other half). Leaves the activated gates in `gates` (`[(row * spread + m) * 4 + gate]`).
+/// The valid steps of rows `first_row..first_row + rows`.
+#[cube]
+fn row_lengths(
+    lengths: &Tensor<u32>,
+    first_row: usize,
+    batch: usize,
+    #[comptime] rows: usize,
+) -> Array<u32> {
+    let mut values = Array::<u32>::new(rows);
+    #[unroll]
+    for row in 0..rows {
+        values[row] = lengths[clamped_row(first_row + row, batch)];
+    }
+    values
+}
+
+/// The state before the first step: the unit's hidden units' hidden states into the first half
+/// of `hidden_now`, their cell states into `cell`, from `initial` `[batch, 2, hidden]` (each
+/// row's hidden then cell state) when `has_initial`, else zero.
+// `has_initial` is known when the kernel compiles, `b < batch` only when it runs: two `if`s.
+#[allow(clippy::collapsible_if)]
+#[cube]
+fn start_state<F: Float, N: Size>(
+    initial: &Tensor<Vector<F, N>>,
+    at: &Walker<F, N>,
+    hidden_now: &mut Shared<[Vector<F, N>]>,
+    cell: &mut Array<Vector<F, N>>,
+    #[comptime] rows: usize,
+    #[comptime] hidden: usize,
+    #[comptime] vector: usize,
+    #[comptime] spread: usize,
+    #[comptime] has_initial: bool,
+) {
+    let groups = hidden / vector;
+    #[unroll]
+    for row in 0..rows {
+        let b = at.first_row + row;
+        #[unroll]
+        for m in 0..spread {
+            let g = owned(at.unit, m, groups, spread);
+            let mut h = zeros::<F, N>();
+            let mut c = zeros::<F, N>();
+            if has_initial {
+                if b < at.batch {
+                    h = initial[b * 2 * groups + g];
+                    c = initial[(b * 2 + 1) * groups + g];
+                }
+            }
+            hidden_now[row * groups + g] = h;
+            cell[row * spread + m] = c;
+        }
+    }
+}
+
+/// One forward step for the cube's rows at step `step`: the four gates of the unit's hidden
+/// units from the bias, the step's inputs and the previous hidden state (at `read` in the
+/// double buffer `hidden_now`), their new cell states (in `cell`, `[row * spread + m]`) and
+/// hidden states (at `write`). Leaves the activated gates in `gates`
+/// (`[(row * spread + m) * 4 + gate]`). A row past its length keeps its state.
 #[cube]
 fn forward_step<F: Float, N: Size>(
     inputs: &Tensor<Vector<F, N>>,
@@ -144,8 +223,9 @@ fn forward_step<F: Float, N: Size>(
     hidden_now: &mut Shared<[Vector<F, N>]>,
     cell: &mut Array<Vector<F, N>>,
     gates: &mut Array<Vector<F, N>>,
-    current: usize,
-    t: usize,
+    read: usize,
+    write: usize,
+    step: usize,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
@@ -161,9 +241,10 @@ fn forward_step<F: Float, N: Size>(
             }
         }
     }
-    add_inputs::<F, N>(inputs, weights, at, gates, t, rows, hidden, vector, spread);
+    add_inputs::<F, N>(
+        inputs, weights, at, gates, step, rows, hidden, vector, spread,
+    );
     let groups = hidden / vector;
-    let read = current * rows * groups;
     let mut values = Array::<Vector<F, N>>::new(rows);
     for k_group in 0..groups {
         #[unroll]
@@ -183,28 +264,21 @@ fn forward_step<F: Float, N: Size>(
         );
     }
     update_cells::<F, N>(
-        at,
-        hidden_now,
-        cell,
-        gates,
-        (1 - current) * rows * groups,
-        rows,
-        hidden,
-        vector,
-        spread,
+        at, hidden_now, cell, gates, read, write, step, rows, hidden, vector, spread,
     );
 }
 
-/// Adds `x_t W_x` to the unit's gates for the cube's rows, in the kernel rather than as a matmul
-/// over all steps before it: one launch and one `[batch, steps, 4 hidden]` round trip fewer.
-/// Rows past the batch read the last row; nothing of theirs is written.
+/// Adds `x_t W_x` to the unit's gates for the cube's rows, each at its own time index of step
+/// `step`, in the kernel rather than as a matmul over all steps before it: one launch and one
+/// `[batch, steps, 4 hidden]` round trip fewer. Rows past the batch read the last row; nothing
+/// of theirs is written.
 #[cube]
 fn add_inputs<F: Float, N: Size>(
     inputs: &Tensor<Vector<F, N>>,
     weights: &Tensor<Vector<F, N>>,
     at: &Walker<F, N>,
     gates: &mut Array<Vector<F, N>>,
-    t: usize,
+    step: usize,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
@@ -212,12 +286,18 @@ fn add_inputs<F: Float, N: Size>(
 ) {
     let width = 4 * (hidden / vector);
     let input_groups = at.input / vector;
+    let mut first = Array::<usize>::new(rows);
+    #[unroll]
+    for row in 0..rows {
+        let b = clamped_row(at.first_row + row, at.batch);
+        let t = time_of(step, at.lengths[row] as usize, at.reverse);
+        first[row] = (b * at.steps + t) * input_groups;
+    }
     let mut values = Array::<Vector<F, N>>::new(rows);
     for k_group in 0..input_groups {
         #[unroll]
         for row in 0..rows {
-            let b = clamped_row(at.first_row + row, at.batch);
-            values[row] = inputs[(b * at.steps + t) * input_groups + k_group];
+            values[row] = inputs[first[row] + k_group];
         }
         add_products::<F, N>(
             &values,
@@ -281,13 +361,16 @@ fn add_products<F: Float, N: Size>(
 
 /// The end of a forward step: the gates' activations (left in `gates`), the new cell states (in
 /// `cell`) and hidden states (into `hidden_now` from index `write`) of the unit's hidden units.
+/// A row past its length copies its hidden state from `read` to `write` and keeps its cell.
 #[cube]
 fn update_cells<F: Float, N: Size>(
     at: &Walker<F, N>,
     hidden_now: &mut Shared<[Vector<F, N>]>,
     cell: &mut Array<Vector<F, N>>,
     gates: &mut Array<Vector<F, N>>,
+    read: usize,
     write: usize,
+    step: usize,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
@@ -298,36 +381,80 @@ fn update_cells<F: Float, N: Size>(
     let one = Vector::<F, N>::broadcast(F::new(1.0));
     #[unroll]
     for row in 0..rows {
+        let valid = step < at.lengths[row] as usize;
         #[unroll]
         for m in 0..spread {
-            let g = (row * spread + m) * 4;
-            let input_gate = sigmoid::<F, N>(gates[g]);
-            let forget_gate = sigmoid::<F, N>(gates[g + 1]);
-            let output_gate = sigmoid::<F, N>(gates[g + 2]);
-            // The cell gate's doubled pre-activation: 2 sigmoid(2 z) - 1 = tanh(z).
-            let candidate = two * sigmoid::<F, N>(gates[g + 3]) - one;
-            let c = forget_gate * cell[row * spread + m] + input_gate * candidate;
-            cell[row * spread + m] = c;
-            hidden_now[write + row * groups + owned(at.unit, m, groups, spread)] =
-                output_gate * tanh_of::<F, N>(c);
-            gates[g] = input_gate;
-            gates[g + 1] = forget_gate;
-            gates[g + 2] = output_gate;
-            gates[g + 3] = candidate;
+            let at_row = row * groups + owned(at.unit, m, groups, spread);
+            if valid {
+                let g = (row * spread + m) * 4;
+                let input_gate = sigmoid::<F, N>(gates[g]);
+                let forget_gate = sigmoid::<F, N>(gates[g + 1]);
+                let output_gate = sigmoid::<F, N>(gates[g + 2]);
+                // The cell gate's doubled pre-activation: 2 sigmoid(2 z) - 1 = tanh(z).
+                let candidate = two * sigmoid::<F, N>(gates[g + 3]) - one;
+                let c = forget_gate * cell[row * spread + m] + input_gate * candidate;
+                cell[row * spread + m] = c;
+                hidden_now[write + at_row] = output_gate * tanh_of::<F, N>(c);
+                gates[g] = input_gate;
+                gates[g + 1] = forget_gate;
+                gates[g + 2] = output_gate;
+                gates[g + 3] = candidate;
+            } else {
+                hidden_now[write + at_row] = hidden_now[read + at_row];
+            }
         }
     }
 }
 
-/// Writes the hidden states of the unit's hidden units just computed for time `t` (from index
-/// `written` of `hidden_now`) into `outputs`: `[batch, steps, hidden]` when `all_steps`, else
-/// `[batch, 1, hidden]`, the last time index's alone.
+/// Writes the hidden states of the unit's hidden units just computed at step `step` (from index
+/// `written` of `hidden_now`) into `outputs`' first block, `[batch, steps, hidden]`, each at its
+/// time index; a row past its length writes zeros at index `step`. Nothing when `all_steps` is
+/// off (the outputs then hold the final states alone).
 #[cube]
 fn write_outputs<F: Float, N: Size>(
     outputs: &mut Tensor<Vector<F, N>>,
     hidden_now: &Shared<[Vector<F, N>]>,
     at: &Walker<F, N>,
     written: usize,
-    t: usize,
+    step: usize,
+    #[comptime] rows: usize,
+    #[comptime] hidden: usize,
+    #[comptime] vector: usize,
+    #[comptime] spread: usize,
+    #[comptime] all_steps: bool,
+) {
+    if all_steps {
+        let groups = hidden / vector;
+        #[unroll]
+        for row in 0..rows {
+            let b = at.first_row + row;
+            if b < at.batch {
+                let length = at.lengths[row] as usize;
+                let step_at = (b * at.steps + time_of(step, length, at.reverse)) * groups;
+                #[unroll]
+                for m in 0..spread {
+                    let g = owned(at.unit, m, groups, spread);
+                    let mut h = zeros::<F, N>();
+                    if step < length {
+                        h = hidden_now[written + row * groups + g];
+                    }
+                    outputs[step_at + g] = h;
+                }
+            }
+        }
+    }
+}
+
+/// Writes the final hidden states (from index `last` of `hidden_now`) and cell states of the
+/// unit's hidden units into `outputs`' last two blocks, `[batch, hidden]` each, after the
+/// `[batch, steps, hidden]` of every step when `all_steps`.
+#[cube]
+fn write_final<F: Float, N: Size>(
+    outputs: &mut Tensor<Vector<F, N>>,
+    hidden_now: &Shared<[Vector<F, N>]>,
+    cell: &Array<Vector<F, N>>,
+    at: &Walker<F, N>,
+    last: usize,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
@@ -335,6 +462,10 @@ fn write_outputs<F: Float, N: Size>(
     #[comptime] all_steps: bool,
 ) {
     let groups = hidden / vector;
+    let mut first = 0usize;
+    if all_steps {
+        first = at.batch * at.steps * groups;
+    }
     #[unroll]
     for row in 0..rows {
         let b = at.first_row + row;
@@ -342,19 +473,16 @@ fn write_outputs<F: Float, N: Size>(
             #[unroll]
             for m in 0..spread {
                 let g = owned(at.unit, m, groups, spread);
-                let h = hidden_now[written + row * groups + g];
-                if all_steps {
-                    outputs[(b * at.steps + t) * groups + g] = h;
-                } else if t == at.steps - 1 {
-                    outputs[b * groups + g] = h;
-                }
+                outputs[first + b * groups + g] = hidden_now[last + row * groups + g];
+                outputs[first + (at.batch + b) * groups + g] = cell[row * spread + m];
             }
         }
     }
 }
 
-/// Writes what the backward pass reads of time `t`: the hidden state the step read (from index
-/// `read` of `hidden_now`), the cells and the activated gates of the unit's hidden units.
+/// Writes what the backward pass reads of step `step`: the hidden state the step read (from
+/// index `read` of `hidden_now`), the cells and the activated gates of the unit's hidden units,
+/// at the step's time index; a row past its length writes zeros at index `step`.
 #[cube]
 fn write_saved<F: Float, N: Size>(
     previous: &mut Tensor<Vector<F, N>>,
@@ -365,7 +493,7 @@ fn write_saved<F: Float, N: Size>(
     gates: &Array<Vector<F, N>>,
     at: &Walker<F, N>,
     read: usize,
-    t: usize,
+    step: usize,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
@@ -377,16 +505,29 @@ fn write_saved<F: Float, N: Size>(
     for row in 0..rows {
         let b = at.first_row + row;
         if b < at.batch {
-            let step_at = b * at.steps + t;
+            let length = at.lengths[row] as usize;
+            let step_at = b * at.steps + time_of(step, length, at.reverse);
+            let valid = step < length;
             #[unroll]
             for m in 0..spread {
                 let g = owned(at.unit, m, groups, spread);
-                previous[step_at * groups + g] = hidden_now[read + row * groups + g];
-                cells[step_at * groups + g] = cell[row * spread + m];
+                // A finished row's zeros keep the weights' gradient, a sum over every index,
+                // free of whatever its padded steps computed.
+                let mut h = zeros::<F, N>();
+                let mut c = zeros::<F, N>();
+                if valid {
+                    h = hidden_now[read + row * groups + g];
+                    c = cell[row * spread + m];
+                }
+                previous[step_at * groups + g] = h;
+                cells[step_at * groups + g] = c;
                 #[unroll]
                 for gate in 0..4 {
-                    saved_gates[step_at * width + gate * groups + g] =
-                        gates[(row * spread + m) * 4 + gate];
+                    let mut value = zeros::<F, N>();
+                    if valid {
+                        value = gates[(row * spread + m) * 4 + gate];
+                    }
+                    saved_gates[step_at * width + gate * groups + g] = value;
                 }
             }
         }
@@ -394,11 +535,14 @@ fn write_saved<F: Float, N: Size>(
 }
 
 /// The forward pass of training: the outputs as [`lstm_forward_infer`] writes them, and for
-/// every step the hidden state it read (zero for the first), its cell and its activated gates.
+/// every step the hidden state it read, its cell and its activated gates (zeros at a row's
+/// padded indices).
 #[cube(launch_unchecked)]
 pub fn lstm_forward_train<F: Float, N: Size>(
     inputs: &Tensor<Vector<F, N>>,
     weights: &Tensor<Vector<F, N>>,
+    initial: &Tensor<Vector<F, N>>,
+    lengths: &Tensor<u32>,
     outputs: &mut Tensor<Vector<F, N>>,
     previous: &mut Tensor<Vector<F, N>>,
     cells: &mut Tensor<Vector<F, N>>,
@@ -412,18 +556,31 @@ pub fn lstm_forward_train<F: Float, N: Size>(
     #[comptime] vector: usize,
     #[comptime] spread: usize,
     #[comptime] all_steps: bool,
+    #[comptime] has_initial: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let groups = hidden / vector;
-    let at = walker::<F, N>(weights, batch, steps, input, rows, hidden, vector, spread);
+    let at = walker::<F, N>(
+        weights, lengths, batch, steps, input, reverse, rows, hidden, vector, spread,
+    );
     let mut hidden_now = Shared::<[Vector<F, N>]>::new_slice(2 * rows * groups);
-    zero_shared::<F, N>(&mut hidden_now, 2 * rows * groups);
-    let mut cell = zeroed::<F, N>(rows * spread);
+    let mut cell = Array::<Vector<F, N>>::new(rows * spread);
+    start_state::<F, N>(
+        initial,
+        &at,
+        &mut hidden_now,
+        &mut cell,
+        rows,
+        hidden,
+        vector,
+        spread,
+        has_initial,
+    );
     let mut gates = Array::<Vector<F, N>>::new(4 * rows * spread);
     sync_cube();
     for step in 0..at.steps {
-        let t = time_of(step, at.steps, reverse);
-        let current = step % 2;
+        let read = (step % 2) * rows * groups;
+        let written = rows * groups - read;
         forward_step::<F, N>(
             inputs,
             weights,
@@ -431,8 +588,9 @@ pub fn lstm_forward_train<F: Float, N: Size>(
             &mut hidden_now,
             &mut cell,
             &mut gates,
-            current,
-            t,
+            read,
+            written,
+            step,
             rows,
             hidden,
             vector,
@@ -440,7 +598,6 @@ pub fn lstm_forward_train<F: Float, N: Size>(
         );
         // The unit wrote and reads only its own hidden units here, so no barrier is needed
         // before these reads; the one after them guards the next step's.
-        let read = current * rows * groups;
         write_saved::<F, N>(
             previous,
             cells,
@@ -450,19 +607,18 @@ pub fn lstm_forward_train<F: Float, N: Size>(
             &gates,
             &at,
             read,
-            t,
+            step,
             rows,
             hidden,
             vector,
             spread,
         );
-        let written = (1 - current) * rows * groups;
         write_outputs::<F, N>(
             outputs,
             &hidden_now,
             &at,
             written,
-            t,
+            step,
             rows,
             hidden,
             vector,
@@ -471,14 +627,32 @@ pub fn lstm_forward_train<F: Float, N: Size>(
         );
         sync_cube();
     }
+    let last = (at.steps % 2) * rows * groups;
+    write_final::<F, N>(
+        outputs,
+        &hidden_now,
+        &cell,
+        &at,
+        last,
+        rows,
+        hidden,
+        vector,
+        spread,
+        all_steps,
+    );
 }
 
-/// The forward pass of inference: nothing saved; `outputs` is `[batch, steps, hidden]` when
-/// `all_steps`, else `[batch, 1, hidden]`, the last time index's hidden state.
+/// The forward pass of inference, nothing saved: into `outputs`, when `all_steps`, the hidden
+/// state of every step `[batch, steps, hidden]` at its time index (zeros past a row's length),
+/// then the final hidden states and cell states, `[batch, hidden]` each. From `initial`
+/// `[batch, 2, hidden]` when `has_initial`, else zero; each row `b` read for its first
+/// `lengths[b]` steps, right to left from its last valid step when `reverse == 1`.
 #[cube(launch_unchecked)]
 pub fn lstm_forward_infer<F: Float, N: Size>(
     inputs: &Tensor<Vector<F, N>>,
     weights: &Tensor<Vector<F, N>>,
+    initial: &Tensor<Vector<F, N>>,
+    lengths: &Tensor<u32>,
     outputs: &mut Tensor<Vector<F, N>>,
     batch: u32,
     steps: u32,
@@ -489,18 +663,31 @@ pub fn lstm_forward_infer<F: Float, N: Size>(
     #[comptime] vector: usize,
     #[comptime] spread: usize,
     #[comptime] all_steps: bool,
+    #[comptime] has_initial: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let groups = hidden / vector;
-    let at = walker::<F, N>(weights, batch, steps, input, rows, hidden, vector, spread);
+    let at = walker::<F, N>(
+        weights, lengths, batch, steps, input, reverse, rows, hidden, vector, spread,
+    );
     let mut hidden_now = Shared::<[Vector<F, N>]>::new_slice(2 * rows * groups);
-    zero_shared::<F, N>(&mut hidden_now, 2 * rows * groups);
-    let mut cell = zeroed::<F, N>(rows * spread);
+    let mut cell = Array::<Vector<F, N>>::new(rows * spread);
+    start_state::<F, N>(
+        initial,
+        &at,
+        &mut hidden_now,
+        &mut cell,
+        rows,
+        hidden,
+        vector,
+        spread,
+        has_initial,
+    );
     let mut gates = Array::<Vector<F, N>>::new(4 * rows * spread);
     sync_cube();
     for step in 0..at.steps {
-        let t = time_of(step, at.steps, reverse);
-        let current = step % 2;
+        let read = (step % 2) * rows * groups;
+        let written = rows * groups - read;
         forward_step::<F, N>(
             inputs,
             weights,
@@ -508,20 +695,20 @@ pub fn lstm_forward_infer<F: Float, N: Size>(
             &mut hidden_now,
             &mut cell,
             &mut gates,
-            current,
-            t,
+            read,
+            written,
+            step,
             rows,
             hidden,
             vector,
             spread,
         );
-        let written = (1 - current) * rows * groups;
         write_outputs::<F, N>(
             outputs,
             &hidden_now,
             &at,
             written,
-            t,
+            step,
             rows,
             hidden,
             vector,
@@ -530,75 +717,135 @@ pub fn lstm_forward_infer<F: Float, N: Size>(
         );
         sync_cube();
     }
+    let last = (at.steps % 2) * rows * groups;
+    write_final::<F, N>(
+        outputs,
+        &hidden_now,
+        &cell,
+        &at,
+        last,
+        rows,
+        hidden,
+        vector,
+        spread,
+        all_steps,
+    );
+}
+
+/// Where the backward kernel's unit is, and what it reads besides the saved forward pass.
+#[derive(CubeType)]
+struct Backtracker {
+    unit: usize,
+    batch: usize,
+    steps: usize,
+    reverse: u32,
+    /// The valid steps of each of the cube's rows.
+    lengths: Array<u32>,
 }
 
 /// The backward pass through time: the gradient of every step's gate pre-activations, `dz`
-/// `[batch, steps, 4 hidden]`, from the outputs' gradient (`[batch, steps, hidden]`, or
-/// `[batch, 1, hidden]` for the last time index alone when `last_only == 1`) and the saved forward
-/// pass. A unit keeps what reaches its hidden units' cell and hidden states in registers; the gate
-/// gradients the latter sums come from every unit through shared memory.
+/// `[batch, steps, 4 hidden]` (zeros at a row's padded indices), and that of the initial
+/// state, `initial_grad` `[batch, 2, hidden]`, from the outputs' gradient (laid out as the
+/// forward kernels write the outputs: every step's when `all_steps`, then the final hidden and
+/// cell states') and the saved forward pass. A unit keeps what reaches its hidden units' cell
+/// and hidden states in registers; the gate gradients the latter sums come from every unit
+/// through shared memory.
 #[cube(launch_unchecked)]
 pub fn lstm_backward<F: Float, N: Size>(
     output_grad: &Tensor<Vector<F, N>>,
     gates: &Tensor<Vector<F, N>>,
     cells: &Tensor<Vector<F, N>>,
     w_h_t: &Tensor<Vector<F, N>>,
+    initial: &Tensor<Vector<F, N>>,
+    lengths: &Tensor<u32>,
     dz: &mut Tensor<Vector<F, N>>,
+    initial_grad: &mut Tensor<Vector<F, N>>,
     batch: u32,
     steps: u32,
     reverse: u32,
-    last_only: u32,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
     #[comptime] spread: usize,
+    #[comptime] all_steps: bool,
+    #[comptime] has_initial: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let groups = hidden / vector;
     let width = 4 * groups;
-    let batch = batch as usize;
-    let steps = steps as usize;
-    let unit = UNIT_POS_X as usize;
     let first_row = CUBE_POS_X as usize * rows;
-    // This step's gate gradients of every unit, `[rows, 4 hidden]`; rows past the batch stay zero.
+    let lengths = row_lengths(lengths, first_row, batch as usize, rows);
+    let at = Backtracker {
+        unit: UNIT_POS_X as usize,
+        batch: batch as usize,
+        steps: steps as usize,
+        reverse,
+        lengths,
+    };
+    // This step's gate gradients of every unit, `[rows, 4 hidden]`.
     let mut dz_now = Shared::<[Vector<F, N>]>::new_slice(rows * width);
     zero_shared::<F, N>(&mut dz_now, rows * width);
-    // What reaches each owned hidden unit's cell and hidden state from the step after.
+    // What reaches each owned hidden unit's cell and hidden state from the step after: at
+    // first, the final states' gradients.
     let mut dc = zeroed::<F, N>(rows * spread);
     let mut dh_next = zeroed::<F, N>(rows * spread);
+    let mut finals = 0usize;
+    if all_steps {
+        finals = at.batch * at.steps * groups;
+    }
+    #[unroll]
+    for row in 0..rows {
+        let b = first_row + row;
+        if b < at.batch {
+            #[unroll]
+            for m in 0..spread {
+                let g = owned(at.unit, m, groups, spread);
+                dh_next[row * spread + m] = output_grad[finals + b * groups + g];
+                dc[row * spread + m] = output_grad[finals + (at.batch + b) * groups + g];
+            }
+        }
+    }
     sync_cube();
-    for step in 0..steps {
-        // `step` counts forward steps from the last one back; `t` is its time index.
-        let forward_step = steps - 1 - step;
-        let cell_at = CellAt {
-            steps,
-            forward_step,
-            t: time_of(forward_step, steps, reverse),
-            reverse,
-            last_only,
-        };
+    for step in 0..at.steps {
+        // `forward_step` counts forward steps from the last one back.
+        let forward_step = at.steps - 1 - step;
         #[unroll]
         for row in 0..rows {
             let b = first_row + row;
-            if b < batch {
+            if b < at.batch {
+                let length = at.lengths[row] as usize;
                 #[unroll]
                 for m in 0..spread {
-                    backward_cell::<F, N>(
-                        output_grad,
-                        gates,
-                        cells,
-                        dz,
-                        &mut dz_now,
-                        &mut dc,
-                        &dh_next,
-                        &cell_at,
-                        row * spread + m,
-                        row,
-                        owned(unit, m, groups, spread),
-                        b,
-                        hidden,
-                        vector,
-                    );
+                    let g = owned(at.unit, m, groups, spread);
+                    if forward_step < length {
+                        backward_cell::<F, N>(
+                            output_grad,
+                            gates,
+                            cells,
+                            initial,
+                            dz,
+                            &mut dz_now,
+                            &mut dc,
+                            &dh_next,
+                            &at,
+                            forward_step,
+                            row * spread + m,
+                            row,
+                            g,
+                            b,
+                            hidden,
+                            vector,
+                            all_steps,
+                            has_initial,
+                        );
+                    } else {
+                        // A padded index: its gates read nothing that reached the outputs.
+                        let gate_at = (b * at.steps + forward_step) * width + g;
+                        #[unroll]
+                        for gate in 0..4 {
+                            dz[gate_at + gate * groups] = zeros::<F, N>();
+                        }
+                    }
                 }
             }
         }
@@ -607,7 +854,8 @@ pub fn lstm_backward<F: Float, N: Size>(
             &dz_now,
             w_h_t,
             &mut dh_next,
-            unit,
+            &at,
+            forward_step,
             rows,
             hidden,
             vector,
@@ -616,16 +864,30 @@ pub fn lstm_backward<F: Float, N: Size>(
         // Every unit has read `dz_now` before the next step writes it.
         sync_cube();
     }
+    #[unroll]
+    for row in 0..rows {
+        let b = first_row + row;
+        if b < at.batch {
+            #[unroll]
+            for m in 0..spread {
+                let g = owned(at.unit, m, groups, spread);
+                initial_grad[b * 2 * groups + g] = dh_next[row * spread + m];
+                initial_grad[(b * 2 + 1) * groups + g] = dc[row * spread + m];
+            }
+        }
+    }
 }
 
 /// What reaches the unit's hidden units' previous hidden states from this step's gate gradients
-/// of every unit: `dh_next = dz_now · W_hᵀ` for the cube's rows.
+/// of every unit: `dh_next = dz_now · W_hᵀ` for the cube's rows that are within their length at
+/// `forward_step` (a finished row's gradient passes its padded steps unchanged).
 #[cube]
 fn recurrent_gradient<F: Float, N: Size>(
     dz_now: &Shared<[Vector<F, N>]>,
     w_h_t: &Tensor<Vector<F, N>>,
     dh_next: &mut Array<Vector<F, N>>,
-    unit: usize,
+    at: &Backtracker,
+    forward_step: usize,
     #[comptime] rows: usize,
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
@@ -635,10 +897,7 @@ fn recurrent_gradient<F: Float, N: Size>(
     let width = 4 * groups;
     let mut gradients = Array::<Vector<F, N>>::new(rows);
     let mut column = Array::<Vector<F, N>>::new(spread);
-    #[unroll]
-    for i in 0..rows * spread {
-        dh_next[i] = zeros::<F, N>();
-    }
+    let mut sums = zeroed::<F, N>(rows * spread);
     for j_group in 0..width {
         #[unroll]
         for row in 0..rows {
@@ -649,62 +908,61 @@ fn recurrent_gradient<F: Float, N: Size>(
             let j = j_group * vector + lane;
             #[unroll]
             for m in 0..spread {
-                column[m] = w_h_t[j * groups + owned(unit, m, groups, spread)];
+                column[m] = w_h_t[j * groups + owned(at.unit, m, groups, spread)];
             }
             #[unroll]
             for row in 0..rows {
                 let gradient = Vector::<F, N>::broadcast(gradients[row].extract(lane));
                 #[unroll]
                 for m in 0..spread {
-                    dh_next[row * spread + m] += gradient * column[m];
+                    sums[row * spread + m] += gradient * column[m];
                 }
+            }
+        }
+    }
+    #[unroll]
+    for row in 0..rows {
+        if forward_step < at.lengths[row] as usize {
+            #[unroll]
+            for m in 0..spread {
+                dh_next[row * spread + m] = sums[row * spread + m];
             }
         }
     }
 }
 
-/// Which step of the backward pass a cell is at.
-#[derive(CubeType)]
-struct CellAt {
-    steps: usize,
-    /// The step's place in the forward pass's order.
-    forward_step: usize,
-    /// Its time index.
-    t: usize,
-    reverse: u32,
-    last_only: u32,
-}
-
-/// One vector group `g` of one row (`slot` in the unit's registers) at one step of the backward
-/// pass: the gradients of its four gates' pre-activations into `dz` and `dz_now`, and the one
-/// reaching its previous cell state into `dc`.
+/// One vector group `g` of one row (`slot` in the unit's registers) at a valid step of the
+/// backward pass: the gradients of its four gates' pre-activations into `dz` and `dz_now`, and
+/// the one reaching its previous cell state into `dc`.
+#[allow(clippy::collapsible_if)] // as in `start_state`
 #[cube]
 fn backward_cell<F: Float, N: Size>(
     output_grad: &Tensor<Vector<F, N>>,
     gates: &Tensor<Vector<F, N>>,
     cells: &Tensor<Vector<F, N>>,
+    initial: &Tensor<Vector<F, N>>,
     dz: &mut Tensor<Vector<F, N>>,
     dz_now: &mut Shared<[Vector<F, N>]>,
     dc: &mut Array<Vector<F, N>>,
     dh_next: &Array<Vector<F, N>>,
-    at: &CellAt,
+    at: &Backtracker,
+    forward_step: usize,
     slot: usize,
     row: usize,
     g: usize,
     b: usize,
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
+    #[comptime] all_steps: bool,
+    #[comptime] has_initial: bool,
 ) {
     let groups = hidden / vector;
     let width = 4 * groups;
     let one = Vector::<F, N>::broadcast(F::new(1.0));
-    let step_at = b * at.steps + at.t;
+    let length = at.lengths[row] as usize;
+    let step_at = b * at.steps + time_of(forward_step, length, at.reverse);
     let mut dh = dh_next[slot];
-    if at.last_only == 1 {
-        if at.t == at.steps - 1 {
-            dh += output_grad[b * groups + g];
-        }
-    } else {
+    if all_steps {
         dh += output_grad[step_at * groups + g];
     }
     let gate_at = step_at * width + g;
@@ -714,9 +972,14 @@ fn backward_cell<F: Float, N: Size>(
     let candidate = gates[gate_at + 3 * groups];
     let squashed = tanh_of::<F, N>(cells[step_at * groups + g]);
     let mut previous_cell = zeros::<F, N>();
-    if at.forward_step > 0 {
-        let previous_t = time_of(at.forward_step - 1, at.steps, at.reverse);
+    if forward_step > 0 {
+        let previous_t = time_of(forward_step - 1, length, at.reverse);
         previous_cell = cells[(b * at.steps + previous_t) * groups + g];
+    }
+    if has_initial {
+        if forward_step == 0 {
+            previous_cell = initial[(b * 2 + 1) * groups + g];
+        }
     }
     // How the gradient reaching `o tanh(c)` reaches its cell: `o (1 - tanh(c)^2)`.
     let d_cell_state = dc[slot] + dh * output_gate * (one - squashed * squashed);

@@ -26,7 +26,7 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::{CubeCount, CubeDim};
 
-use super::{Dims, LstmCubeOps, LstmCubeSequenceOps, LstmParams, LstmWeightOps, dims};
+use super::{Dims, Lengths, LstmCubeOps, LstmCubeSequenceOps, LstmParams, LstmWeightOps, dims};
 
 /// The most batch rows a cube takes on a GPU.
 const MAX_ROWS_PER_CUBE: usize = 8;
@@ -209,6 +209,14 @@ struct Call {
     inputs: CubeTensor,
     /// The fused weights, `[input + 1 + hidden, 4 hidden]`, contiguous.
     weights: CubeTensor,
+    /// The initial state `[batch, 2, hidden]`, contiguous, where the call has one (else a
+    /// tensor the kernels do not read).
+    initial: CubeTensor,
+    has_initial: bool,
+    /// Each row's valid steps, `[batch]` u32.
+    lengths: CubeTensor,
+    reverse: bool,
+    last_only: bool,
 }
 
 /// `tensor[start..end]` along `dim`, every index of the other dimensions, on any backend.
@@ -244,14 +252,54 @@ fn empty_like(like: &CubeTensor, shape: impl Into<Shape>) -> CubeTensor {
     )
 }
 
+/// Each row's valid steps as a `[batch]` u32 tensor on `like`'s device: `lengths`, or `steps`
+/// for every row. A copy to the device, no launch.
+fn lengths_on(
+    like: &CubeTensor,
+    lengths: Option<&Lengths>,
+    batch: usize,
+    steps: usize,
+) -> CubeTensor {
+    let values: Vec<u32> = match lengths {
+        Some(lengths) => {
+            assert!(
+                lengths.len() == batch && lengths.iter().all(|l| (1..=steps).contains(l)),
+                "lstm_sequence: {batch} lengths in 1..={steps} expected, got {lengths:?}"
+            );
+            lengths.iter().map(|&length| length as u32).collect()
+        }
+        None => vec![steps as u32; batch],
+    };
+    let bytes: Vec<u8> = values
+        .iter()
+        .flat_map(|value| value.to_ne_bytes())
+        .collect();
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::new([batch]),
+        like.client.create_from_slice(&bytes),
+        DType::U32,
+    )
+}
+
+/// What a call asks for besides its inputs and weights (the extension methods' arguments).
+struct Options {
+    initial: CubeTensor,
+    has_initial: bool,
+    lengths: Option<Lengths>,
+    reverse: bool,
+    last_only: bool,
+}
+
 impl Call {
-    fn new(inputs: CubeTensor, weights: CubeTensor) -> Self {
+    fn new(inputs: CubeTensor, weights: CubeTensor, options: Options) -> Self {
         let dims = dims(&inputs, &weights);
         let Dims {
             batch,
+            steps,
             input,
             hidden,
-            ..
         } = dims;
         let dtype = inputs.dtype;
         let launch = Launch::new(
@@ -267,18 +315,44 @@ impl Call {
                  kernel::kernel_on should have sent this model to the tensor-op path"
             )
         });
+        if options.has_initial {
+            assert_eq!(
+                options.initial.meta.shape().dims::<3>(),
+                [batch, 2, hidden],
+                "lstm_sequence: the initial state must be [batch, 2, hidden]"
+            );
+        }
+        let lengths = lengths_on(&inputs, options.lengths.as_ref(), batch, steps);
         Self {
             dims,
             dtype,
             launch,
             inputs: into_contiguous(inputs),
             weights: into_contiguous(weights),
+            initial: into_contiguous(options.initial),
+            has_initial: options.has_initial,
+            lengths,
+            reverse: options.reverse,
+            last_only: options.last_only,
         }
     }
 
     /// A new contiguous tensor of the call's dtype on its device.
-    fn empty(&self, shape: [usize; 3]) -> CubeTensor {
+    fn empty(&self, shape: impl Into<Shape>) -> CubeTensor {
         empty_like(&self.inputs, shape)
+    }
+
+    /// The forward kernels' output: every step's hidden state unless `last_only`, then the
+    /// final hidden and cell states (`sequence::OutputLayout` on the CPU).
+    fn outputs(&self) -> CubeTensor {
+        let Dims {
+            batch,
+            steps,
+            hidden,
+            ..
+        } = self.dims;
+        let kept = if self.last_only { 0 } else { steps };
+        self.empty([batch * kept + 2 * batch, hidden])
     }
 }
 
@@ -286,20 +360,31 @@ impl LstmCubeSequenceOps for CubeBackend {
     fn lstm_cube_sequence(
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
+        initial: FloatTensor<Self>,
+        has_initial: bool,
+        lengths: Option<Lengths>,
         reverse: bool,
         last_only: bool,
     ) -> FloatTensor<Self> {
-        let call = Call::new(inputs, weights);
+        let options = Options {
+            initial,
+            has_initial,
+            lengths,
+            reverse,
+            last_only,
+        };
+        let call = Call::new(inputs, weights, options);
         let Dims {
             batch,
             steps,
             input,
             hidden,
         } = call.dims;
-        let kept = if last_only { 1 } else { steps };
-        let outputs = call.empty([batch, kept, hidden]);
+        let outputs = call.outputs();
         // SAFETY: every index the kernel reads or writes is within the tensors built here: rows
-        // are checked against `batch`, columns and units stay below the widths `dims` checked.
+        // are checked against `batch`, time indices against each row's length (checked in
+        // `lengths_on` to be within `steps`), columns and units stay below the widths `dims`
+        // checked, and `initial` is read only when `has_initial` (its shape checked).
         unsafe {
             kernels::lstm_forward_infer::launch_unchecked(
                 &call.inputs.client,
@@ -308,16 +393,19 @@ impl LstmCubeSequenceOps for CubeBackend {
                 call.launch.vector,
                 call.inputs.clone().into_tensor_arg(),
                 call.weights.clone().into_tensor_arg(),
+                call.initial.clone().into_tensor_arg(),
+                call.lengths.clone().into_tensor_arg(),
                 outputs.clone().into_tensor_arg(),
                 batch as u32,
                 steps as u32,
                 input as u32,
-                u32::from(reverse),
+                u32::from(call.reverse),
                 call.launch.rows,
                 hidden,
                 call.launch.vector,
                 call.launch.spread,
-                !last_only,
+                !call.last_only,
+                call.has_initial,
                 dtype_to_storage_type(call.dtype),
             )
         };
@@ -329,6 +417,9 @@ impl LstmCubeOps for CubeBackend {
     fn lstm_cube_forward(
         inputs: FloatTensor<Self>,
         weights: FloatTensor<Self>,
+        initial: FloatTensor<Self>,
+        has_initial: bool,
+        lengths: Option<Lengths>,
         reverse: bool,
         last_only: bool,
     ) -> (
@@ -337,14 +428,21 @@ impl LstmCubeOps for CubeBackend {
         FloatTensor<Self>,
         FloatTensor<Self>,
     ) {
-        let call = Call::new(inputs, weights);
+        let options = Options {
+            initial,
+            has_initial,
+            lengths,
+            reverse,
+            last_only,
+        };
+        let call = Call::new(inputs, weights, options);
         let Dims {
             batch,
             steps,
             input,
             hidden,
         } = call.dims;
-        let outputs = call.empty([batch, if last_only { 1 } else { steps }, hidden]);
+        let outputs = call.outputs();
         let previous = call.empty([batch, steps, hidden]);
         let cells = call.empty([batch, steps, hidden]);
         let gates = call.empty([batch, steps, 4 * hidden]);
@@ -357,6 +455,8 @@ impl LstmCubeOps for CubeBackend {
                 call.launch.vector,
                 call.inputs.clone().into_tensor_arg(),
                 call.weights.clone().into_tensor_arg(),
+                call.initial.clone().into_tensor_arg(),
+                call.lengths.clone().into_tensor_arg(),
                 outputs.clone().into_tensor_arg(),
                 previous.clone().into_tensor_arg(),
                 cells.clone().into_tensor_arg(),
@@ -364,12 +464,13 @@ impl LstmCubeOps for CubeBackend {
                 batch as u32,
                 steps as u32,
                 input as u32,
-                u32::from(reverse),
+                u32::from(call.reverse),
                 call.launch.rows,
                 hidden,
                 call.launch.vector,
                 call.launch.spread,
-                !last_only,
+                !call.last_only,
+                call.has_initial,
                 dtype_to_storage_type(call.dtype),
             )
         };
@@ -381,9 +482,12 @@ impl LstmCubeOps for CubeBackend {
         gates: FloatTensor<Self>,
         cells: FloatTensor<Self>,
         weights: FloatTensor<Self>,
+        initial: FloatTensor<Self>,
+        has_initial: bool,
+        lengths: Option<Lengths>,
         reverse: bool,
         last_only: bool,
-    ) -> FloatTensor<Self> {
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let [batch, steps, width] = gates.meta.shape().dims::<3>();
         let hidden = width / 4;
         let input = weights.meta.shape()[0] - 1 - hidden;
@@ -395,12 +499,15 @@ impl LstmCubeOps for CubeBackend {
             dtype.size(),
         )
         .expect("the forward pass took the kernel, so its backward pass fits too");
+        let lengths = lengths_on(&gates, lengths.as_ref(), batch, steps);
         let recurrent = narrow::<CubeBackend>(weights, 0, input + 1, input + 1 + hidden);
         let recurrent_t = into_contiguous(CubeBackend::float_transpose(recurrent));
         let output_grad = into_contiguous(output_grad);
         let gates = into_contiguous(gates);
         let cells = into_contiguous(cells);
+        let initial = into_contiguous(initial);
         let dz = empty_like(&gates, [batch, steps, width]);
+        let initial_grad = empty_like(&gates, [batch, 2, hidden]);
         // SAFETY: as for `lstm_forward_infer` above.
         unsafe {
             kernels::lstm_backward::launch_unchecked(
@@ -412,19 +519,23 @@ impl LstmCubeOps for CubeBackend {
                 gates.into_tensor_arg(),
                 cells.into_tensor_arg(),
                 recurrent_t.into_tensor_arg(),
+                initial.into_tensor_arg(),
+                lengths.into_tensor_arg(),
                 dz.clone().into_tensor_arg(),
+                initial_grad.clone().into_tensor_arg(),
                 batch as u32,
                 steps as u32,
                 u32::from(reverse),
-                u32::from(last_only),
                 launch.rows,
                 hidden,
                 launch.vector,
                 launch.spread,
+                !last_only,
+                has_initial,
                 dtype_to_storage_type(dtype),
             )
         };
-        dz
+        (dz, initial_grad)
     }
 
     fn lstm_unpack_gate(
