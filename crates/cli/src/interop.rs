@@ -92,7 +92,9 @@ pub(crate) fn export(args: ExportArgs) -> Result<()> {
         "model": model_json,
         "dataset": run.dataset().to_string(),
         "class_names": run.dataset().class_names(),
-        "input": "images [batch, 28, 28] as 28 steps of 28 pixels, light digit on dark",
+        "input": format!("{}, light digit on dark", run.data.reading().describe()),
+        "sequence": run.data.sequence.name(),
+        "pixel_permutation": run.data.reading().permutation(),
         "pixel_scaling": if run.data.normalize {
             format!("(pixel / 255 - {}) / {}", run.data.mean, run.data.std)
         } else {

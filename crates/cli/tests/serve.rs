@@ -183,9 +183,11 @@ fn pixels_json(pixels: &[u8]) -> Vec<u8> {
         .into_bytes()
 }
 
-/// Trains the smoke model on synthetic digits; returns the work directory, the run directory,
-/// the test images and eval's report on them.
-fn trained_run() -> (
+/// Trains the smoke model on synthetic digits, with `extra` arguments; returns the work
+/// directory, the run directory, the test images and eval's report on them.
+fn trained_run(
+    extra: &[&str],
+) -> (
     tempfile::TempDir,
     std::path::PathBuf,
     Vec<Vec<u8>>,
@@ -196,17 +198,17 @@ fn trained_run() -> (
     data::write_synthetic_mnist(&data_dir, 640, 200, 5, false).unwrap();
     let run_dir = work.path().join("run");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/smoke.toml");
-    let trained = cli(
-        &[
-            "train",
-            &config.display().to_string(),
-            "--data-dir",
-            &data_dir.display().to_string(),
-            "--artifacts",
-            &run_dir.display().to_string(),
-        ],
-        work.path(),
-    );
+    let mut args = vec![
+        "train".to_string(),
+        config.display().to_string(),
+        "--data-dir".to_string(),
+        data_dir.display().to_string(),
+        "--artifacts".to_string(),
+        run_dir.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let trained = cli(&args, work.path());
     assert!(trained.status.success(), "{}", text(&trained.stderr));
     let report = evaluate_run(
         &run_dir,
@@ -224,7 +226,7 @@ fn trained_run() -> (
 
 #[test]
 fn served_answers_match_eval_and_bad_input_never_costs_the_server() {
-    let (_work, run_dir, digits, report) = trained_run();
+    let (_work, run_dir, digits, report) = trained_run(&[]);
     let server = start_server(&run_dir, &["--timeout-ms", "1000"]);
     let addr = server.addr;
     good_images_get_evals_answers(addr, &digits, &report);
@@ -233,6 +235,22 @@ fn served_answers_match_eval_and_bad_input_never_costs_the_server() {
     slow_clients_time_out(addr);
     the_server_still_answers_and_counted_it(addr, &digits, &report);
     the_model_document_names_no_local_path(addr, &run_dir, &report);
+}
+
+/// A run that reads 784 pixels in a permuted order: the server reads a posted digit as training
+/// did, so its answers are eval's.
+#[test]
+fn a_permuted_run_serves_evals_answers() {
+    let permuted = [
+        "--set",
+        "data.sequence=permuted",
+        "--set",
+        "model.input_size=1",
+    ];
+    let (_work, run_dir, digits, report) = trained_run(&permuted);
+    let server = start_server(&run_dir, &[]);
+    good_images_get_evals_answers(server.addr, &digits, &report);
+    a_batch_gets_the_same_answers(server.addr, &digits, &report);
 }
 
 /// Good images, as PNG and as JSON pixels, get eval's classes.
@@ -492,7 +510,7 @@ fn the_model_document_names_no_local_path(
 
 #[test]
 fn concurrent_requests_share_forward_passes_and_sigterm_finishes_them() {
-    let (_work, run_dir, digits, report) = trained_run();
+    let (_work, run_dir, digits, report) = trained_run(&[]);
     let mut server = start_server(&run_dir, &["--max-wait-ms", "20"]);
     let addr = server.addr;
 

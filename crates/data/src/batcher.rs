@@ -3,7 +3,7 @@
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::{IMAGE_COLS, IMAGE_PIXELS, IMAGE_ROWS, MnistItem};
+use crate::{IMAGE_PIXELS, MnistItem, Reading};
 
 /// Mean and standard deviation of the MNIST training pixels scaled to [0, 1] (the values
 /// PyTorch's examples use).
@@ -12,16 +12,18 @@ pub const MNIST_MEAN_STD: (f32, f32) = (0.1307, 0.3081);
 /// A batch ready for the model.
 #[derive(Debug, Clone)]
 pub struct MnistBatch {
-    /// `[batch, 28, 28]`: pixels scaled to [0, 1], then normalised if the batcher says so.
+    /// `[batch, steps, features]` in the batcher's [`Reading`] (`[batch, 28, 28]`, 28 rows of
+    /// 28 pixels, by default): pixels scaled to [0, 1], then normalised if the batcher says so.
     pub images: Tensor<3>,
     /// `[batch]`: the digits.
     pub targets: Tensor<1, Int>,
 }
 
 /// Collates [`MnistItem`]s into an [`MnistBatch`]: one buffer per batch, one tensor upload.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MnistBatcher {
     normalization: Option<(f32, f32)>,
+    reading: Reading,
 }
 
 impl MnistBatcher {
@@ -34,7 +36,18 @@ impl MnistBatcher {
     pub fn normalized(mean: f32, std: f32) -> Self {
         Self {
             normalization: Some((mean, std)),
+            reading: Reading::default(),
         }
+    }
+
+    /// The same batcher, its images read as `reading` says (rows by default).
+    pub fn with_reading(self, reading: Reading) -> Self {
+        Self { reading, ..self }
+    }
+
+    /// How images become sequences.
+    pub fn reading(&self) -> &Reading {
+        &self.reading
     }
 
     /// The (mean, std) applied after scaling, if any.
@@ -59,15 +72,14 @@ impl Batcher<MnistItem, MnistBatch> for MnistBatcher {
         let mut pixels = Vec::with_capacity(items.len() * IMAGE_PIXELS);
         let mut targets = Vec::with_capacity(items.len());
         for item in &items {
-            pixels.extend(item.pixels.iter().map(|&grey| table[usize::from(grey)]));
+            let value = |grey: u8| table[usize::from(grey)];
+            self.reading.extend(&item.pixels, value, &mut pixels);
             targets.push(i64::from(item.label));
         }
         let batch = items.len();
+        let [steps, features] = self.reading.shape();
         MnistBatch {
-            images: Tensor::from_data(
-                TensorData::new(pixels, [batch, IMAGE_ROWS, IMAGE_COLS]),
-                device,
-            ),
+            images: Tensor::from_data(TensorData::new(pixels, [batch, steps, features]), device),
             targets: Tensor::from_data(TensorData::new(targets, [batch]), device),
         }
     }

@@ -1,5 +1,6 @@
 //! MNIST for Burn: a validating IDX reader, the train/validation/test splits as Burn datasets,
-//! and a batcher that turns them into `[batch, 28, 28]` image tensors and `[batch]` targets.
+//! and a batcher that turns them into sequence tensors (`[batch, 28, 28]`: 28 rows of 28 pixels;
+//! or 784 steps of one pixel, in order or permuted) and `[batch]` targets.
 //!
 //! Enables no Burn backend: the application chooses one.
 
@@ -10,6 +11,7 @@ pub mod idx;
 mod locate;
 mod published;
 mod section;
+mod sequence;
 pub mod synthetic;
 mod verify;
 
@@ -28,6 +30,7 @@ pub use locate::{
 };
 pub use published::PublishedFile;
 pub use section::{DataSection, DatasetName, ValidationSource};
+pub use sequence::{Reading, SequenceOrder, pixel_permutation};
 pub use synthetic::write_synthetic_mnist;
 pub use verify::{
     ContentDigest, FileVerification, Verification, content_digest, verify_file, verify_files,

@@ -1,12 +1,12 @@
 //! The `[data]` section of a run's configuration: which data set, where its files are, how it is
-//! split and how pixels are scaled. Training reads all of it; inference only the data set and the
-//! scaling.
+//! split, how pixels are scaled and in which order the classifier reads them. Training reads all
+//! of it; inference the data set, the scaling and the order.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DatasetKind, MNIST_MEAN_STD, SplitOptions, Validation};
+use crate::{DatasetKind, MNIST_MEAN_STD, Reading, SequenceOrder, SplitOptions, Validation};
 
 /// Where validation images come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +65,11 @@ pub struct DataSection {
     pub mean: f32,
     /// Standard deviation used when `normalize`.
     pub std: f32,
+    /// How the classifier reads an image: `"rows"` (28 steps of 28 pixels), `"pixels"` (784
+    /// steps of one) or `"permuted"` (784 steps of one, in the order `permutation_seed` draws).
+    pub sequence: SequenceOrder,
+    /// Draws the pixel order of `sequence = "permuted"` ([`crate::pixel_permutation`]).
+    pub permutation_seed: u64,
     /// Batching threads; 0 batches on the training thread and keeps the batch order, and so the
     /// loss curve, reproducible.
     pub num_workers: usize,
@@ -83,6 +88,8 @@ impl Default for DataSection {
             normalize: false,
             mean: MNIST_MEAN_STD.0,
             std: MNIST_MEAN_STD.1,
+            sequence: SequenceOrder::Rows,
+            permutation_seed: 0,
             num_workers: 0,
         }
     }
@@ -102,12 +109,18 @@ impl DataSection {
         }
     }
 
+    /// How images become sequences.
+    pub fn reading(&self) -> Reading {
+        Reading::new(self.sequence, self.permutation_seed)
+    }
+
     /// The batcher these settings describe.
     pub fn batcher(&self) -> crate::MnistBatcher {
-        if self.normalize {
+        let batcher = if self.normalize {
             crate::MnistBatcher::normalized(self.mean, self.std)
         } else {
             crate::MnistBatcher::new()
-        }
+        };
+        batcher.with_reading(self.reading())
     }
 }

@@ -63,6 +63,19 @@ impl TrainedRun {
         }
         let data = read_data_section(&config_path)?;
         let model_config = LstmClassifierConfig::from_file(&model_config_path)?;
+        let sequence = data.sequence;
+        if model_config.input_size != sequence.features() {
+            return Err(InferenceError::Config {
+                origin: model_config_path.display().to_string(),
+                message: format!(
+                    "input_size = {} does not fit data.sequence = \"{sequence}\" of {}, which \
+                     gives {} values per step",
+                    model_config.input_size,
+                    config_path.display(),
+                    sequence.features()
+                ),
+            });
+        }
         let classifier = model_config.load(&model_path, device)?.valid();
         Ok(Self {
             dir: dir.to_path_buf(),

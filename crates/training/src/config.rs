@@ -332,15 +332,19 @@ impl ExperimentConfig {
             })
     }
 
-    /// `[model]`: the model crate's own checks, and the shapes MNIST fixes.
+    /// `[model]`: the model crate's own checks, and the shapes MNIST and the reading order fix.
     fn validate_model(&self) -> Result<(), String> {
         self.model
             .validate()
             .map_err(|error| format!("[model] {error}"))?;
-        if self.model.input_size != data::IMAGE_COLS {
+        let sequence = self.data.sequence;
+        if self.model.input_size != sequence.features() {
             return Err(format!(
-                "model.input_size must be {} (pixels per MNIST row), got {}",
-                data::IMAGE_COLS,
+                "model.input_size must be {} for data.sequence = \"{sequence}\" ({} steps, {} \
+                 values each), got {}",
+                sequence.features(),
+                sequence.steps(),
+                sequence.features(),
                 self.model.input_size
             ));
         }

@@ -291,7 +291,7 @@ fn all_at_once(addr: SocketAddr, path: &str, bodies: Vec<Vec<u8>>) -> Vec<(u16, 
 
 #[test]
 fn hostile_pictures_neither_freeze_nor_bloat_the_server() {
-    let (_work, run_dir, digits, report) = trained_run();
+    let (_work, run_dir, digits, report) = trained_run(&[]);
     let server = start_server(&run_dir, &["--timeout-ms", "10000"]);
     let (addr, pid) = (server.addr, server.child.id());
     let stop = Arc::new(AtomicBool::new(false));
@@ -372,7 +372,7 @@ fn hostile_pictures_neither_freeze_nor_bloat_the_server() {
 
 #[test]
 fn a_request_past_its_deadline_is_answered_at_once_and_its_decoding_stops() {
-    let (_work, run_dir, _digits, _report) = trained_run();
+    let (_work, run_dir, _digits, _report) = trained_run(&[]);
     let server = start_server(&run_dir, &["--timeout-ms", "1000"]);
     let (addr, pid) = (server.addr, server.child.id());
     // Each picture is a digit that takes a decode thread a tenth of a second or more; a hundred
@@ -413,7 +413,7 @@ fn a_request_past_its_deadline_is_answered_at_once_and_its_decoding_stops() {
 
 #[test]
 fn protocol_edges_get_their_status_and_a_json_error() {
-    let (_work, run_dir, digits, _report) = trained_run();
+    let (_work, run_dir, digits, _report) = trained_run(&[]);
     let server = start_server(&run_dir, &["--timeout-ms", "1000"]);
     let addr = server.addr;
     let exchange = |raw: &[u8]| {
@@ -508,7 +508,7 @@ fn a_client_that_never_reads_is_hung_up_on(addr: SocketAddr) {
 
 #[test]
 fn non_loopback_addresses_warn_and_stuck_uploads_are_reported_dropped() {
-    let (_work, run_dir, digits, _report) = trained_run();
+    let (_work, run_dir, digits, _report) = trained_run(&[]);
     // Any interface: one warning line saying the API has no authentication.
     let mut open = command(&run_dir)
         .args(["serve", "--model", &run_dir.display().to_string()])

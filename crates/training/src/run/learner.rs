@@ -221,7 +221,7 @@ fn supervised_training(
 ) -> SupervisedTraining<Trainee> {
     let training = &config.training;
     let batcher = config.data.batcher();
-    let mut train_loader = DataLoaderBuilder::new(batcher)
+    let mut train_loader = DataLoaderBuilder::new(batcher.clone())
         .batch_size(training.batch_size)
         .num_workers(config.data.num_workers);
     if training.shuffle {

@@ -70,6 +70,17 @@ fn time_of(step: usize, length: usize, reverse: u32) -> usize {
     }
 }
 
+/// Whether a row of `length` valid steps reads step `step`: always when the call has no lengths
+/// (`has_lengths` is known when the kernel compiles, so the test then compiles away).
+#[cube]
+fn within(step: usize, length: u32, #[comptime] has_lengths: bool) -> bool {
+    let mut valid = true;
+    if has_lengths {
+        valid = step < length as usize;
+    }
+    valid
+}
+
 /// Zeroes a shared buffer of `len` vectors, spread over the cube's units.
 #[cube]
 fn zero_shared<F: Float, N: Size>(buffer: &mut Shared<[Vector<F, N>]>, #[comptime] len: usize) {
@@ -230,6 +241,7 @@ fn forward_step<F: Float, N: Size>(
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
     #[comptime] spread: usize,
+    #[comptime] has_lengths: bool,
 ) {
     #[unroll]
     for row in 0..rows {
@@ -264,7 +276,18 @@ fn forward_step<F: Float, N: Size>(
         );
     }
     update_cells::<F, N>(
-        at, hidden_now, cell, gates, read, write, step, rows, hidden, vector, spread,
+        at,
+        hidden_now,
+        cell,
+        gates,
+        read,
+        write,
+        step,
+        rows,
+        hidden,
+        vector,
+        spread,
+        has_lengths,
     );
 }
 
@@ -375,13 +398,14 @@ fn update_cells<F: Float, N: Size>(
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
     #[comptime] spread: usize,
+    #[comptime] has_lengths: bool,
 ) {
     let groups = hidden / vector;
     let two = Vector::<F, N>::broadcast(F::new(2.0));
     let one = Vector::<F, N>::broadcast(F::new(1.0));
     #[unroll]
     for row in 0..rows {
-        let valid = step < at.lengths[row] as usize;
+        let valid = within(step, at.lengths[row], has_lengths);
         #[unroll]
         for m in 0..spread {
             let at_row = row * groups + owned(at.unit, m, groups, spread);
@@ -422,6 +446,7 @@ fn write_outputs<F: Float, N: Size>(
     #[comptime] vector: usize,
     #[comptime] spread: usize,
     #[comptime] all_steps: bool,
+    #[comptime] has_lengths: bool,
 ) {
     if all_steps {
         let groups = hidden / vector;
@@ -435,7 +460,7 @@ fn write_outputs<F: Float, N: Size>(
                 for m in 0..spread {
                     let g = owned(at.unit, m, groups, spread);
                     let mut h = zeros::<F, N>();
-                    if step < length {
+                    if within(step, at.lengths[row], has_lengths) {
                         h = hidden_now[written + row * groups + g];
                     }
                     outputs[step_at + g] = h;
@@ -498,6 +523,7 @@ fn write_saved<F: Float, N: Size>(
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
     #[comptime] spread: usize,
+    #[comptime] has_lengths: bool,
 ) {
     let groups = hidden / vector;
     let width = 4 * groups;
@@ -507,7 +533,7 @@ fn write_saved<F: Float, N: Size>(
         if b < at.batch {
             let length = at.lengths[row] as usize;
             let step_at = b * at.steps + time_of(step, length, at.reverse);
-            let valid = step < length;
+            let valid = within(step, at.lengths[row], has_lengths);
             #[unroll]
             for m in 0..spread {
                 let g = owned(at.unit, m, groups, spread);
@@ -557,6 +583,7 @@ pub fn lstm_forward_train<F: Float, N: Size>(
     #[comptime] spread: usize,
     #[comptime] all_steps: bool,
     #[comptime] has_initial: bool,
+    #[comptime] has_lengths: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let groups = hidden / vector;
@@ -595,6 +622,7 @@ pub fn lstm_forward_train<F: Float, N: Size>(
             hidden,
             vector,
             spread,
+            has_lengths,
         );
         // The unit wrote and reads only its own hidden units here, so no barrier is needed
         // before these reads; the one after them guards the next step's.
@@ -612,6 +640,7 @@ pub fn lstm_forward_train<F: Float, N: Size>(
             hidden,
             vector,
             spread,
+            has_lengths,
         );
         write_outputs::<F, N>(
             outputs,
@@ -624,6 +653,7 @@ pub fn lstm_forward_train<F: Float, N: Size>(
             vector,
             spread,
             all_steps,
+            has_lengths,
         );
         sync_cube();
     }
@@ -664,6 +694,7 @@ pub fn lstm_forward_infer<F: Float, N: Size>(
     #[comptime] spread: usize,
     #[comptime] all_steps: bool,
     #[comptime] has_initial: bool,
+    #[comptime] has_lengths: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let groups = hidden / vector;
@@ -702,6 +733,7 @@ pub fn lstm_forward_infer<F: Float, N: Size>(
             hidden,
             vector,
             spread,
+            has_lengths,
         );
         write_outputs::<F, N>(
             outputs,
@@ -714,6 +746,7 @@ pub fn lstm_forward_infer<F: Float, N: Size>(
             vector,
             spread,
             all_steps,
+            has_lengths,
         );
         sync_cube();
     }
@@ -769,6 +802,7 @@ pub fn lstm_backward<F: Float, N: Size>(
     #[comptime] spread: usize,
     #[comptime] all_steps: bool,
     #[comptime] has_initial: bool,
+    #[comptime] has_lengths: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let groups = hidden / vector;
@@ -813,11 +847,10 @@ pub fn lstm_backward<F: Float, N: Size>(
         for row in 0..rows {
             let b = first_row + row;
             if b < at.batch {
-                let length = at.lengths[row] as usize;
                 #[unroll]
                 for m in 0..spread {
                     let g = owned(at.unit, m, groups, spread);
-                    if forward_step < length {
+                    if within(forward_step, at.lengths[row], has_lengths) {
                         backward_cell::<F, N>(
                             output_grad,
                             gates,
@@ -860,6 +893,7 @@ pub fn lstm_backward<F: Float, N: Size>(
             hidden,
             vector,
             spread,
+            has_lengths,
         );
         // Every unit has read `dz_now` before the next step writes it.
         sync_cube();
@@ -892,6 +926,7 @@ fn recurrent_gradient<F: Float, N: Size>(
     #[comptime] hidden: usize,
     #[comptime] vector: usize,
     #[comptime] spread: usize,
+    #[comptime] has_lengths: bool,
 ) {
     let groups = hidden / vector;
     let width = 4 * groups;
@@ -922,7 +957,7 @@ fn recurrent_gradient<F: Float, N: Size>(
     }
     #[unroll]
     for row in 0..rows {
-        if forward_step < at.lengths[row] as usize {
+        if within(forward_step, at.lengths[row], has_lengths) {
             #[unroll]
             for m in 0..spread {
                 dh_next[row * spread + m] = sums[row * spread + m];

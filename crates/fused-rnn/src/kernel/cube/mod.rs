@@ -215,6 +215,8 @@ struct Call {
     has_initial: bool,
     /// Each row's valid steps, `[batch]` u32.
     lengths: CubeTensor,
+    /// Whether the call gave lengths (else every row is read whole).
+    has_lengths: bool,
     reverse: bool,
     last_only: bool,
 }
@@ -322,6 +324,7 @@ impl Call {
                 "lstm_sequence: the initial state must be [batch, 2, hidden]"
             );
         }
+        let has_lengths = options.lengths.is_some();
         let lengths = lengths_on(&inputs, options.lengths.as_ref(), batch, steps);
         Self {
             dims,
@@ -332,6 +335,7 @@ impl Call {
             initial: into_contiguous(options.initial),
             has_initial: options.has_initial,
             lengths,
+            has_lengths,
             reverse: options.reverse,
             last_only: options.last_only,
         }
@@ -406,6 +410,7 @@ impl LstmCubeSequenceOps for CubeBackend {
                 call.launch.spread,
                 !call.last_only,
                 call.has_initial,
+                call.has_lengths,
                 dtype_to_storage_type(call.dtype),
             )
         };
@@ -471,6 +476,7 @@ impl LstmCubeOps for CubeBackend {
                 call.launch.spread,
                 !call.last_only,
                 call.has_initial,
+                call.has_lengths,
                 dtype_to_storage_type(call.dtype),
             )
         };
@@ -499,6 +505,7 @@ impl LstmCubeOps for CubeBackend {
             dtype.size(),
         )
         .expect("the forward pass took the kernel, so its backward pass fits too");
+        let has_lengths = lengths.is_some();
         let lengths = lengths_on(&gates, lengths.as_ref(), batch, steps);
         let recurrent = narrow::<CubeBackend>(weights, 0, input + 1, input + 1 + hidden);
         let recurrent_t = into_contiguous(CubeBackend::float_transpose(recurrent));
@@ -532,6 +539,7 @@ impl LstmCubeOps for CubeBackend {
                 launch.spread,
                 !last_only,
                 has_initial,
+                has_lengths,
                 dtype_to_storage_type(dtype),
             )
         };
