@@ -11,6 +11,7 @@ use training::{
     bench, evaluate_run, latest_run, train,
 };
 
+mod gates;
 mod interop;
 mod serve;
 
@@ -43,6 +44,10 @@ enum Command {
     /// unless already 28x28, cropped to the digit, scaled into 20x20 and centred by mass in
     /// 28x28, as MNIST's digits were.
     Predict(PredictArgs),
+    /// Draw how a trained run read one image: after each time step, the class probabilities it
+    /// would give were the sequence to stop there, and its top layer's forget, input and output
+    /// gates and cell state over the steps (SVG and PNG, and the numbers as JSON).
+    Gates(gates::GatesArgs),
     /// Serve a trained run over HTTP: a draw-a-digit page at /, POST /v1/predict (a PNG or JPEG
     /// body, or JSON {"pixels": [784 grey levels]}), POST /v1/predict/batch, GET /v1/model,
     /// GET /healthz and GET /metrics. Concurrent requests share forward passes. SIGINT or
@@ -311,6 +316,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => train_command(args),
         Command::Eval(args) => eval_command(args).map(done),
         Command::Predict(args) => predict_command(args).map(done),
+        Command::Gates(args) => gates::gates(args).map(done),
         Command::Serve(args) => serve::serve(args).map(done),
         Command::Export(args) => interop::export(args).map(done),
         Command::Import(args) => interop::import(args).map(done),

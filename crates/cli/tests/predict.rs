@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use image::{GrayImage, ImageFormat, Rgb, RgbImage};
 use training::{
-    CONFUSION_SIZE, CURVE_SIZE, ExperimentConfig, METRICS_FILE, MetricSplit, RunOptions,
-    evaluate_run, parse_metrics_csv, train,
+    CONFUSION_SIZE, CURVE_SIZE, ExperimentConfig, METRICS_FILE, MetricSplit, READING_SIZE,
+    RunOptions, evaluate_run, parse_metrics_csv, train,
 };
 
 mod common;
@@ -66,6 +66,84 @@ fn predictions(stdout: &str) -> HashMap<String, (usize, Vec<(usize, f64)>)> {
             Some((name.to_string(), (digit.trim().parse().ok()?, top)))
         })
         .collect()
+}
+
+/// `gates` on a permuted pixel-by-pixel run: the pictures are written, whole and of their size,
+/// the numbers cover every one of the 784 steps, and the answer after the last step is
+/// `predict`'s.
+#[test]
+fn gates_draws_how_a_permuted_run_read_a_digit() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    data::write_synthetic_mnist(&data_dir, 640, 200, 4, false).unwrap();
+    let run = work.path().join("run").display().to_string();
+    let trained = cli(
+        &[
+            "train",
+            &config_path("smoke").display().to_string(),
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--artifacts",
+            &run,
+            "--set",
+            "data.sequence=permuted",
+            "--set",
+            "model.input_size=1",
+        ],
+        work.path(),
+    );
+    assert!(trained.status.success(), "{}", text(&trained.stderr));
+    let idx = data_dir
+        .join("t10k-images-idx3-ubyte")
+        .display()
+        .to_string();
+    let out = work.path().join("reading");
+    let drawn = cli(
+        &[
+            "gates",
+            "--model",
+            &run,
+            "--idx",
+            &idx,
+            "--index",
+            "3",
+            "--out",
+            &out.display().to_string(),
+        ],
+        work.path(),
+    );
+    assert!(drawn.status.success(), "{}", text(&drawn.stderr));
+    for stem in ["steps", "gates"] {
+        assert_eq!(png_size(&out.join(format!("{stem}.png"))), READING_SIZE);
+        assert_eq!(svg_size(&out.join(format!("{stem}.svg"))), READING_SIZE);
+    }
+    let svg = std::fs::read_to_string(out.join("gates.svg")).unwrap();
+    assert!(
+        svg.matches("<rect").count() > 4 * 64,
+        "the heatmaps are drawn"
+    );
+    let reading: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("reading.json")).unwrap()).unwrap();
+    let per_step = reading["probabilities_per_step"].as_array().unwrap();
+    assert_eq!(per_step.len(), 784);
+    assert_eq!(
+        reading["gates"]["forget_gate"].as_array().unwrap().len(),
+        784
+    );
+    let answer = text(&drawn.stdout);
+    let predicted = cli(
+        &["predict", "--model", &run, "--idx", &idx, "--index", "3"],
+        work.path(),
+    );
+    let digit = predictions(&text(&predicted.stdout))
+        .into_values()
+        .next()
+        .expect("one prediction")
+        .0;
+    assert!(
+        answer.contains(&format!(": {digit} after 784 steps")),
+        "{answer}"
+    );
 }
 
 fn save_grey(path: &Path, pixels: &[u8], side: u32) {

@@ -231,6 +231,7 @@ fn served_answers_match_eval_and_bad_input_never_costs_the_server() {
     let addr = server.addr;
     good_images_get_evals_answers(addr, &digits, &report);
     a_batch_gets_the_same_answers(addr, &digits, &report);
+    steps_come_on_request(addr, &digits, 28);
     bad_inputs_get_their_4xx(addr, &digits);
     slow_clients_time_out(addr);
     the_server_still_answers_and_counted_it(addr, &digits, &report);
@@ -251,6 +252,56 @@ fn a_permuted_run_serves_evals_answers() {
     let server = start_server(&run_dir, &[]);
     good_images_get_evals_answers(server.addr, &digits, &report);
     a_batch_gets_the_same_answers(server.addr, &digits, &report);
+    steps_come_on_request(server.addr, &digits, 784);
+}
+
+/// `?steps=true` adds the probabilities after each step, the last row the answer's own;
+/// anything else in the query is refused with what is allowed.
+fn steps_come_on_request(addr: SocketAddr, digits: &[Vec<u8>], steps: usize) {
+    let body = pixels_json(&digits[0]);
+    let (status, plain) = request(addr, "POST", "/v1/predict", "application/json", &body);
+    assert_eq!(status, 200, "{}", text(&plain));
+    assert!(json(&plain).get("steps").is_none(), "steps only on request");
+    let (status, answer) = request(
+        addr,
+        "POST",
+        "/v1/predict?steps=true",
+        "application/json",
+        &body,
+    );
+    assert_eq!(status, 200, "{}", text(&answer));
+    let answer = json(&answer);
+    let rows = answer["steps"].as_array().expect("steps");
+    assert_eq!(rows.len(), steps);
+    let last: Vec<f64> = rows[steps - 1]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    let probabilities: Vec<f64> = json(&plain)["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    for (a, b) in last.iter().zip(&probabilities) {
+        assert!(
+            (a - b).abs() < 1e-5,
+            "last step {last:?}, answer {probabilities:?}"
+        );
+    }
+    for query in ["steps=maybe", "colour=blue"] {
+        let (status, body) = request(
+            addr,
+            "POST",
+            &format!("/v1/predict?{query}"),
+            "application/json",
+            &body,
+        );
+        assert_eq!(status, 400, "{query}: {}", text(&body));
+        assert!(text(&body).contains("steps=true"), "{}", text(&body));
+    }
 }
 
 /// Good images, as PNG and as JSON pixels, get eval's classes.
@@ -805,6 +856,14 @@ fn a_browser_draws_a_seven_on_the_page_and_reads_the_prediction() {
         "return document.querySelectorAll('#bars .bar').length;",
     );
     assert_eq!(bars.as_u64(), Some(3), "top-3 bars");
+    // Under the answer, how it formed: one line per class over the 28 steps, the answer's blue.
+    let chart = browser.script(
+        &session,
+        "const steps = document.getElementById('steps'); return [Number(steps.dataset.steps), \
+         steps.querySelectorAll('polyline').length, \
+         steps.querySelector('polyline.answer').getAttribute('points').split(' ').length];",
+    );
+    assert_eq!(chart, serde_json::json!([28, 10, 28]), "the per-step chart");
 
     // The canvas as the page sent it, asked of the API directly: the same answer.
     let data_url = browser.script(

@@ -41,7 +41,9 @@ mod lstm;
 mod pytorch;
 mod tensor_ops;
 
-pub use lstm::{Fallback, Lstm, LstmConfig, LstmConfigError, LstmDirection, LstmPath, LstmState};
+pub use lstm::{
+    DirectionTrace, Fallback, Lstm, LstmConfig, LstmConfigError, LstmDirection, LstmPath, LstmState,
+};
 pub use pytorch::PytorchParameter;
 
 /// The mean cross-entropy of `logits` `[batch, classes]` against the classes `targets` `[batch]`:

@@ -301,6 +301,26 @@ pub struct LstmState {
     pub cell: Tensor<3>,
 }
 
+/// What one direction of one layer computed at every step of a call ([`Lstm::trace`]): each
+/// `[batch, steps, hidden]`, at each step's own time index.
+#[derive(Debug, Clone)]
+pub struct DirectionTrace {
+    /// The layer, from 0 at the input.
+    pub layer: usize,
+    /// Whether the direction reads right to left.
+    pub reverse: bool,
+    /// The input gate `i_t`.
+    pub input_gate: Tensor<3>,
+    /// The forget gate `f_t`.
+    pub forget_gate: Tensor<3>,
+    /// The output gate `o_t`.
+    pub output_gate: Tensor<3>,
+    /// The cell state `c_t`.
+    pub cell: Tensor<3>,
+    /// The hidden state `h_t`, the direction's output.
+    pub hidden: Tensor<3>,
+}
+
 /// A stack of (optionally bidirectional) LSTM layers with PyTorch's `nn.LSTM` contract
 /// (`batch_first=True`). Build it with [`LstmConfig::init`].
 ///
@@ -460,6 +480,53 @@ impl Lstm {
         self.stack(input, state, lengths, Top::LastOutput)
             .0
             .squeeze_dim::<2>(1)
+    }
+
+    /// Every layer's and direction's gates and states at every step over whole sequences `input`
+    /// `[batch, steps, input]` from a zero state, in PyTorch's order of directions (to look at
+    /// what the layer does, not to train: it runs in tensor operations on any backend, without
+    /// dropout).
+    ///
+    /// # Panics
+    /// As [`forward`](Self::forward).
+    pub fn trace(&self, input: Tensor<3>) -> Vec<DirectionTrace> {
+        let [batch, steps, features] = input.dims();
+        self.check_call(features, steps, batch, None, None);
+        let mut traces = Vec::with_capacity(self.directions.len());
+        let mut x = input;
+        for layer in 0..self.num_layers {
+            let mut outputs = Vec::with_capacity(self.num_directions());
+            for d in 0..self.num_directions() {
+                let direction = &self.directions[layer * self.num_directions() + d];
+                let [_, _, features] = x.dims();
+                let inputs: Vec<Tensor<2>> = x
+                    .clone()
+                    .iter_dim(1)
+                    .map(|step| step.reshape([batch, features]))
+                    .collect();
+                let values = Direction {
+                    weights: direction.fused_weights(),
+                    hidden: direction.hidden_size(),
+                }
+                .trace(&inputs, d == 1);
+                let stacked = |pick: fn(&crate::tensor_ops::StepValues) -> &Tensor<2>| {
+                    Tensor::stack::<3>(values.iter().map(|v| pick(v).clone()).collect(), 1)
+                };
+                let trace = DirectionTrace {
+                    layer,
+                    reverse: d == 1,
+                    input_gate: stacked(|v| &v.input_gate),
+                    forget_gate: stacked(|v| &v.forget_gate),
+                    output_gate: stacked(|v| &v.output_gate),
+                    cell: stacked(|v| &v.cell),
+                    hidden: stacked(|v| &v.hidden),
+                };
+                outputs.push(trace.hidden.clone());
+                traces.push(trace);
+            }
+            x = Tensor::cat(outputs, 2);
+        }
+        traces
     }
 
     /// Checks `lengths` against a batch of `batch` sequences of `steps` steps: one length per row,

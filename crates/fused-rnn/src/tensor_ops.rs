@@ -56,6 +56,15 @@ pub(crate) struct Direction {
     pub hidden: usize,
 }
 
+/// What one step of one direction computed, `[batch, hidden]` each.
+pub(crate) struct StepValues {
+    pub hidden: Tensor<2>,
+    pub cell: Tensor<2>,
+    pub input_gate: Tensor<2>,
+    pub forget_gate: Tensor<2>,
+    pub output_gate: Tensor<2>,
+}
+
 /// What a direction's run gives: every step's output (when kept), and the final states.
 pub(crate) struct DirectionRun {
     pub outputs: Vec<Tensor<2>>,
@@ -72,6 +81,17 @@ impl Direction {
         ones: &Tensor<2>,
         state: Option<(Tensor<2>, Tensor<2>)>,
     ) -> (Tensor<2>, Tensor<2>) {
+        let step = self.step_values(input, ones, state);
+        (step.hidden, step.cell)
+    }
+
+    /// [`step`](Self::step) with the activated gates it computed on the way.
+    fn step_values(
+        &self,
+        input: Tensor<2>,
+        ones: &Tensor<2>,
+        state: Option<(Tensor<2>, Tensor<2>)>,
+    ) -> StepValues {
         let h = self.hidden;
         let (hidden, cell) = match state {
             // The zero hidden state still goes through the matmul, so that the hidden weights
@@ -87,22 +107,48 @@ impl Direction {
         // 2 sigmoid(2 z) - 1 = tanh(z) is the candidate cell value.
         let gates = sigmoid(gates);
         let input_gate = gates.clone().narrow(1, 0, h);
+        let forget_gate = gates.clone().narrow(1, h, h);
         let output_gate = gates.clone().narrow(1, 2 * h, h);
-        let candidate = gates
-            .clone()
-            .narrow(1, 3 * h, h)
-            .mul_scalar(2.0)
-            .add_scalar(-1.0);
+        let candidate = gates.narrow(1, 3 * h, h).mul_scalar(2.0).add_scalar(-1.0);
         let cell = match cell {
-            None => input_gate * candidate,
-            Some(cell) => gates.narrow(1, h, h) * cell + input_gate * candidate,
+            None => input_gate.clone() * candidate,
+            Some(cell) => forget_gate.clone() * cell + input_gate.clone() * candidate,
         };
         // tanh(c) as 2 sigmoid(2 c) - 1 too: flex's tanh and its backward cost more than the
         // three extra element-wise operations (measured, `examples/lstm_speed.rs`).
         let squashed = sigmoid(cell.clone().mul_scalar(2.0))
             .mul_scalar(2.0)
             .add_scalar(-1.0);
-        (output_gate * squashed, cell)
+        StepValues {
+            hidden: output_gate.clone() * squashed,
+            cell,
+            input_gate,
+            forget_gate,
+            output_gate,
+        }
+    }
+
+    /// Every step's values over whole sequences `inputs` from a zero state, in time order (the
+    /// trace of [`crate::Lstm::trace`]).
+    pub fn trace(&self, inputs: &[Tensor<2>], reverse: bool) -> Vec<StepValues> {
+        let [batch, _] = inputs[0].dims();
+        let ones = Tensor::ones([batch, 1], &inputs[0].device());
+        let mut state = None;
+        let mut steps = Vec::with_capacity(inputs.len());
+        let order: Vec<usize> = if reverse {
+            (0..inputs.len()).rev().collect()
+        } else {
+            (0..inputs.len()).collect()
+        };
+        for t in order {
+            let step = self.step_values(inputs[t].clone(), &ones, state);
+            state = Some((step.hidden.clone(), step.cell.clone()));
+            steps.push(step);
+        }
+        if reverse {
+            steps.reverse();
+        }
+        steps
     }
 
     /// Reads `inputs` (one `[batch, input]` tensor per step, at least one) left to right or right

@@ -6,7 +6,7 @@ use std::path::Path;
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::Device;
 use data::{IMAGE_PIXELS, MnistBatcher, MnistItem};
-use model::LstmClassifier;
+use model::{LstmClassifier, ReadingTrace};
 
 use crate::InferenceError;
 use crate::run::TrainedRun;
@@ -16,6 +16,10 @@ use crate::run::TrainedRun;
 pub struct Prediction {
     /// Probability of each class.
     pub probabilities: Vec<f32>,
+    /// When asked for ([`Predictor::predict_steps`]): after each time step, the probabilities
+    /// the classifier would give were the sequence to stop there (the last row is
+    /// `probabilities`).
+    pub steps: Option<Vec<Vec<f32>>>,
 }
 
 impl Prediction {
@@ -80,16 +84,7 @@ impl Predictor {
         if digits.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some((index, digit)) = digits
-            .iter()
-            .enumerate()
-            .find(|(_, digit)| digit.len() != IMAGE_PIXELS)
-        {
-            return Err(InferenceError::InvalidInput(format!(
-                "digit {index} has {} pixels, not {IMAGE_PIXELS} (28x28)",
-                digit.len()
-            )));
-        }
+        check_sizes(digits)?;
         let items = digits
             .iter()
             .map(|pixels| MnistItem {
@@ -105,7 +100,54 @@ impl Predictor {
             .chunks(classes.max(1))
             .map(|chunk| Prediction {
                 probabilities: chunk.to_vec(),
+                steps: None,
             })
             .collect())
+    }
+
+    /// Classifies one digit as [`predict`](Self::predict) does, with the probabilities after
+    /// every time step ([`Prediction::steps`]): the model run on each prefix of the sequence.
+    pub fn predict_steps(&self, digit: &[u8]) -> Result<Prediction, InferenceError> {
+        check_sizes(std::slice::from_ref(&digit))?;
+        let item = MnistItem {
+            pixels: digit.to_vec(),
+            label: 0,
+        };
+        let batch = self.batcher.batch(vec![item], &self.device);
+        let steps = self.classifier.prefix_probabilities(batch.images);
+        let [_, classes] = steps.dims();
+        let values: Vec<f32> = steps.into_data().iter::<f32>().collect();
+        let rows: Vec<Vec<f32>> = values.chunks(classes.max(1)).map(<[f32]>::to_vec).collect();
+        Ok(Prediction {
+            probabilities: rows.last().cloned().unwrap_or_default(),
+            steps: Some(rows),
+        })
+    }
+
+    /// How the classifier read one digit (as [`predict`](Self::predict) takes it): the class
+    /// probabilities after each step and its top layer's gates ([`LstmClassifier::reading_trace`]).
+    pub fn reading_trace(&self, digit: &[u8]) -> Result<ReadingTrace, InferenceError> {
+        check_sizes(std::slice::from_ref(&digit))?;
+        let item = MnistItem {
+            pixels: digit.to_vec(),
+            label: 0,
+        };
+        let batch = self.batcher.batch(vec![item], &self.device);
+        Ok(self.classifier.reading_trace(batch.images))
+    }
+}
+
+/// Refuses a digit that is not 28x28 grey levels.
+fn check_sizes(digits: &[impl AsRef<[u8]>]) -> Result<(), InferenceError> {
+    match digits
+        .iter()
+        .enumerate()
+        .find(|(_, digit)| digit.as_ref().len() != IMAGE_PIXELS)
+    {
+        Some((index, digit)) => Err(InferenceError::InvalidInput(format!(
+            "digit {index} has {} pixels, not {IMAGE_PIXELS} (28x28)",
+            digit.as_ref().len()
+        ))),
+        None => Ok(()),
     }
 }

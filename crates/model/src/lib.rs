@@ -50,6 +50,38 @@ use burn::store::RecordError;
 use burn::tensor::{Device, Tensor};
 pub use fused_rnn::{self, Fallback, Lstm, LstmConfig, LstmPath, cross_entropy};
 
+/// How a classifier's answer formed over one sequence ([`LstmClassifier::reading_trace`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadingTrace {
+    /// `[steps][classes]`: after each step, the class probabilities were the sequence to stop
+    /// there.
+    pub probabilities: Vec<Vec<f32>>,
+    /// The top layer's left-to-right gates and cell state.
+    pub gates: GateTrace,
+}
+
+/// One LSTM direction's gates and cell state at every step, `[steps][hidden]` each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateTrace {
+    /// The layer, from 0 at the input.
+    pub layer: usize,
+    /// The input gate `i_t`, in (0, 1).
+    pub input_gate: Vec<Vec<f32>>,
+    /// The forget gate `f_t`, in (0, 1).
+    pub forget_gate: Vec<Vec<f32>>,
+    /// The output gate `o_t`, in (0, 1).
+    pub output_gate: Vec<Vec<f32>>,
+    /// The cell state `c_t`.
+    pub cell: Vec<Vec<f32>>,
+}
+
+/// A `[rows, columns]` tensor's rows.
+fn rows(tensor: Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, columns] = tensor.dims();
+    let values: Vec<f32> = tensor.into_data().iter::<f32>().collect();
+    values.chunks(columns.max(1)).map(<[f32]>::to_vec).collect()
+}
+
 /// Hyper-parameters of an [`LstmClassifier`]; the defaults are the tutorial's model (one LSTM layer of
 /// 64 units over 28 steps of 28 pixels, ten classes).
 #[derive(Config, Debug, PartialEq)]
@@ -365,6 +397,54 @@ impl LstmClassifier {
     /// Class probabilities `[batch, classes]` (softmax of [`forward`](Self::forward)).
     pub fn probabilities(&self, sequences: Tensor<3>) -> Tensor<2> {
         burn::tensor::activation::softmax(self.forward(sequences), 1)
+    }
+
+    /// How the answer formed as the classifier read `sequence` `[1, steps, features]`: after each
+    /// step, the class probabilities it would give were the sequence to stop there (the model run
+    /// on every prefix at once, as one batch with lengths 1 to `steps`, so a right-to-left
+    /// direction starts at each prefix's own end), and the gates and cell state of the top
+    /// layer's left-to-right direction.
+    ///
+    /// # Panics
+    /// If `sequence` is not one sequence of `input_size` features per step.
+    pub fn reading_trace(&self, sequence: Tensor<3>) -> ReadingTrace {
+        let [batch, steps, _] = sequence.dims();
+        assert_eq!(batch, 1, "reading_trace reads one sequence");
+        ReadingTrace {
+            probabilities: rows(self.prefix_probabilities(sequence.clone())),
+            gates: self.top_gates(sequence, steps),
+        }
+    }
+
+    /// `[steps, classes]`: the probabilities after each prefix of `sequence` `[1, steps, F]`.
+    pub fn prefix_probabilities(&self, sequence: Tensor<3>) -> Tensor<2> {
+        let [_, steps, _] = sequence.dims();
+        let lengths: Vec<usize> = (1..=steps).collect();
+        let prefixes = sequence.repeat_dim(0, steps);
+        let last = self.lstm.forward_last(prefixes, None, Some(&lengths));
+        burn::tensor::activation::softmax(self.head.forward(last), 1)
+    }
+
+    /// The top layer's left-to-right gates and cell state over `sequence`.
+    fn top_gates(&self, sequence: Tensor<3>, steps: usize) -> GateTrace {
+        let top = self.lstm.num_layers - 1;
+        let trace = self
+            .lstm
+            .trace(sequence)
+            .into_iter()
+            .find(|direction| direction.layer == top && !direction.reverse)
+            .expect("every layer has a left-to-right direction");
+        let per_step = |tensor: Tensor<3>| {
+            let hidden = tensor.dims()[2];
+            rows(tensor.reshape([steps, hidden]))
+        };
+        GateTrace {
+            layer: top,
+            input_gate: per_step(trace.input_gate),
+            forget_gate: per_step(trace.forget_gate),
+            output_gate: per_step(trace.output_gate),
+            cell: per_step(trace.cell),
+        }
     }
 
     /// Writes the weights to a burnpack file (`.bpk` is added when `path` has no extension).

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -276,8 +276,10 @@ async fn not_found(request: Request<Body>) -> ApiError {
 async fn predict(
     State(state): State<AppState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<PredictionBody>, ApiError> {
+    let steps = steps_asked(query.as_deref())?;
     let body = body.map_err(|rejection| ApiError::unread_body(&rejection, state.body_limit))?;
     let announced = state.queue.arriving();
     let content_type = headers
@@ -289,7 +291,7 @@ async fn predict(
     let queue = state.queue.clone();
     let _decoding = state.pool.spawn(move |cancel| {
         match decode::single(content_type.as_deref(), &body, cancel) {
-            Ok(digit) => queue.send(vec![digit], reply),
+            Ok(digit) => queue.send(vec![digit], reply, steps),
             Err(message) => {
                 let _ = reply.send(Err(QueueError::Refused(message)));
             }
@@ -304,6 +306,33 @@ async fn predict(
         prediction,
         &state.class_names,
     )))
+}
+
+/// `/v1/predict`'s query: `steps=true` (or `1`) asks for the probabilities after every step;
+/// anything else is refused, naming what is allowed.
+fn steps_asked(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut steps = false;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+    {
+        steps = match pair.split_once('=').unwrap_or((pair, "true")) {
+            ("steps", "true" | "1") => true,
+            ("steps", "false" | "0") => false,
+            ("steps", value) => {
+                return Err(ApiError::bad_request(format!(
+                    "query: steps={value}: expected steps=true or steps=false"
+                )));
+            }
+            (name, _) => {
+                return Err(ApiError::bad_request(format!(
+                    "query: unknown parameter {name:?}; /v1/predict takes steps=true|false"
+                )));
+            }
+        };
+    }
+    Ok(steps)
 }
 
 async fn predict_batch(
@@ -349,6 +378,9 @@ struct PredictionBody {
     label: String,
     probabilities: Vec<f32>,
     top: Vec<TopClass>,
+    /// With `?steps=true`: the probabilities after each time step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<Vec<Vec<f32>>>,
 }
 
 /// One of a prediction's most likely classes.
@@ -388,6 +420,7 @@ impl PredictionBody {
             label: label(class),
             probabilities: prediction.probabilities.clone(),
             top,
+            steps: prediction.steps.clone(),
         }
     }
 }

@@ -28,6 +28,9 @@ pub type Reply = oneshot::Sender<Result<Vec<Prediction>, QueueError>>;
 struct Job {
     digits: Vec<Vec<u8>>,
     reply: Reply,
+    /// Whether the answer carries the probabilities after every step (one digit, run alone:
+    /// it is a batch of its own prefixes).
+    steps: bool,
 }
 
 /// Why a job got no predictions.
@@ -78,16 +81,22 @@ impl InferenceQueue {
         announced: Arriving,
     ) -> Result<Vec<Prediction>, QueueError> {
         let (reply, answer) = oneshot::channel();
-        self.send(digits, reply);
+        self.send(digits, reply, false);
         drop(announced);
         Self::answer(answer).await
     }
 
     /// Queues `digits` from any thread, without waiting: their predictions go to `reply`, and
     /// so does a full queue ([`QueueError::Busy`]). A decode thread queues what it decoded this
-    /// way, so that the request's task is woken once, by its answer.
-    pub fn send(&self, digits: Vec<Vec<u8>>, reply: Reply) {
-        if let Err(error) = self.sender.try_send(Job { digits, reply }) {
+    /// way, so that the request's task is woken once, by its answer. With `steps`, `digits` is
+    /// one digit whose answer carries the probabilities after every step.
+    pub fn send(&self, digits: Vec<Vec<u8>>, reply: Reply, steps: bool) {
+        let job = Job {
+            digits,
+            reply,
+            steps,
+        };
+        if let Err(error) = self.sender.try_send(job) {
             let (failure, job) = match error {
                 TrySendError::Full(job) => (QueueError::Busy, job),
                 TrySendError::Disconnected(job) => (
@@ -185,6 +194,13 @@ fn gather_batch(first: Job, receiver: &Receiver<Job>, gather: &Gather) -> (Vec<J
 
 /// One forward pass over all the jobs' digits; each job gets its share of the predictions.
 fn answer(predictor: &Predictor, jobs: Vec<Job>, metrics: &Metrics) {
+    let (with_steps, jobs): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| job.steps);
+    for job in with_steps {
+        answer_steps(predictor, job, metrics);
+    }
+    if jobs.is_empty() {
+        return;
+    }
     let mut digits = Vec::with_capacity(jobs.iter().map(|job| job.digits.len()).sum());
     let mut replies = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -213,4 +229,24 @@ fn answer(predictor: &Predictor, jobs: Vec<Job>, metrics: &Metrics) {
             }
         }
     }
+}
+
+/// A job asking for the probabilities after every step: its digit's prefixes are a batch of
+/// their own.
+fn answer_steps(predictor: &Predictor, job: Job, metrics: &Metrics) {
+    metrics.observe_batch(1);
+    let outcome = match job.digits.as_slice() {
+        [digit] => catch_unwind(AssertUnwindSafe(|| predictor.predict_steps(digit)))
+            .unwrap_or_else(|_| {
+                Err(inference::InferenceError::InvalidInput(
+                    "inference panicked".into(),
+                ))
+            })
+            .map(|prediction| vec![prediction])
+            .map_err(|error| QueueError::Failed(format!("inference failed: {error}"))),
+        _ => Err(QueueError::Failed(
+            "the probabilities after every step are given for one digit at a time".into(),
+        )),
+    };
+    let _ = job.reply.send(outcome);
 }

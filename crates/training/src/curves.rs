@@ -31,14 +31,14 @@ pub const CURVE_SIZE: (u32, u32) = (1000, 600);
 /// Width and height of the confusion matrix, in pixels.
 pub const CONFUSION_SIZE: (u32, u32) = (760, 760);
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Something drawn the same way on any plotters backend.
-trait Figure {
+pub(crate) trait Figure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
 }
 
-fn plot_error(error: impl std::fmt::Display) -> String {
+pub(crate) fn plot_error(error: impl std::fmt::Display) -> String {
     error.to_string()
 }
 
@@ -59,7 +59,7 @@ fn register_fonts() {
 }
 
 /// Writes `figure` to `<dir>/<stem>.svg` and `<dir>/<stem>.png`.
-fn write_figure(
+pub(crate) fn write_figure(
     figure: &impl Figure,
     dir: &Path,
     stem: &str,

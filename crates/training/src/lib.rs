@@ -12,6 +12,7 @@ mod curves;
 mod error;
 mod memory;
 mod metrics_log;
+mod reading;
 mod renderer;
 mod run;
 mod schedule;
@@ -40,6 +41,7 @@ pub use metrics_log::{
     METRICS_CSV_HEADER, MetricRow, MetricSplit, MetricsLog, metrics_csv, parse_metrics_csv,
     write_metrics_csv,
 };
+pub use reading::{GATES_FIGURE, READING_SIZE, STEPS_FIGURE, write_reading_figures};
 pub use renderer::LineRenderer;
 pub use run::{
     ARTIFACTS_ROOT, METRICS_FILE, Resume, RunOptions, TrainOutcome, evaluate_run, latest_run,

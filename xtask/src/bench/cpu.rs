@@ -44,6 +44,19 @@ pub struct CpuArgs {
     /// Where the combined JSON goes [default: <target dir>/bench/latest.json].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// What is measured: the tutorial (`rows`: configs/default.toml, 28 steps of 28 pixels) or
+    /// sequential MNIST (`pixels`: configs/pixels.toml, 784 steps of one pixel, an LSTM of 128
+    /// units; PyTorch runs the same model and optimiser). `pixels` measures steps and inference
+    /// only (an epoch is minutes): give `--no-epoch` with it.
+    #[arg(long, default_value = "rows", value_parser = ["rows", "pixels"])]
+    sequence: String,
+}
+
+impl CpuArgs {
+    /// Whether the pixel-by-pixel recipe is measured.
+    fn pixels(&self) -> bool {
+        self.sequence == "pixels"
+    }
 }
 
 /// (JSON field, table label, higher is better, scale for the table, decimals).
@@ -137,6 +150,7 @@ pub fn bench_cpu(args: CpuArgs) -> Result<()> {
             "train_steps": args.steps,
             "train_warmup_steps": args.warmup,
             "epoch": !args.no_epoch,
+            "sequence": args.sequence,
         },
         "summary": summary,
         "ratios_vs_pytorch": ratios,
@@ -153,6 +167,12 @@ pub fn bench_cpu(args: CpuArgs) -> Result<()> {
     std::fs::write(&out, text + "\n").with_context(|| format!("cannot write {}", out.display()))?;
 
     println!();
+    if args.pixels() {
+        println!(
+            "sequential MNIST: configs/pixels.toml (784 steps of one pixel, LSTM 128); PyTorch \
+             the same model and optimiser (bench/pytorch/tutorial.py --recipe pixels)"
+        );
+    }
     print_table(&names, &summary, &ratios, args.seeds, threads);
     println!("\nwritten: {}", out.display());
     Ok(())
@@ -167,6 +187,9 @@ fn check(args: &CpuArgs) -> Result<()> {
     }
     if args.backends.is_empty() || args.seeds == 0 || args.steps == 0 {
         bail!("--backends, --seeds and --steps must name at least one");
+    }
+    if args.pixels() && !args.no_epoch {
+        bail!("--sequence pixels measures steps and inference only: add --no-epoch");
     }
     Ok(())
 }
@@ -229,6 +252,11 @@ fn measure_ours(
         .args(["--steps", &args.steps.to_string()])
         .args(["--warmup", &args.warmup.to_string()])
         .args(["--set", &format!("training.seed={seed}")]);
+    if args.pixels() {
+        command
+            .arg("--config")
+            .arg(programs.root.join("configs/pixels.toml"));
+    }
     pin_ours(&mut command, programs.threads);
     if args.no_epoch {
         command.arg("--no-epoch");
@@ -261,6 +289,9 @@ fn measure_pytorch(
         .args(["--warmup", &args.warmup.to_string()]);
     if args.no_epoch {
         command.arg("--no-epoch");
+    }
+    if args.pixels() {
+        command.args(["--recipe", "pixels"]);
     }
     run_child(&mut command, &json, &format!("pytorch (seed {seed})"))
 }
