@@ -15,10 +15,11 @@
 //! |-----------|--------------|--------|
 //! | `flex`    | Burn's flex (CPU) | Rust, vectorised, rows split across threads |
 //! | `ndarray` | Burn's ndarray (CPU) | the same |
-//! | `wgpu`    | Burn's wgpu  | CubeCL, one launch per sequence (zero initial state, whole rows) |
+//! | `wgpu`    | Burn's wgpu  | CubeCL, one launch per sequence |
 //!
-//! Elsewhere (and where a call needs what a kernel lacks) the same maths runs in Burn tensor
-//! operations; [`Lstm::path`] says which and why.
+//! Elsewhere (and on a GPU whose shared memory cannot hold a row's state) the same maths runs in
+//! Burn tensor operations; [`Lstm::path`] says which and why. [`Lstm::trace`] gives every
+//! step's gates and states, to look at what the layer does.
 //!
 //! ```
 //! use burn::tensor::{Device, Tensor};

@@ -32,6 +32,14 @@ pub struct LstmConfig {
     /// et al., 2015); 0, the default, leaves the initialisation exactly as PyTorch's.
     #[config(default = 0.0)]
     pub forget_bias: f64,
+    /// Chrono initialisation (Tallec & Ollivier, 2018) for dependencies up to this many steps
+    /// (0: off, PyTorch's initialisation). Unit `k` of `H` gets the forget bias
+    /// `ln(1 + (T - 2)(k + 1/2) / H)` (timescales spread from 1 to `T` steps, evenly in `k`)
+    /// and the input bias its negative, in `bias_ih`, with `bias_hh`'s two blocks zero: a
+    /// sequence of hundreds of steps starts with memory that long, where PyTorch's drawn biases
+    /// (forget gates about 0.5) forget within a few steps.
+    #[config(default = 0)]
+    pub chrono_steps: usize,
     /// Run each layer and direction as the whole-sequence kernel where the device has one
     /// ([`Lstm::path`]); `false` keeps the same maths in Burn tensor operations everywhere.
     #[config(default = true)]
@@ -66,6 +74,13 @@ impl LstmConfig {
             return Err(LstmConfigError(format!(
                 "forget_bias must be a finite number, got {}",
                 self.forget_bias
+            )));
+        }
+        if self.chrono_steps == 1 || self.chrono_steps > 0 && self.forget_bias != 0.0 {
+            return Err(LstmConfigError(format!(
+                "chrono_steps must be 0 (off) or at least 2, and not given with forget_bias \
+                 (both set the forget gates' bias), got chrono_steps = {} and forget_bias = {}",
+                self.chrono_steps, self.forget_bias
             )));
         }
         Ok(())
@@ -103,9 +118,16 @@ impl LstmConfig {
                     hidden * self.directions()
                 };
                 let direction = LstmDirection::drawn(input, hidden, device);
-                LstmDirection {
-                    bias_ih: with_forget_bias(direction.bias_ih, self.forget_bias),
-                    ..direction
+                match self.chrono_steps {
+                    0 => LstmDirection {
+                        bias_ih: with_forget_bias(direction.bias_ih, self.forget_bias),
+                        ..direction
+                    },
+                    steps => LstmDirection {
+                        bias_ih: chrono(direction.bias_ih, Some(steps)),
+                        bias_hh: chrono(direction.bias_hh, None),
+                        ..direction
+                    },
                 }
             })
             .collect();
@@ -117,6 +139,38 @@ impl LstmConfig {
             kernel: self.kernel,
         }
     }
+}
+
+/// `bias` (`[4 hidden]`, gates `i, f, g, o`) with its input and forget blocks replaced: by the
+/// chrono biases for dependencies up to `steps` steps (see [`LstmConfig::chrono_steps`]), or by
+/// zeros (`None`, for `bias_hh`, so that the two biases' sum is the chrono one).
+fn chrono(bias: Param<Tensor<1>>, steps: Option<usize>) -> Param<Tensor<1>> {
+    bias.map(|bias| {
+        let hidden = bias.dims()[0] / 4;
+        let device = bias.device();
+        let forget: Vec<f32> = (0..hidden)
+            .map(|k| match steps {
+                Some(steps) => {
+                    (1.0 + (steps as f64 - 2.0) * (k as f64 + 0.5) / hidden as f64).ln() as f32
+                }
+                None => 0.0,
+            })
+            .collect();
+        let input: Vec<f32> = forget.iter().map(|b| -b).collect();
+        let block =
+            |values: Vec<f32>| Tensor::<1>::from_data(TensorData::new(values, [hidden]), &device);
+        let require_grad = bias.is_require_grad();
+        Tensor::cat(
+            vec![
+                block(input),
+                block(forget),
+                bias.narrow(0, 2 * hidden, 2 * hidden),
+            ],
+            0,
+        )
+        .detach()
+        .set_require_grad(require_grad)
+    })
 }
 
 /// `bias` (`[4 hidden]`, gates `i, f, g, o`) with `forget_bias` added to its forget block;

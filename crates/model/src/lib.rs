@@ -116,6 +116,10 @@ pub struct LstmClassifierConfig {
     /// PyTorch's.
     #[config(default = 0.0)]
     pub forget_bias: f64,
+    /// Chrono initialisation of the forget and input biases for dependencies up to this many
+    /// steps (see [`LstmConfig::chrono_steps`]); 0, the default, is PyTorch's initialisation.
+    #[config(default = 0)]
+    pub chrono_steps: usize,
 }
 
 /// What is wrong with an [`LstmClassifierConfig`] or a weights file.
@@ -159,6 +163,7 @@ impl LstmClassifierConfig {
             .with_bidirectional(self.bidirectional)
             .with_dropout(self.dropout)
             .with_forget_bias(self.forget_bias)
+            .with_chrono_steps(self.chrono_steps)
             .with_kernel(self.kernel)
     }
 
