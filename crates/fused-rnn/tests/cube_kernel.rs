@@ -143,10 +143,12 @@ fn kernel_matches_the_cpu(batch: usize, steps: usize, input: usize, hidden: usiz
     }
 }
 
-/// 70 rows are three cubes of 32 on a two-core rasteriser (lavapipe), the last with 26 rows past
-/// the batch; 8 inputs and 16 units read in vectors of four. (The PyTorch fixtures take sizes
-/// that 4 and 8 do not divide, hence narrower vectors.)
+/// 9 rows are two cubes of 8 on a two-core rasteriser (lavapipe), the second with 7 rows past
+/// the batch; lengths 1 to 9 all occur; 8 inputs and 16 units read in vectors of four. (The
+/// PyTorch fixtures take sizes that 4 and 8 do not divide, hence narrower vectors. Cubes of 32
+/// rows would check the same code, unrolled four times wider: lavapipe compiles each variant
+/// for minutes.)
 #[test]
-fn batch_70_in_three_cubes_every_option() {
-    kernel_matches_the_cpu(70, 9, 8, 16);
+fn nine_rows_in_two_cubes_every_option() {
+    kernel_matches_the_cpu(9, 9, 8, 16);
 }
