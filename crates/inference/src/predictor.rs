@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use data::{IMAGE_PIXELS, MnistBatcher, MnistItem};
 use model::{LstmClassifier, ReadingTrace};
 
@@ -93,13 +93,11 @@ impl Predictor {
             })
             .collect();
         let batch = self.batcher.batch(items, &self.device);
-        let probabilities = self.classifier.probabilities(batch.images).into_data();
-        let values: Vec<f32> = probabilities.iter::<f32>().collect();
-        let classes = values.len() / digits.len();
-        Ok(values
-            .chunks(classes.max(1))
-            .map(|chunk| Prediction {
-                probabilities: chunk.to_vec(),
+        let probabilities = self.classifier.probabilities(batch.images);
+        Ok(rows(probabilities)
+            .into_iter()
+            .map(|probabilities| Prediction {
+                probabilities,
                 steps: None,
             })
             .collect())
@@ -108,16 +106,7 @@ impl Predictor {
     /// Classifies one digit as [`predict`](Self::predict) does, with the probabilities after
     /// every time step ([`Prediction::steps`]): the model run on each prefix of the sequence.
     pub fn predict_steps(&self, digit: &[u8]) -> Result<Prediction, InferenceError> {
-        check_sizes(std::slice::from_ref(&digit))?;
-        let item = MnistItem {
-            pixels: digit.to_vec(),
-            label: 0,
-        };
-        let batch = self.batcher.batch(vec![item], &self.device);
-        let steps = self.classifier.prefix_probabilities(batch.images);
-        let [_, classes] = steps.dims();
-        let values: Vec<f32> = steps.into_data().iter::<f32>().collect();
-        let rows: Vec<Vec<f32>> = values.chunks(classes.max(1)).map(<[f32]>::to_vec).collect();
+        let rows = rows(self.classifier.prefix_probabilities(self.sequence(digit)?));
         Ok(Prediction {
             probabilities: rows.last().cloned().unwrap_or_default(),
             steps: Some(rows),
@@ -127,14 +116,25 @@ impl Predictor {
     /// How the classifier read one digit (as [`predict`](Self::predict) takes it): the class
     /// probabilities after each step and its top layer's gates ([`LstmClassifier::reading_trace`]).
     pub fn reading_trace(&self, digit: &[u8]) -> Result<ReadingTrace, InferenceError> {
+        Ok(self.classifier.reading_trace(self.sequence(digit)?))
+    }
+
+    /// One digit as the run's batcher reads it, `[1, steps, features]`.
+    fn sequence(&self, digit: &[u8]) -> Result<Tensor<3>, InferenceError> {
         check_sizes(std::slice::from_ref(&digit))?;
         let item = MnistItem {
             pixels: digit.to_vec(),
             label: 0,
         };
-        let batch = self.batcher.batch(vec![item], &self.device);
-        Ok(self.classifier.reading_trace(batch.images))
+        Ok(self.batcher.batch(vec![item], &self.device).images)
     }
+}
+
+/// A `[rows, classes]` tensor's rows.
+fn rows(tensor: Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, classes] = tensor.dims();
+    let values: Vec<f32> = tensor.into_data().iter::<f32>().collect();
+    values.chunks(classes.max(1)).map(<[f32]>::to_vec).collect()
 }
 
 /// Refuses a digit that is not 28x28 grey levels.

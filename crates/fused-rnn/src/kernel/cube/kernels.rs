@@ -769,6 +769,7 @@ pub fn lstm_forward_infer<F: Float, N: Size>(
 #[derive(CubeType)]
 struct Backtracker {
     unit: usize,
+    first_row: usize,
     batch: usize,
     steps: usize,
     reverse: u32,
@@ -811,6 +812,7 @@ pub fn lstm_backward<F: Float, N: Size>(
     let lengths = row_lengths(lengths, first_row, batch as usize, rows);
     let at = Backtracker {
         unit: UNIT_POS_X as usize,
+        first_row,
         batch: batch as usize,
         steps: steps as usize,
         reverse,
@@ -823,22 +825,17 @@ pub fn lstm_backward<F: Float, N: Size>(
     // first, the final states' gradients.
     let mut dc = zeroed::<F, N>(rows * spread);
     let mut dh_next = zeroed::<F, N>(rows * spread);
-    let mut finals = 0usize;
-    if all_steps {
-        finals = at.batch * at.steps * groups;
-    }
-    #[unroll]
-    for row in 0..rows {
-        let b = first_row + row;
-        if b < at.batch {
-            #[unroll]
-            for m in 0..spread {
-                let g = owned(at.unit, m, groups, spread);
-                dh_next[row * spread + m] = output_grad[finals + b * groups + g];
-                dc[row * spread + m] = output_grad[finals + (at.batch + b) * groups + g];
-            }
-        }
-    }
+    read_final_gradients::<F, N>(
+        output_grad,
+        &at,
+        &mut dh_next,
+        &mut dc,
+        rows,
+        hidden,
+        vector,
+        spread,
+        all_steps,
+    );
     sync_cube();
     for step in 0..at.steps {
         // `forward_step` counts forward steps from the last one back.
@@ -898,9 +895,69 @@ pub fn lstm_backward<F: Float, N: Size>(
         // Every unit has read `dz_now` before the next step writes it.
         sync_cube();
     }
+    write_initial_gradients::<F, N>(
+        initial_grad,
+        &at,
+        &dh_next,
+        &dc,
+        rows,
+        hidden,
+        vector,
+        spread,
+    );
+}
+
+/// The gradients of the final hidden and cell states of the unit's hidden units (the last two
+/// blocks of `output_grad`, after every step's when `all_steps`) into `dh_next` and `dc`: where
+/// the backward pass starts.
+#[cube]
+fn read_final_gradients<F: Float, N: Size>(
+    output_grad: &Tensor<Vector<F, N>>,
+    at: &Backtracker,
+    dh_next: &mut Array<Vector<F, N>>,
+    dc: &mut Array<Vector<F, N>>,
+    #[comptime] rows: usize,
+    #[comptime] hidden: usize,
+    #[comptime] vector: usize,
+    #[comptime] spread: usize,
+    #[comptime] all_steps: bool,
+) {
+    let groups = hidden / vector;
+    let mut finals = 0usize;
+    if all_steps {
+        finals = at.batch * at.steps * groups;
+    }
     #[unroll]
     for row in 0..rows {
-        let b = first_row + row;
+        let b = at.first_row + row;
+        if b < at.batch {
+            #[unroll]
+            for m in 0..spread {
+                let g = owned(at.unit, m, groups, spread);
+                dh_next[row * spread + m] = output_grad[finals + b * groups + g];
+                dc[row * spread + m] = output_grad[finals + (at.batch + b) * groups + g];
+            }
+        }
+    }
+}
+
+/// What reached the state before the first step, `dh_next` and `dc`, into `initial_grad`
+/// `[batch, 2, hidden]`: where the backward pass ends.
+#[cube]
+fn write_initial_gradients<F: Float, N: Size>(
+    initial_grad: &mut Tensor<Vector<F, N>>,
+    at: &Backtracker,
+    dh_next: &Array<Vector<F, N>>,
+    dc: &Array<Vector<F, N>>,
+    #[comptime] rows: usize,
+    #[comptime] hidden: usize,
+    #[comptime] vector: usize,
+    #[comptime] spread: usize,
+) {
+    let groups = hidden / vector;
+    #[unroll]
+    for row in 0..rows {
+        let b = at.first_row + row;
         if b < at.batch {
             #[unroll]
             for m in 0..spread {
