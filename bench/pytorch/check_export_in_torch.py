@@ -20,10 +20,11 @@ from torch import nn
 class MyModel(nn.Module):
     """The tutorial's module, sized like the exported model."""
 
-    def __init__(self, hidden, layers, bidirectional):
+    def __init__(self, cell, hidden, layers, bidirectional):
         super().__init__()
-        self.rnn = nn.LSTM(28, hidden, num_layers=layers, batch_first=True,
-                           bidirectional=bidirectional)
+        module = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell]
+        self.rnn = module(28, hidden, num_layers=layers, batch_first=True,
+                          bidirectional=bidirectional)
         self.out = nn.Linear(hidden * (2 if bidirectional else 1), 10)
 
     def forward(self, x):
@@ -38,7 +39,7 @@ def main():
     for name in sorted(n[:-5] for n in os.listdir(directory) if n.endswith(".json")):
         with open(os.path.join(directory, name + ".json")) as f:
             expected = json.load(f)
-        model = MyModel(expected["hidden_size"], expected["num_layers"], expected["bidirectional"])
+        model = MyModel(expected.get("cell", "lstm"), expected["hidden_size"], expected["num_layers"], expected["bidirectional"])
         model.load_state_dict(
             safetensors.torch.load_file(os.path.join(directory, name + ".safetensors")))
         x = torch.tensor(expected["pixels"], dtype=torch.float32).reshape(-1, 28, 28) / 255

@@ -46,8 +46,9 @@ pub(crate) struct ImportArgs {
 /// The PyTorch module the exported weights load into, as code.
 fn pytorch_module(config: &LstmClassifierConfig) -> String {
     format!(
-        "rnn = nn.LSTM({}, {}, num_layers={}, batch_first=True, bidirectional={}); \
+        "rnn = {}({}, {}, num_layers={}, batch_first=True, bidirectional={}); \
          out = nn.Linear({}, {}); logits = out(rnn(x)[0][:, -1, :])",
+        config.cell.pytorch_module(),
         config.input_size,
         config.hidden_size,
         config.num_layers,

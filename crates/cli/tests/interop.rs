@@ -74,6 +74,14 @@ fn a_permuted_run_reads_its_images_as_training_did_through_every_tool() {
     );
 }
 
+/// A GRU and a plain RNN go out under `nn.GRU`'s and `nn.RNN`'s names and come back with the
+/// same answers.
+#[test]
+fn gru_and_rnn_runs_go_to_pytorch_and_back() {
+    round_trip(&["--set", "model.cell=gru"], "nn.GRU(28, 64, num_layers=1");
+    round_trip(&["--set", "model.cell=rnn"], "nn.RNN(28, 64, num_layers=1");
+}
+
 /// Trains the smoke configuration with `extra` arguments, exports it, imports the export with
 /// the same arguments, and checks that `eval` and `predict` answer the same for both runs;
 /// gives the work directory and the trained run's.

@@ -68,6 +68,45 @@ fn predictions(stdout: &str) -> HashMap<String, (usize, Vec<(usize, f64)>)> {
         .collect()
 }
 
+/// `gates` draws an LSTM's gates: a GRU run is refused in one line naming the field and the
+/// value it takes.
+#[test]
+fn gates_refuses_a_gru_run_in_one_line() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    data::write_synthetic_mnist(&data_dir, 640, 200, 4, false).unwrap();
+    let run = work.path().join("run").display().to_string();
+    let trained = cli(
+        &[
+            "train",
+            &config_path("smoke").display().to_string(),
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--artifacts",
+            &run,
+            "--set",
+            "model.cell=gru",
+        ],
+        work.path(),
+    );
+    assert!(trained.status.success(), "{}", text(&trained.stderr));
+    let idx = data_dir
+        .join("t10k-images-idx3-ubyte")
+        .display()
+        .to_string();
+    let drawn = cli(
+        &["gates", "--model", &run, "--idx", &idx, "--index", "0"],
+        work.path(),
+    );
+    assert!(!drawn.status.success());
+    let stderr = text(&drawn.stderr);
+    assert!(
+        stderr.contains("model.cell = \"gru\"") && stderr.contains("model.cell = \"lstm\" only"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
 /// `gates` on a permuted pixel-by-pixel run: the pictures are written, whole and of their size,
 /// the numbers cover every one of the 784 steps, and the answer after the last step is
 /// `predict`'s.

@@ -1,5 +1,5 @@
-//! Runs one case of `bench/pytorch/lstm_fixtures.py` through the layer and writes its results,
-//! for checks against PyTorch (`lstm_fixtures.py check --runner ...`):
+//! Runs one case of `bench/pytorch/rnn_fixtures.py` through the layer and writes its results,
+//! for checks against PyTorch (`rnn_fixtures.py check --runner ...`):
 //!
 //! ```sh
 //! cargo run -p fused-rnn --release --features flex --example torch_parity -- \

@@ -34,6 +34,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod cells;
 // Burn 0.22 deprecates ndarray in favour of flex; the kernel serves it while Burn has it.
 #[cfg(any(feature = "cpu-kernel", feature = "cube"))]
 #[cfg_attr(feature = "ndarray", allow(deprecated))]
@@ -42,6 +43,7 @@ mod lstm;
 mod pytorch;
 mod tensor_ops;
 
+pub use cells::Cell;
 pub use lstm::{
     DirectionTrace, Fallback, Lstm, LstmConfig, LstmConfigError, LstmDirection, LstmPath, LstmState,
 };

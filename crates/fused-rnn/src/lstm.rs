@@ -7,10 +7,12 @@ use burn::module::{Module, Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Distribution, Int, Shape, Tensor, TensorData};
 
+use crate::cells::{self, Cell, CellDirection};
 use crate::tensor_ops::{self, Direction};
 
 /// Hyper-parameters of an [`Lstm`], PyTorch's `nn.LSTM` arguments (with `batch_first=True` and
-/// biases) plus the forget-gate bias offset and the choice of path.
+/// biases) plus the forget-gate bias offset and the choice of path; with [`cell`](Self::cell),
+/// those of `nn.GRU` or `nn.RNN`.
 #[derive(Config, Debug, PartialEq)]
 pub struct LstmConfig {
     /// Features per time step.
@@ -44,6 +46,13 @@ pub struct LstmConfig {
     /// ([`Lstm::path`]); `false` keeps the same maths in Burn tensor operations everywhere.
     #[config(default = true)]
     pub kernel: bool,
+    /// The cell: the LSTM, or PyTorch's `nn.GRU` or `nn.RNN` (tanh) with the same layers,
+    /// directions, dropout, states and lengths (as PyTorch's `RNNBase` and its `mode`). A GRU
+    /// or RNN has no cell state: the `cell` of the states it is given is not read, and that of
+    /// its final state is zero. [`chrono_steps`](Self::chrono_steps) sets the GRU's update gate;
+    /// the plain RNN has no gate and ignores it.
+    #[config(default = "Cell::Lstm")]
+    pub cell: Cell,
 }
 
 /// What is wrong with an [`LstmConfig`].
@@ -76,6 +85,12 @@ impl LstmConfig {
                 self.forget_bias
             )));
         }
+        if self.forget_bias != 0.0 && self.cell != Cell::Lstm {
+            return Err(LstmConfigError(format!(
+                "forget_bias is the LSTM's forget gate; a {} has none (give it with cell = lstm)",
+                self.cell
+            )));
+        }
         if self.chrono_steps == 1 || self.chrono_steps > 0 && self.forget_bias != 0.0 {
             return Err(LstmConfigError(format!(
                 "chrono_steps must be 0 (off) or at least 2, and not given with forget_bias \
@@ -94,7 +109,7 @@ impl LstmConfig {
     /// Which computation the layer this configuration builds runs on `device`, and why (as
     /// [`Lstm::path`], without building the layer).
     pub fn path(&self, device: &Device) -> LstmPath {
-        choose_path(self.kernel, self.hidden_size, device)
+        choose_path(self.kernel, self.hidden_size, self.cell, device)
     }
 
     /// Builds the layer on `device` with fresh weights drawn as PyTorch draws `nn.LSTM`'s: every
@@ -117,15 +132,15 @@ impl LstmConfig {
                 } else {
                     hidden * self.directions()
                 };
-                let direction = LstmDirection::drawn(input, hidden, device);
-                match self.chrono_steps {
-                    0 => LstmDirection {
+                let direction = LstmDirection::drawn(input, hidden, self.cell, device);
+                match (self.chrono_steps, self.cell) {
+                    (0, _) | (_, Cell::Rnn) => LstmDirection {
                         bias_ih: with_forget_bias(direction.bias_ih, self.forget_bias),
                         ..direction
                     },
-                    steps => LstmDirection {
-                        bias_ih: chrono(direction.bias_ih, Some(steps)),
-                        bias_hh: chrono(direction.bias_hh, None),
+                    (steps, cell) => LstmDirection {
+                        bias_ih: chrono(direction.bias_ih, cell, Some(steps)),
+                        bias_hh: chrono(direction.bias_hh, cell, None),
                         ..direction
                     },
                 }
@@ -137,16 +152,19 @@ impl LstmConfig {
             num_layers: self.num_layers,
             bidirectional: self.bidirectional,
             kernel: self.kernel,
+            cell: self.cell,
         }
     }
 }
 
-/// `bias` (`[4 hidden]`, gates `i, f, g, o`) with its input and forget blocks replaced: by the
-/// chrono biases for dependencies up to `steps` steps (see [`LstmConfig::chrono_steps`]), or by
-/// zeros (`None`, for `bias_hh`, so that the two biases' sum is the chrono one).
-fn chrono(bias: Param<Tensor<1>>, steps: Option<usize>) -> Param<Tensor<1>> {
+/// `bias` with the blocks of the gates that keep and write the state replaced: by the chrono
+/// biases for dependencies up to `steps` steps (see [`LstmConfig::chrono_steps`]), or by zeros
+/// (`None`, for `bias_hh`, so that the two biases' sum is the chrono one). An LSTM's (`[4
+/// hidden]`, gates `i, f, g, o`) input and forget blocks; a GRU's (`[3 hidden]`, gates `r, z,
+/// n`) update block, which keeps the state as the forget gate does.
+fn chrono(bias: Param<Tensor<1>>, cell: Cell, steps: Option<usize>) -> Param<Tensor<1>> {
     bias.map(|bias| {
-        let hidden = bias.dims()[0] / 4;
+        let hidden = bias.dims()[0] / cell.gates();
         let device = bias.device();
         let forget: Vec<f32> = (0..hidden)
             .map(|k| match steps {
@@ -160,14 +178,19 @@ fn chrono(bias: Param<Tensor<1>>, steps: Option<usize>) -> Param<Tensor<1>> {
         let block =
             |values: Vec<f32>| Tensor::<1>::from_data(TensorData::new(values, [hidden]), &device);
         let require_grad = bias.is_require_grad();
-        Tensor::cat(
-            vec![
+        let blocks = match cell {
+            Cell::Gru => vec![
+                bias.clone().narrow(0, 0, hidden),
+                block(forget),
+                bias.narrow(0, 2 * hidden, hidden),
+            ],
+            _ => vec![
                 block(input),
                 block(forget),
                 bias.narrow(0, 2 * hidden, 2 * hidden),
             ],
-            0,
-        )
+        };
+        Tensor::cat(blocks, 0)
         .detach()
         .set_require_grad(require_grad)
     })
@@ -197,16 +220,18 @@ fn with_forget_bias(bias: Param<Tensor<1>>, forget_bias: f64) -> Param<Tensor<1>
     })
 }
 
-/// One direction of one layer, its parameters as PyTorch's `nn.LSTM` keeps them.
+/// One direction of one layer, its parameters as PyTorch's `nn.LSTM` (`nn.GRU`, `nn.RNN`)
+/// keeps them: `gates` is 4 for the LSTM (`i, f, g, o`), 3 for the GRU (`r, z, n`), 1 for the
+/// RNN ([`Cell::gates`]).
 #[derive(Module, Debug)]
 pub struct LstmDirection {
-    /// `[4 hidden, input]`, the gates `i, f, g, o` stacked.
+    /// `[gates * hidden, input]`, the gates stacked.
     pub weight_ih: Param<Tensor<2>>,
-    /// `[4 hidden, hidden]`.
+    /// `[gates * hidden, hidden]`.
     pub weight_hh: Param<Tensor<2>>,
-    /// `[4 hidden]`.
+    /// `[gates * hidden]`.
     pub bias_ih: Param<Tensor<1>>,
-    /// `[4 hidden]`.
+    /// `[gates * hidden]`.
     pub bias_hh: Param<Tensor<1>>,
 }
 
@@ -221,6 +246,24 @@ struct Drawn {
 }
 
 impl Drawn {
+    /// A `cell` direction's parameters drawn on `device`: the LSTM's as [`new`](Self::new)
+    /// draws them, the others' in PyTorch's layout and order (`weight_ih`, `weight_hh`,
+    /// `bias_ih`, `bias_hh`), each from U(-1/sqrt(hidden), 1/sqrt(hidden)).
+    fn for_cell(cell: Cell, input: usize, hidden: usize, device: &Device) -> Self {
+        if cell == Cell::Lstm {
+            return Self::new(input, hidden, device);
+        }
+        let bound = 1.0 / (hidden as f64).sqrt();
+        let rows = cell.gates() * hidden;
+        let uniform = Distribution::Uniform(-bound, bound);
+        Self {
+            weight_ih: Some(Tensor::random([rows, input], uniform, device)),
+            weight_hh: Some(Tensor::random([rows, hidden], uniform, device)),
+            bias_ih: Some(Tensor::random([rows], uniform, device)),
+            bias_hh: Some(Tensor::random([rows], uniform, device)),
+        }
+    }
+
     /// Draws every value from U(-1/sqrt(hidden), 1/sqrt(hidden)) on `device` and stacks them in
     /// PyTorch's layout. The order of the draws is the one the `model` crate's classifier had
     /// when it kept each gate in a Burn `nn::Lstm` gate controller (per gate `i, f, o, g`: the
@@ -269,23 +312,23 @@ impl Drawn {
 fn drawn_param<const D: usize>(
     shared: &Arc<Mutex<Option<Drawn>>>,
     shape: [usize; D],
-    input: usize,
+    (cell, input): (Cell, usize),
     device: &Device,
     take: fn(&mut Drawn) -> Option<Tensor<D>>,
 ) -> Param<Tensor<D>> {
     let shared = Arc::clone(shared);
-    let hidden = shape[0] / 4;
+    let hidden = shape[0] / cell.gates();
     Param::uninitialized(
         ParamId::new(),
         move |device, require_grad| {
             let mut guard = shared
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let drawn = guard.get_or_insert_with(|| Drawn::new(input, hidden, device));
+            let drawn = guard.get_or_insert_with(|| Drawn::for_cell(cell, input, hidden, device));
             // A parameter asked again (a copy made before the draw) gets a draw of its own.
             let tensor = match take(drawn) {
                 Some(tensor) => tensor,
-                None => take(&mut Drawn::new(input, hidden, device))
+                None => take(&mut Drawn::for_cell(cell, input, hidden, device))
                     .expect("a fresh draw holds every parameter"),
             }
             .detach();
@@ -302,25 +345,35 @@ fn drawn_param<const D: usize>(
 }
 
 impl LstmDirection {
-    /// A direction of `hidden` units reading `input` features, initialised as PyTorch
-    /// initialises `nn.LSTM` (see [`Drawn::new`]); drawn lazily, at its first use.
-    fn drawn(input: usize, hidden: usize, device: &Device) -> Self {
+    /// A `cell` direction of `hidden` units reading `input` features, initialised as PyTorch
+    /// initialises `nn.LSTM`, `nn.GRU` or `nn.RNN` (see [`Drawn::for_cell`]); drawn lazily, at
+    /// its first use.
+    fn drawn(input: usize, hidden: usize, cell: Cell, device: &Device) -> Self {
         let shared = Arc::new(Mutex::new(None));
+        let rows = cell.gates() * hidden;
+        let of = (cell, input);
         Self {
-            weight_ih: drawn_param(&shared, [4 * hidden, input], input, device, |d| {
-                d.weight_ih.take()
-            }),
-            weight_hh: drawn_param(&shared, [4 * hidden, hidden], input, device, |d| {
-                d.weight_hh.take()
-            }),
-            bias_ih: drawn_param(&shared, [4 * hidden], input, device, |d| d.bias_ih.take()),
-            bias_hh: drawn_param(&shared, [4 * hidden], input, device, |d| d.bias_hh.take()),
+            weight_ih: drawn_param(&shared, [rows, input], of, device, |d| d.weight_ih.take()),
+            weight_hh: drawn_param(&shared, [rows, hidden], of, device, |d| d.weight_hh.take()),
+            bias_ih: drawn_param(&shared, [rows], of, device, |d| d.bias_ih.take()),
+            bias_hh: drawn_param(&shared, [rows], of, device, |d| d.bias_hh.take()),
         }
     }
 
     /// Units of the direction.
     pub fn hidden_size(&self) -> usize {
         self.weight_hh.dims()[1]
+    }
+
+    /// A GRU or RNN direction's fused matrix (see `cells.rs`).
+    fn cell_weights(&self, cell: Cell) -> Tensor<2> {
+        cells::fused_weights(
+            cell,
+            self.weight_ih.val(),
+            self.weight_hh.val(),
+            self.bias_ih.val(),
+            self.bias_hh.val(),
+        )
     }
 
     /// The fused matrix the kernels and the tensor-op path take (see `tensor_ops.rs`): built on
@@ -351,7 +404,7 @@ impl LstmDirection {
 pub struct LstmState {
     /// `h`.
     pub hidden: Tensor<3>,
-    /// `c`.
+    /// `c` (a GRU's or RNN's: zero in its final state, not read in its initial one).
     pub cell: Tensor<3>,
 }
 
@@ -397,6 +450,9 @@ pub struct Lstm {
     /// Whether the kernel runs where the device has one.
     #[module(skip)]
     pub kernel: bool,
+    /// The cell: LSTM, GRU or RNN ([`LstmConfig::cell`]).
+    #[module(skip)]
+    pub cell: Cell,
 }
 
 /// The computation a call of the layer runs on a device ([`Lstm::path`]).
@@ -418,6 +474,8 @@ pub enum Fallback {
     NoKernel,
     /// A row's state does not fit the GPU's shared memory.
     TooLarge,
+    /// The kernels are the LSTM's; a GRU or RNN has none yet.
+    CellWithoutKernel,
 }
 
 impl LstmPath {
@@ -439,6 +497,9 @@ impl LstmPath {
             }
             LstmPath::TensorOps(Fallback::TooLarge) => {
                 "the hidden state does not fit the GPU's shared memory"
+            }
+            LstmPath::TensorOps(Fallback::CellWithoutKernel) => {
+                "the kernels are the LSTM's; GRU and RNN cells run in tensor operations"
             }
         }
     }
@@ -491,7 +552,7 @@ impl Lstm {
     /// Which computation the layer runs on `device`, and why: every call, with or without a
     /// state and lengths, every step or the last, takes the same path.
     pub fn path(&self, device: &Device) -> LstmPath {
-        choose_path(self.kernel, self.hidden_size(), device)
+        choose_path(self.kernel, self.hidden_size(), self.cell, device)
     }
 
     /// The output of every step, `[batch, steps, directions * hidden]`, and the final state, of
@@ -542,8 +603,15 @@ impl Lstm {
     /// dropout).
     ///
     /// # Panics
-    /// As [`forward`](Self::forward).
+    /// As [`forward`](Self::forward), and if the cell is not an LSTM (the trace holds an LSTM's
+    /// gates).
     pub fn trace(&self, input: Tensor<3>) -> Vec<DirectionTrace> {
+        assert_eq!(
+            self.cell,
+            Cell::Lstm,
+            "the trace holds an LSTM's gates; this layer is a {}",
+            self.cell
+        );
         let [batch, steps, features] = input.dims();
         self.check_call(features, steps, batch, None, None);
         let mut traces = Vec::with_capacity(self.directions.len());
@@ -642,7 +710,13 @@ impl Lstm {
                 let run = if is_top && top == Top::LastOutput {
                     self.last_output(direction, &x, initial(index), &shared, d == 1)
                 } else {
-                    run_direction(direction, x.clone(), initial(index), &shared, d == 1, false)
+                    run_direction(
+                        direction,
+                        x.clone(),
+                        initial(index),
+                        &shared,
+                        (self.cell, d == 1, false),
+                    )
                 };
                 outputs.push(match run.outputs {
                     Some(outputs) => outputs,
@@ -675,7 +749,7 @@ impl Lstm {
         reverse: bool,
     ) -> Run {
         if !reverse {
-            return run_direction(direction, x.clone(), initial, shared, false, true);
+            return run_direction(direction, x.clone(), initial, shared, (self.cell, false, true));
         }
         let [batch, steps, features] = x.dims();
         let last_input = match shared.lengths {
@@ -697,7 +771,7 @@ impl Lstm {
             masks: None,
             path: shared.path,
         };
-        run_direction(direction, last_input, initial, &one_step, false, true)
+        run_direction(direction, last_input, initial, &one_step, (self.cell, false, true))
     }
 
     /// Panics with a clear message where a call's shapes disagree with the layer.
@@ -734,10 +808,13 @@ impl Lstm {
     }
 }
 
-/// The path on `device` for layers of `hidden` units, the kernel allowed or not.
-fn choose_path(kernel: bool, hidden: usize, device: &Device) -> LstmPath {
+/// The path on `device` for layers of `hidden` units of `cell`, the kernel allowed or not.
+fn choose_path(kernel: bool, hidden: usize, cell: Cell, device: &Device) -> LstmPath {
     if !kernel {
         return LstmPath::TensorOps(Fallback::Disabled);
+    }
+    if cell != Cell::Lstm {
+        return LstmPath::TensorOps(Fallback::CellWithoutKernel);
     }
     #[cfg(any(feature = "cpu-kernel", feature = "cube"))]
     {
@@ -787,9 +864,11 @@ fn run_direction(
     x: Tensor<3>,
     initial: Option<(Tensor<2>, Tensor<2>)>,
     shared: &CallInputs<'_>,
-    reverse: bool,
-    last_only: bool,
+    (cell, reverse, last_only): (Cell, bool, bool),
 ) -> Run {
+    if cell != Cell::Lstm {
+        return cell_run(direction, cell, x, initial, shared, reverse, last_only);
+    }
     let weights = direction.fused_weights();
     #[cfg(any(feature = "cpu-kernel", feature = "cube"))]
     if shared.path == LstmPath::Kernel {
@@ -818,6 +897,44 @@ fn run_direction(
         outputs,
         hidden: run.hidden,
         cell: run.cell,
+    }
+}
+
+/// [`run_direction`] of a GRU or RNN direction, in tensor operations; the cell state is zero.
+fn cell_run(
+    direction: &LstmDirection,
+    cell: Cell,
+    x: Tensor<3>,
+    initial: Option<(Tensor<2>, Tensor<2>)>,
+    shared: &CallInputs<'_>,
+    reverse: bool,
+    last_only: bool,
+) -> Run {
+    let [batch, steps, features] = x.dims();
+    let hidden = direction.hidden_size();
+    let device = x.device();
+    let inputs: Vec<Tensor<2>> = x
+        .iter_dim(1)
+        .map(|step| step.reshape([batch, features]))
+        .collect();
+    let run = CellDirection {
+        cell,
+        weights: direction.cell_weights(cell),
+        hidden,
+    }
+    .run(
+        &inputs,
+        initial.map(|(h, _)| h),
+        shared.masks.as_deref(),
+        reverse,
+        !last_only,
+    );
+    let outputs = (!last_only)
+        .then(|| Tensor::stack::<3>(run.outputs, 1).reshape([batch, steps, hidden]));
+    Run {
+        outputs,
+        hidden: run.hidden,
+        cell: Tensor::zeros([batch, hidden], &device),
     }
 }
 

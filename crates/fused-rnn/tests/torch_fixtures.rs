@@ -1,14 +1,15 @@
-//! The layer against PyTorch's `nn.LSTM` on the cases of `bench/pytorch/lstm_fixtures.py`
-//! (`tests/fixtures/torch/`): outputs, final states and every gradient within 1e-4, on each path
-//! this build has (flex with and without the kernel; ndarray's kernel with `--features ndarray`;
-//! the CubeCL kernel with `--features wgpu`, on lavapipe in CI).
+//! The layer against PyTorch's `nn.LSTM`, `nn.GRU` and `nn.RNN` on the cases of
+//! `bench/pytorch/rnn_fixtures.py` (`tests/fixtures/torch/`): outputs, final states and every
+//! gradient within 1e-4, on each path this build has (flex with and without the kernel; ndarray's
+//! kernel with `--features ndarray`; the CubeCL kernel with `--features wgpu`, on lavapipe in CI).
+//! GRU and RNN cases run in tensor operations on every device (the kernels are the LSTM's).
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use fused_rnn::LstmPath;
+use fused_rnn::{Cell, LstmPath};
 use support::parity::{Case, read};
 
 const TOLERANCE: f32 = 1e-4;
@@ -23,7 +24,7 @@ fn fixtures() -> Vec<PathBuf> {
         .collect();
     cases.sort();
     assert!(
-        cases.len() >= 10,
+        cases.len() >= 16,
         "the fixtures are missing from {}",
         dir.display()
     );
@@ -53,7 +54,7 @@ fn matches_pytorch(device: &Device, kernel: bool) {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
             path == LstmPath::Kernel,
-            kernel,
+            kernel && case.config.cell == Cell::Lstm,
             "{name}: the layer took {path} on {device:?}"
         );
         let results = case

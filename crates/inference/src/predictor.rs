@@ -6,7 +6,7 @@ use std::path::Path;
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Tensor};
 use data::{IMAGE_PIXELS, MnistBatcher, MnistItem};
-use model::{LstmClassifier, ReadingTrace};
+use model::{Cell, LstmClassifier, ReadingTrace};
 
 use crate::InferenceError;
 use crate::run::TrainedRun;
@@ -115,7 +115,15 @@ impl Predictor {
 
     /// How the classifier read one digit (as [`predict`](Self::predict) takes it): the class
     /// probabilities after each step and its top layer's gates ([`LstmClassifier::reading_trace`]).
+    /// A GRU or RNN run is refused: the gates drawn are an LSTM's.
     pub fn reading_trace(&self, digit: &[u8]) -> Result<ReadingTrace, InferenceError> {
+        let cell = self.classifier.lstm.cell;
+        if cell != Cell::Lstm {
+            return Err(InferenceError::InvalidInput(format!(
+                "the gates drawn are an LSTM's (input, forget, output): this run has model.cell = \"{cell}\", \
+                 and this command takes model.cell = \"lstm\" only"
+            )));
+        }
         Ok(self.classifier.reading_trace(self.sequence(digit)?))
     }
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use model::LstmClassifierConfig;
+use model::{Cell, LstmClassifierConfig};
 use serde_json::json;
 
 fn main() -> Result<()> {
@@ -37,6 +37,20 @@ fn main() -> Result<()> {
                 .with_bidirectional(true)
                 .with_hidden_size(32),
         ),
+        (
+            "gru-bidirectional",
+            LstmClassifierConfig::new()
+                .with_cell(Cell::Gru)
+                .with_num_layers(2)
+                .with_bidirectional(true)
+                .with_hidden_size(24),
+        ),
+        (
+            "rnn",
+            LstmClassifierConfig::new()
+                .with_cell(Cell::Rnn)
+                .with_hidden_size(40),
+        ),
     ];
     let pixels: Vec<u8> = (0..16 * 784)
         .map(|i| ((i * 37 + i / 784 * 11) % 256) as u8)
@@ -49,6 +63,7 @@ fn main() -> Result<()> {
         let weights = out.join(format!("{name}.safetensors"));
         interop::export(&model, &[], &weights)?;
         let expected = json!({
+            "cell": config.cell,
             "num_layers": config.num_layers,
             "bidirectional": config.bidirectional,
             "hidden_size": config.hidden_size,

@@ -1,4 +1,5 @@
-//! Our classifier's parameters in PyTorch's layout and back: the LSTM's are already PyTorch's
+//! Our classifier's parameters in PyTorch's layout and back: the recurrent layer's (`nn.LSTM`,
+//! `nn.GRU` or `nn.RNN`, by the model's `cell`) are already PyTorch's
 //! (`fused_rnn::Lstm::pytorch_parameters`) and take the tutorial module's prefix `rnn.`; the
 //! head's `Linear` weight is transposed (Burn stores `[in, out]`, PyTorch `[out, in]`).
 
@@ -21,12 +22,10 @@ pub struct NamedTensor {
     pub values: Vec<f32>,
 }
 
-/// Name prefix of the LSTM in the tutorial's module.
+/// Name prefix of the recurrent layer in the tutorial's module.
 const RNN: &str = "rnn";
 /// Name prefix of the linear head in the tutorial's module.
 const OUT: &str = "out";
-/// Gates stacked along PyTorch's first axis, in its order: input, forget, cell (g), output.
-const GATES: usize = 4;
 
 /// PyTorch's suffix for a direction.
 fn suffix(reverse: bool) -> &'static str {
@@ -38,6 +37,8 @@ fn suffix(reverse: bool) -> &'static str {
 pub fn expected_shapes(config: &LstmClassifierConfig) -> Vec<(String, Vec<usize>)> {
     let hidden = config.hidden_size;
     let directions = if config.bidirectional { 2 } else { 1 };
+    // Gates stacked along PyTorch's first axis: 4 (LSTM), 3 (GRU) or 1 (RNN).
+    let gates = config.cell.gates();
     let mut shapes = Vec::new();
     for layer in 0..config.num_layers {
         let input = if layer == 0 {
@@ -49,14 +50,14 @@ pub fn expected_shapes(config: &LstmClassifierConfig) -> Vec<(String, Vec<usize>
             let end = format!("l{layer}{}", suffix(reverse));
             shapes.push((
                 format!("{RNN}.weight_ih_{end}"),
-                vec![GATES * hidden, input],
+                vec![gates * hidden, input],
             ));
             shapes.push((
                 format!("{RNN}.weight_hh_{end}"),
-                vec![GATES * hidden, hidden],
+                vec![gates * hidden, hidden],
             ));
-            shapes.push((format!("{RNN}.bias_ih_{end}"), vec![GATES * hidden]));
-            shapes.push((format!("{RNN}.bias_hh_{end}"), vec![GATES * hidden]));
+            shapes.push((format!("{RNN}.bias_ih_{end}"), vec![gates * hidden]));
+            shapes.push((format!("{RNN}.bias_hh_{end}"), vec![gates * hidden]));
         }
     }
     shapes.push((
@@ -135,8 +136,9 @@ fn check_keys(
     let expected = expected_shapes(config);
     let described = || {
         format!(
-            "(the model configured: hidden_size {}, num_layers {}, bidirectional {}, input_size \
-             {}, num_classes {})",
+            "(the model configured: cell {}, hidden_size {}, num_layers {}, bidirectional {}, \
+             input_size {}, num_classes {})",
+            config.cell,
             config.hidden_size,
             config.num_layers,
             config.bidirectional,
@@ -170,14 +172,15 @@ fn check_keys(
     extra.sort();
     if let Some(first) = extra.first() {
         return Err(format!(
-            "unexpected key {first}{} {}: the file is not a state_dict of this model (nn.LSTM \
+            "unexpected key {first}{} {}: the file is not a state_dict of this model ({} \
              named `rnn`, nn.Linear named `out`)",
             if extra.len() > 1 {
                 format!(" (and {} more)", extra.len() - 1)
             } else {
                 String::new()
             },
-            described()
+            described(),
+            config.cell.pytorch_module()
         ));
     }
     Ok(())

@@ -4,9 +4,10 @@
 //! `state_dict` holds, per layer `k` (and `_reverse` for the right-to-left direction),
 //! `rnn.weight_ih_l{k}` `[4H, in]`, `rnn.weight_hh_l{k}` `[4H, H]`, `rnn.bias_ih_l{k}` and
 //! `rnn.bias_hh_l{k}` `[4H]`, the four gates stacked in the order input, forget, cell, output;
-//! then `out.weight` `[classes, H * directions]` and `out.bias`. Burn's `nn::Lstm` keeps one
-//! `GateController` per gate with `Linear` weights stored `[in, out]`, so the gates are stacked
-//! or split and every weight transposed here ([`layout`]).
+//! then `out.weight` `[classes, H * directions]` and `out.bias`. A model whose `cell` is `gru`
+//! or `rnn` has `nn.GRU` (`[3H, ...]`, gates reset, update, new) or `nn.RNN` (`[H, ...]`) there
+//! under the same keys. The recurrent layer keeps PyTorch's layout, so its tensors are copied;
+//! the head's `Linear` stores its weight `[in, out]`, transposed here ([`layout`]).
 //!
 //! Files: `.safetensors` are read and written with the `safetensors` crate (the format
 //! burn-store writes); `.pt` / `.pth` files from `torch.save(model.state_dict(), ...)` are read

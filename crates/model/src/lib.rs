@@ -48,7 +48,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::store::RecordError;
 use burn::tensor::{Device, Tensor};
-pub use fused_rnn::{self, Fallback, Lstm, LstmConfig, LstmPath, cross_entropy};
+pub use fused_rnn::{self, Cell, Fallback, Lstm, LstmConfig, LstmPath, cross_entropy};
 
 /// How a classifier's answer formed over one sequence ([`LstmClassifier::reading_trace`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +120,10 @@ pub struct LstmClassifierConfig {
     /// steps (see [`LstmConfig::chrono_steps`]); 0, the default, is PyTorch's initialisation.
     #[config(default = 0)]
     pub chrono_steps: usize,
+    /// The recurrent cell: `lstm` (the default), `gru` or `rnn` (PyTorch's `nn.GRU`, `nn.RNN`
+    /// with tanh; see [`LstmConfig::cell`]), with the same layers, directions and dropout.
+    #[config(default = "Cell::Lstm")]
+    pub cell: Cell,
 }
 
 /// What is wrong with an [`LstmClassifierConfig`] or a weights file.
@@ -165,6 +169,7 @@ impl LstmClassifierConfig {
             .with_forget_bias(self.forget_bias)
             .with_chrono_steps(self.chrono_steps)
             .with_kernel(self.kernel)
+            .with_cell(self.cell)
     }
 
     /// Checks that every size is positive, the dropout is a probability and the forget bias is
@@ -376,7 +381,8 @@ impl Default for LstmClassifierConfig {
 /// Build it with [`LstmClassifierConfig::init`] or [`LstmClassifierConfig::load`].
 #[derive(Module, Debug)]
 pub struct LstmClassifier {
-    /// The stacked (optionally bidirectional) LSTM layers.
+    /// The stacked (optionally bidirectional) recurrent layers: an LSTM, or the GRU or RNN of
+    /// [`LstmClassifierConfig::cell`] (the field keeps its name, which saved weights carry).
     pub lstm: Lstm,
     /// Linear map from the last time step's output to class logits.
     pub head: Linear,
@@ -411,7 +417,8 @@ impl LstmClassifier {
     /// layer's left-to-right direction.
     ///
     /// # Panics
-    /// If `sequence` is not one sequence of `input_size` features per step.
+    /// If `sequence` is not one sequence of `input_size` features per step, or the cell is not
+    /// an LSTM (the gates are an LSTM's).
     pub fn reading_trace(&self, sequence: Tensor<3>) -> ReadingTrace {
         let [batch, steps, _] = sequence.dims();
         assert_eq!(batch, 1, "reading_trace reads one sequence");

@@ -36,8 +36,10 @@ impl MemoryEstimate {
         let mut parameters = 0.0;
         let mut input = model.input_size as f64;
         for _ in 0..model.num_layers {
-            // Four gates, each with input and recurrent weights and two biases (Burn's layout).
-            parameters += directions * 4.0 * hidden * (input + hidden + 2.0);
+            // Each gate (four in an LSTM, three in a GRU, one in an RNN) with input and recurrent
+            // weights and two biases.
+            let gates = model.cell.gates() as f64;
+            parameters += directions * gates * hidden * (input + hidden + 2.0);
             input = hidden * directions;
         }
         parameters += input * model.num_classes as f64 + model.num_classes as f64;

@@ -1,4 +1,4 @@
-//! A case of `bench/pytorch/lstm_fixtures.py` run through the layer: the interface the example
+//! A case of `bench/pytorch/rnn_fixtures.py` run through the layer: the interface the example
 //! `torch_parity` gives PyTorch checks, and what the fixture tests run.
 //!
 //! A case is a safetensors file holding an `nn.LSTM` state dict under its own keys, `input`
@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use fused_rnn::{Lstm, LstmConfig, LstmPath, LstmState, PytorchParameter};
+use fused_rnn::{Cell, Lstm, LstmConfig, LstmPath, LstmState, PytorchParameter};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 /// A tensor read from or written to a case: its shape and `f32` values.
@@ -104,7 +104,16 @@ impl Case {
                 .map(|value| value as usize)
                 .ok_or(format!("config.{key}: a positive integer expected"))
         };
+        let cell = match config.get("cell") {
+            None => Cell::Lstm,
+            Some(name) => name
+                .as_str()
+                .ok_or(format!("config.cell: one of {} expected", Cell::allowed()))?
+                .parse()
+                .map_err(|e| format!("config.cell: {e}"))?,
+        };
         let config = LstmConfig::new(size("input_size")?, size("hidden_size")?)
+            .with_cell(cell)
             .with_num_layers(size("num_layers")?)
             .with_bidirectional(
                 config
@@ -180,23 +189,32 @@ impl Case {
             }
         };
         let input = tracked(input);
+        // A GRU or RNN has no cell state: `h0` alone, and no `c_n`.
+        let has_cell = self.config.cell == Cell::Lstm;
         let state = match (
             self.tensor::<3>("h0", device),
             self.tensor::<3>("c0", device),
         ) {
-            (Some(hidden), Some(cell)) => Some(LstmState {
+            (Some(hidden), Some(cell)) if has_cell => Some(LstmState {
                 hidden: tracked(hidden),
                 cell: tracked(cell),
             }),
+            (Some(hidden), None) if !has_cell => Some(LstmState {
+                cell: hidden.zeros_like(),
+                hidden: tracked(hidden),
+            }),
             (None, None) => None,
-            _ => return Err("h0 and c0 come together".into()),
+            _ if has_cell => return Err("h0 and c0 come together".into()),
+            _ => return Err(format!("a {} has h0 and no c0", self.config.cell)),
         };
         let (output, final_state) =
             lstm.forward(input.clone(), state.clone(), self.lengths.as_deref());
         let mut results = BTreeMap::new();
         results.insert("output".into(), values(output.clone()));
         results.insert("h_n".into(), values(final_state.hidden));
-        results.insert("c_n".into(), values(final_state.cell));
+        if has_cell {
+            results.insert("c_n".into(), values(final_state.cell));
+        }
         let Some(grad_output) = grad_output else {
             return Ok(results);
         };
@@ -209,7 +227,9 @@ impl Case {
         gradient("input", input.grad(&grads).map(values))?;
         if let Some(state) = &state {
             gradient("h0", state.hidden.grad(&grads).map(values))?;
-            gradient("c0", state.cell.grad(&grads).map(values))?;
+            if has_cell {
+                gradient("c0", state.cell.grad(&grads).map(values))?;
+            }
         }
         for parameter in lstm.pytorch_parameters() {
             let grad = match &parameter {

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Reference cases for an LSTM layer, computed with PyTorch's nn.LSTM, for fused-rnn's parity tests.
+"""Reference cases for a recurrent layer, computed with PyTorch's nn.LSTM, nn.GRU and nn.RNN
+(tanh), for fused-rnn's parity tests.
 
 A case is an `nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, bidirectional=...)`
-with PyTorch's default initialisation, an input [B, T, I] and optionally h0/c0 [L*D, B, H],
-lengths [B] (int64) and grad_output [B, T, D*H]. Two safetensors files per case:
+(or the same nn.GRU or nn.RNN) with PyTorch's default initialisation, an input [B, T, I] and
+optionally h0/c0 [L*D, B, H] (a GRU or RNN: h0 alone), lengths [B] (int64) and grad_output
+[B, T, D*H]. Two safetensors files per case:
 
   NAME.case.safetensors      the module's state dict under its own keys (weight_ih_l0, ...,
                              bias_hh_l1_reverse), `input`, and `h0`, `c0`, `lengths`,
                              `grad_output` when the case has them; metadata {"config": JSON of
-                             input_size, hidden_size, num_layers, bidirectional}.
-  NAME.expected.safetensors  `output` [B, T, D*H], `h_n`, `c_n` [L*D, B, H] and, with grad_output,
+                             input_size, hidden_size, num_layers, bidirectional, and "cell":
+                             "gru" or "rnn" for those (no "cell": an LSTM)}.
+  NAME.expected.safetensors  `output` [B, T, D*H], `h_n`, `c_n` (an LSTM's) [L*D, B, H] and, with grad_output,
                              the gradients of sum(output * grad_output) (h_n and c_n stay out of
                              the loss): `grad.input`, `grad.h0`, `grad.c0` (with h0/c0) and
                              `grad.<key>` for every state-dict key.
@@ -20,10 +23,10 @@ the LSTM, pad_packed_sequence(total_length=T); outputs past a row's length are z
 those of its last valid step, and the reverse direction starts at that step.
 
   write DIR   the fixed cases (CASES below) into DIR, e.g.
-      bench/pytorch/.venv/bin/python bench/pytorch/lstm_fixtures.py write crates/fused-rnn/tests/fixtures/torch
+      bench/pytorch/.venv/bin/python bench/pytorch/rnn_fixtures.py write crates/fused-rnn/tests/fixtures/torch
   check       random cases, each run as `RUNNER CASE OUT`; OUT must hold the expected keys, e.g.
-      bench/pytorch/.venv/bin/python bench/pytorch/lstm_fixtures.py check --cases 50 \\
-          --runner "cargo run -q -p fused-rnn --release --example torch_parity --"
+      bench/pytorch/.venv/bin/python bench/pytorch/rnn_fixtures.py check --cases 50 \\
+          --cells lstm,gru,rnn --runner "cargo run -q -p fused-rnn --release --example torch_parity --"
 """
 
 import argparse
@@ -43,38 +46,49 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 BASE_SEED = 20240601
 
-# name, input_size, hidden_size, num_layers, bidirectional, B, T, h0/c0, lengths, grad_output
+# name, cell, input_size, hidden_size, num_layers, bidirectional, B, T, h0/c0, lengths, grad_output
 CASES = [
-    ("one_layer", 5, 7, 1, False, 3, 4, False, None, True),
-    ("one_layer_state", 4, 6, 1, False, 3, 5, True, None, True),
-    ("one_layer_lengths", 3, 5, 1, False, 4, 6, False, [6, 2, 4, 1], True),
-    ("bidirectional_lengths", 4, 9, 1, True, 3, 5, False, [3, 5, 1], True),
-    ("two_layers_bidirectional_state_lengths", 3, 5, 2, True, 4, 6, True, [6, 3, 5, 2], True),
-    ("three_layers_lengths", 2, 10, 3, False, 3, 7, False, [7, 4, 2], True),
-    ("three_layers_bidirectional_state", 3, 3, 3, True, 2, 4, True, None, True),
-    ("one_step", 4, 5, 2, True, 3, 1, True, None, True),
-    ("one_row", 3, 7, 2, False, 1, 5, True, [5], True),
-    ("forward_only", 6, 11, 2, True, 2, 3, True, [2, 3], False),
+    ("one_layer", "lstm", 5, 7, 1, False, 3, 4, False, None, True),
+    ("one_layer_state", "lstm", 4, 6, 1, False, 3, 5, True, None, True),
+    ("one_layer_lengths", "lstm", 3, 5, 1, False, 4, 6, False, [6, 2, 4, 1], True),
+    ("bidirectional_lengths", "lstm", 4, 9, 1, True, 3, 5, False, [3, 5, 1], True),
+    ("two_layers_bidirectional_state_lengths", "lstm", 3, 5, 2, True, 4, 6, True, [6, 3, 5, 2], True),
+    ("three_layers_lengths", "lstm", 2, 10, 3, False, 3, 7, False, [7, 4, 2], True),
+    ("three_layers_bidirectional_state", "lstm", 3, 3, 3, True, 2, 4, True, None, True),
+    ("one_step", "lstm", 4, 5, 2, True, 3, 1, True, None, True),
+    ("one_row", "lstm", 3, 7, 2, False, 1, 5, True, [5], True),
+    ("forward_only", "lstm", 6, 11, 2, True, 2, 3, True, [2, 3], False),
+    ("gru_one_layer", "gru", 5, 7, 1, False, 3, 4, False, None, True),
+    ("gru_two_layers_bidirectional_state_lengths", "gru", 3, 5, 2, True, 4, 6, True, [6, 3, 5, 2], True),
+    ("gru_three_layers_one_row", "gru", 2, 9, 3, False, 1, 5, True, [4], True),
+    ("rnn_one_layer", "rnn", 5, 7, 1, False, 3, 4, False, None, True),
+    ("rnn_two_layers_bidirectional_state_lengths", "rnn", 3, 5, 2, True, 4, 6, True, [6, 3, 5, 2], True),
+    ("rnn_one_step", "rnn", 4, 10, 2, True, 3, 1, True, None, True),
 ]
 
+MODULES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
-def make_lstm(config, dtype=torch.float32):
-    return nn.LSTM(
+
+def make_module(config, dtype=torch.float32):
+    return MODULES[config.get("cell", "lstm")](
         config["input_size"], config["hidden_size"], config["num_layers"],
         batch_first=True, bidirectional=config["bidirectional"], dropout=0.0, dtype=dtype,
     )
 
 
-def build_case(seed, I, H, L, bidirectional, B, T, state, lengths, grad):
+def build_case(seed, cell, I, H, L, bidirectional, B, T, state, lengths, grad):
     """(config, tensors) of one case, every random draw after torch.manual_seed(seed)."""
     torch.manual_seed(seed)
     config = {"input_size": I, "hidden_size": H, "num_layers": L, "bidirectional": bidirectional}
+    if cell != "lstm":
+        config["cell"] = cell
     D = 2 if bidirectional else 1
-    tensors = {k: v.detach().float().contiguous() for k, v in make_lstm(config).state_dict().items()}
+    tensors = {k: v.detach().float().contiguous() for k, v in make_module(config).state_dict().items()}
     tensors["input"] = torch.randn(B, T, I)
     if state:
         tensors["h0"] = 0.5 * torch.randn(L * D, B, H)
-        tensors["c0"] = 0.5 * torch.randn(L * D, B, H)
+        if cell == "lstm":
+            tensors["c0"] = 0.5 * torch.randn(L * D, B, H)
     if lengths is not None:
         tensors["lengths"] = torch.tensor(lengths, dtype=torch.int64)
     if grad:
@@ -84,25 +98,31 @@ def build_case(seed, I, H, L, bidirectional, B, T, state, lengths, grad):
 
 def expected(config, tensors, dtype=torch.float64):
     """The expected tensors (f32) of a case, computed in `dtype` from its f32 tensors."""
-    lstm = make_lstm(config, dtype)
-    lstm.load_state_dict({k: tensors[k].to(dtype) for k in lstm.state_dict()})
+    module = make_module(config, dtype)
+    module.load_state_dict({k: tensors[k].to(dtype) for k in module.state_dict()})
     x = tensors["input"].to(dtype).requires_grad_()
-    state = None
+    has_cell = config.get("cell", "lstm") == "lstm"
+    state, leaves = None, []
     if "h0" in tensors:
-        state = (tensors["h0"].to(dtype).requires_grad_(), tensors["c0"].to(dtype).requires_grad_())
+        leaves = [tensors[k].to(dtype).requires_grad_() for k in (("h0", "c0") if has_cell else ("h0",))]
+        state = tuple(leaves) if has_cell else leaves[0]
     if "lengths" in tensors:
         packed = pack_padded_sequence(x, tensors["lengths"], batch_first=True, enforce_sorted=False)
-        out, (h_n, c_n) = lstm(packed, state)
+        out, final = module(packed, state)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
     else:
-        out, (h_n, c_n) = lstm(x, state)
-    result = {"output": out, "h_n": h_n, "c_n": c_n}
+        out, final = module(x, state)
+    result = {"output": out}
+    if has_cell:
+        result["h_n"], result["c_n"] = final
+    else:
+        result["h_n"] = final
     if "grad_output" in tensors:
         (out * tensors["grad_output"].to(dtype)).sum().backward()
         result["grad.input"] = x.grad
-        if state is not None:
-            result["grad.h0"], result["grad.c0"] = state[0].grad, state[1].grad
-        for key, p in lstm.named_parameters():
+        for key, leaf in zip(("grad.h0", "grad.c0"), leaves):
+            result[key] = leaf.grad
+        for key, p in module.named_parameters():
             result["grad." + key] = p.grad if p.grad is not None else torch.zeros_like(p)
     return {k: v.detach().float().contiguous() for k, v in result.items()}
 
@@ -119,10 +139,10 @@ def save_case(directory, name, config, tensors):
 def describe(config, tensors):
     B, T, _ = tensors["input"].shape
     c = config
-    words = [f"I={c['input_size']} H={c['hidden_size']} L={c['num_layers']}",
+    words = [c.get("cell", "lstm"), f"I={c['input_size']} H={c['hidden_size']} L={c['num_layers']}",
              "bi" if c["bidirectional"] else "uni", f"B={B} T={T}"]
     if "h0" in tensors:
-        words.append("h0/c0")
+        words.append("h0/c0" if "c0" in tensors else "h0")
     if "lengths" in tensors:
         words.append("lengths=" + ",".join(str(n) for n in tensors["lengths"].tolist()))
     if "grad_output" not in tensors:
@@ -139,12 +159,13 @@ def cmd_write(args):
         print(f"{name:40s} {describe(config, tensors):50s} {size:6d} bytes")
 
 
-def random_sizes(rng):
+def random_sizes(rng, cells):
     """build_case's arguments after the seed, drawn from rng."""
+    cell = rng.choice(cells)
     L, bidirectional = rng.randint(1, 3), rng.random() < 0.5
     B, T, I, H = rng.randint(1, 5), rng.randint(1, 8), rng.randint(1, 6), rng.randint(1, 12)
     lengths = [rng.randint(1, T) for _ in range(B)] if rng.random() < 0.5 else None
-    return I, H, L, bidirectional, B, T, rng.random() < 0.5, lengths, rng.random() < 0.8
+    return cell, I, H, L, bidirectional, B, T, rng.random() < 0.5, lengths, rng.random() < 0.8
 
 
 def cmd_check(args):
@@ -153,7 +174,7 @@ def cmd_check(args):
         for i in range(args.cases):
             seed = args.seed * 100_003 + i
             name = f"random_{i:03d}"
-            config, tensors = build_case(seed, *random_sizes(random.Random(seed)))
+            config, tensors = build_case(seed, *random_sizes(random.Random(seed), args.cells.split(",")))
             case_path, expected_path = save_case(tmp, name, config, tensors)
             out_path = os.path.join(tmp, name + ".out.safetensors")
             command = f"{args.runner} {shlex.quote(case_path)} {shlex.quote(out_path)}"
@@ -193,6 +214,7 @@ def main():
     c = sub.add_parser("check", help="compare a runner with PyTorch on random cases")
     c.add_argument("--runner", required=True, help="shell command; CASE and OUT are appended")
     c.add_argument("--cases", type=int, default=20)
+    c.add_argument("--cells", default="lstm", help="comma-separated cells to draw from: lstm,gru,rnn")
     c.add_argument("--seed", type=int, default=1)
     c.add_argument("--tolerance", type=float, default=1e-4)
     args = p.parse_args()
