@@ -8,7 +8,8 @@
 //!
 //! CASE holds an `nn.LSTM` state dict, `input` and optionally `h0`, `c0`, `lengths` and
 //! `grad_output` (see `tests/support/parity.rs`); OUT gets `output`, `h_n`, `c_n` and, with
-//! `grad_output`, every gradient of `sum(output * grad_output)`.
+//! `grad_output`, every gradient of `sum(output * grad_output)`. With `"cell": "gru"` or `"rnn"`
+//! in the case's config, an `nn.GRU` or `nn.RNN` state dict and `h0` alone (no `c0`, no `c_n`).
 
 #[path = "../tests/support/parity.rs"]
 mod parity;

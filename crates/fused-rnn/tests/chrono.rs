@@ -1,9 +1,10 @@
 //! The chrono initialisation: forget biases spread over timescales up to `chrono_steps`, input
-//! biases their negatives, `bias_hh`'s two blocks zero, the rest as PyTorch draws it; and the
-//! configurations that would set the forget gates twice refused.
+//! biases their negatives, `bias_hh`'s two blocks zero, the rest as PyTorch draws it (a GRU's
+//! update gate as an LSTM's forget gate); and the configurations that would set the forget gates
+//! twice refused.
 
 use burn::tensor::{Device, Tensor};
-use fused_rnn::LstmConfig;
+use fused_rnn::{Cell, LstmConfig};
 
 fn values(tensor: Tensor<1>) -> Vec<f32> {
     tensor.into_data().iter::<f32>().collect()
@@ -56,4 +57,34 @@ fn chrono_and_a_forget_bias_together_are_refused() {
             .validate()
             .is_ok()
     );
+}
+
+/// The GRU keeps its state through the update gate `z` (`h = n + z (h_prev - n)`): its bias
+/// block (the second of `r, z, n`) gets the forget biases, its `bias_hh` block zero, the reset
+/// and candidate blocks PyTorch's draws. A forget bias is an LSTM's alone.
+#[test]
+fn a_gru_gets_its_update_gate_biased_to_keep() {
+    let hidden = 6;
+    let gru = LstmConfig::new(1, hidden)
+        .with_cell(Cell::Gru)
+        .with_chrono_steps(100)
+        .init(&Device::flex());
+    let direction = &gru.directions[0];
+    assert_eq!(direction.weight_ih.dims(), [3 * hidden, 1]);
+    let bias_ih = values(direction.bias_ih.val());
+    let bias_hh = values(direction.bias_hh.val());
+    let bound = 1.0 / (hidden as f32).sqrt();
+    for k in 0..hidden {
+        let expected = (1.0 + 98.0 * (k as f64 + 0.5) / hidden as f64).ln() as f32;
+        assert!((bias_ih[hidden + k] - expected).abs() < 1e-6, "update {k}");
+        assert_eq!(bias_hh[hidden + k], 0.0, "bias_hh {k}");
+        assert!(bias_ih[k].abs() <= bound && bias_ih[2 * hidden + k].abs() <= bound);
+    }
+    let error = LstmConfig::new(1, hidden)
+        .with_cell(Cell::Gru)
+        .with_forget_bias(1.0)
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("forget_bias") && error.contains("gru"), "{error}");
 }
