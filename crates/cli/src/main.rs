@@ -54,8 +54,8 @@ enum Command {
     /// SIGTERM: stop accepting, finish the requests in flight, exit 0.
     Serve(serve::ServeArgs),
     /// Write a run's weights as safetensors with PyTorch's names, shapes and gate order for the
-    /// tutorial's module (nn.LSTM `rnn` + nn.Linear `out`), and its configuration as JSON
-    /// beside them.
+    /// tutorial's module (nn.LSTM, or the nn.GRU or nn.RNN of model.cell, named `rnn`, and
+    /// nn.Linear `out`), and its configuration as JSON beside them.
     Export(interop::ExportArgs),
     /// Turn a PyTorch state_dict of the tutorial's module (.pt, .pth or .safetensors) into a run
     /// directory that eval, predict and serve use as they are.

@@ -167,15 +167,15 @@ impl CellDirection {
     /// One time step: the new hidden state from the input `[batch, input]` and the previous one.
     fn step(&self, input: Tensor<2>, ones: &Tensor<2>, hidden: Tensor<2>) -> Tensor<2> {
         let h = self.hidden;
-        let z = Tensor::cat(vec![input, ones.clone(), hidden.clone()], 1).matmul(self.weights.clone());
+        let z =
+            Tensor::cat(vec![input, ones.clone(), hidden.clone()], 1).matmul(self.weights.clone());
         match self.cell {
             Cell::Rnn => tanh(z),
             _ => {
                 let gates = sigmoid(z.clone().narrow(1, 0, 2 * h));
                 let reset = gates.clone().narrow(1, 0, h);
                 let update = gates.narrow(1, h, h);
-                let candidate =
-                    tanh(z.clone().narrow(1, 2 * h, h) + reset * z.narrow(1, 3 * h, h));
+                let candidate = tanh(z.clone().narrow(1, 2 * h, h) + reset * z.narrow(1, 3 * h, h));
                 candidate.clone() + update * (hidden - candidate)
             }
         }

@@ -191,8 +191,8 @@ fn chrono(bias: Param<Tensor<1>>, cell: Cell, steps: Option<usize>) -> Param<Ten
             ],
         };
         Tensor::cat(blocks, 0)
-        .detach()
-        .set_require_grad(require_grad)
+            .detach()
+            .set_require_grad(require_grad)
     })
 }
 
@@ -749,7 +749,13 @@ impl Lstm {
         reverse: bool,
     ) -> Run {
         if !reverse {
-            return run_direction(direction, x.clone(), initial, shared, (self.cell, false, true));
+            return run_direction(
+                direction,
+                x.clone(),
+                initial,
+                shared,
+                (self.cell, false, true),
+            );
         }
         let [batch, steps, features] = x.dims();
         let last_input = match shared.lengths {
@@ -771,7 +777,13 @@ impl Lstm {
             masks: None,
             path: shared.path,
         };
-        run_direction(direction, last_input, initial, &one_step, (self.cell, false, true))
+        run_direction(
+            direction,
+            last_input,
+            initial,
+            &one_step,
+            (self.cell, false, true),
+        )
     }
 
     /// Panics with a clear message where a call's shapes disagree with the layer.
@@ -929,8 +941,8 @@ fn cell_run(
         reverse,
         !last_only,
     );
-    let outputs = (!last_only)
-        .then(|| Tensor::stack::<3>(run.outputs, 1).reshape([batch, steps, hidden]));
+    let outputs =
+        (!last_only).then(|| Tensor::stack::<3>(run.outputs, 1).reshape([batch, steps, hidden]));
     Run {
         outputs,
         hidden: run.hidden,

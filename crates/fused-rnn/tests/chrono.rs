@@ -86,5 +86,8 @@ fn a_gru_gets_its_update_gate_biased_to_keep() {
         .validate()
         .unwrap_err()
         .to_string();
-    assert!(error.contains("forget_bias") && error.contains("gru"), "{error}");
+    assert!(
+        error.contains("forget_bias") && error.contains("gru"),
+        "{error}"
+    );
 }
