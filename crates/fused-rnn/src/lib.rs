@@ -4,7 +4,9 @@
 //! dropout=..., batch_first=True)`: the same parameters under the same names and shapes
 //! ([`Lstm::pytorch_parameters`]), the same initialisation, an optional initial state `(h_0,
 //! c_0)`, the final state `(h_n, c_n)`, and variable-length rows with the meaning of PyTorch's
-//! packed sequences. [`Lstm::forward_last`] keeps only what a classifier reads.
+//! packed sequences. [`Lstm::forward_last`] keeps only what a classifier reads. With
+//! [`LstmConfig::cell`] set to [`Cell::Gru`] or [`Cell::Rnn`] the same stack is `nn.GRU` or
+//! `nn.RNN` (tanh), as PyTorch's `RNNBase` is with its mode; those run in tensor operations.
 //!
 //! Burn's own `nn::Lstm` runs eight small matrix products and dozens of element-wise operations
 //! per time step. Here, on the backends this crate is built for, a layer's direction is one

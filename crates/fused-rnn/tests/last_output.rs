@@ -1,9 +1,9 @@
 //! `Lstm::forward_last` (the classifier's call, which computes only what it depends on) against
 //! `Lstm::forward`'s every-step output read at each row's last valid step, with and without an
-//! initial state and lengths, through the kernel and in tensor operations.
+//! initial state and lengths, through the kernel and in tensor operations, for each cell.
 
 use burn::tensor::{Device, Distribution, Tensor};
-use fused_rnn::{LstmConfig, LstmState};
+use fused_rnn::{Cell, LstmConfig, LstmState};
 
 fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
     tensor.into_data().iter::<f32>().collect()
@@ -14,11 +14,18 @@ fn the_last_output_is_every_steps_output_at_each_rows_last_step() {
     let device = Device::flex();
     let (batch, steps, input, hidden) = (4, 7, 3, 5);
     let lengths = [7, 2, 5, 1];
-    for kernel in [true, false] {
+    let runs = [
+        (Cell::Lstm, true),
+        (Cell::Lstm, false),
+        (Cell::Gru, true),
+        (Cell::Rnn, true),
+    ];
+    for (cell, kernel) in runs {
         let lstm = LstmConfig::new(input, hidden)
             .with_num_layers(2)
             .with_bidirectional(true)
             .with_kernel(kernel)
+            .with_cell(cell)
             .init(&device);
         let x = Tensor::<3>::random(
             [batch, steps, input],
@@ -44,7 +51,7 @@ fn the_last_output_is_every_steps_output_at_each_rows_last_step() {
             (Some(state), Some(&lengths[..])),
         ] {
             let case = format!(
-                "kernel {kernel}, state {}, lengths {lengths:?}",
+                "{cell}, kernel {kernel}, state {}, lengths {lengths:?}",
                 state.is_some()
             );
             let (every_step, _) = lstm.forward(x.clone(), state.clone(), lengths);
