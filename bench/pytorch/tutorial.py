@@ -29,7 +29,8 @@ With --recipe pixels the model and optimiser are those of configs/pixels.toml in
 784 steps of one pixel, (pixel / 255 - 0.1307) / 0.3081, nn.LSTM(1, 128) with 1 added to the
 forget gates' bias_ih, Adam 0.001, every parameter's gradient clipped to norm 1 on its own (as
 burn's per-parameter clipping), batch 64 (`cargo xtask bench cpu --sequence pixels`). Permuted
-MNIST reads the same shapes, so it costs the same.
+MNIST reads the same shapes, so it costs the same. --cell gru or rnn puts nn.GRU or nn.RNN
+(tanh) in the LSTM's place (no forget-gate offset), as `--set model.cell=...` does for ours.
 """
 
 import argparse
@@ -98,12 +99,15 @@ def load(data_dir, recipe="tutorial"):
     )
 
 
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
 class TutorialLstm(nn.Module):
-    def __init__(self, features=28, hidden=64, forget_bias=0.0):
+    def __init__(self, features=28, hidden=64, forget_bias=0.0, cell="lstm"):
         super().__init__()
-        self.lstm = nn.LSTM(features, hidden, batch_first=True)
+        self.lstm = CELLS[cell](features, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 10)
-        if forget_bias:
+        if forget_bias and cell == "lstm":
             with torch.no_grad():
                 self.lstm.bias_ih_l0[hidden : 2 * hidden] += forget_bias
 
@@ -134,11 +138,11 @@ def accuracy(model, images, labels, batch):
     return correct / max(1, len(images))
 
 
-def tutorial_recipe(seed, recipe="tutorial"):
+def tutorial_recipe(seed, recipe="tutorial", cell="lstm"):
     """The recipe's model and optimiser (the tutorial's: Adam 0.01), initialised from `seed`."""
     _, features, hidden, lr, forget_bias, _, _ = RECIPES[recipe]
     torch.manual_seed(seed)
-    model = TutorialLstm(features, hidden, forget_bias)
+    model = TutorialLstm(features, hidden, forget_bias, cell)
     return model, torch.optim.Adam(model.parameters(), lr=lr)
 
 
@@ -223,6 +227,7 @@ def main():
         default="tutorial",
         help="the model and optimiser: the tutorial's, or configs/pixels.toml's",
     )
+    p.add_argument("--cell", choices=sorted(CELLS), default="lstm", help="the recurrent module")
     args = p.parse_args()
     if not args.data_dir:
         sys.exit("error: give --data-dir or set MNIST_DIR")
@@ -247,7 +252,7 @@ def main():
     loss_fn = nn.CrossEntropyLoss()
 
     # Training throughput.
-    model, opt = tutorial_recipe(args.seed, args.recipe)
+    model, opt = tutorial_recipe(args.seed, args.recipe, args.cell)
 
     def step(i):
         start = (i * bs) % max(1, n - bs + 1)
@@ -301,6 +306,7 @@ def main():
         "backend": "pytorch",
         "version": torch.__version__,
         "recipe": args.recipe,
+        "cell": args.cell,
         "threads": args.threads,
         "seed": args.seed,
         "batch_size": bs,
