@@ -68,32 +68,39 @@ fn predictions(stdout: &str) -> HashMap<String, (usize, Vec<(usize, f64)>)> {
         .collect()
 }
 
-/// `gates` draws an LSTM's gates: a GRU run is refused in one line naming the field and the
-/// value it takes.
-#[test]
-fn gates_refuses_a_gru_run_in_one_line() {
+/// Trains the smoke configuration with `overrides` (`key=value`) on synthetic data in a fresh
+/// directory; gives it, the run directory and the test images' IDX file.
+fn smoke_run(overrides: &[&str]) -> (tempfile::TempDir, String, String) {
     let work = tempfile::tempdir().unwrap();
     let data_dir = work.path().join("data");
     data::write_synthetic_mnist(&data_dir, 640, 200, 4, false).unwrap();
     let run = work.path().join("run").display().to_string();
-    let trained = cli(
-        &[
-            "train",
-            &config_path("smoke").display().to_string(),
-            "--data-dir",
-            &data_dir.display().to_string(),
-            "--artifacts",
-            &run,
-            "--set",
-            "model.cell=gru",
-        ],
-        work.path(),
-    );
+    let mut args = vec![
+        "train".to_string(),
+        config_path("smoke").display().to_string(),
+        "--data-dir".to_string(),
+        data_dir.display().to_string(),
+        "--artifacts".to_string(),
+        run.clone(),
+    ];
+    for set in overrides {
+        args.extend(["--set".to_string(), set.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let trained = cli(&args, work.path());
     assert!(trained.status.success(), "{}", text(&trained.stderr));
     let idx = data_dir
         .join("t10k-images-idx3-ubyte")
         .display()
         .to_string();
+    (work, run, idx)
+}
+
+/// `gates` draws an LSTM's gates: a GRU run is refused in one line naming the field and the
+/// value it takes.
+#[test]
+fn gates_refuses_a_gru_run_in_one_line() {
+    let (work, run, idx) = smoke_run(&["model.cell=gru"]);
     let drawn = cli(
         &["gates", "--model", &run, "--idx", &idx, "--index", "0"],
         work.path(),
@@ -112,30 +119,7 @@ fn gates_refuses_a_gru_run_in_one_line() {
 /// `predict`'s.
 #[test]
 fn gates_draws_how_a_permuted_run_read_a_digit() {
-    let work = tempfile::tempdir().unwrap();
-    let data_dir = work.path().join("data");
-    data::write_synthetic_mnist(&data_dir, 640, 200, 4, false).unwrap();
-    let run = work.path().join("run").display().to_string();
-    let trained = cli(
-        &[
-            "train",
-            &config_path("smoke").display().to_string(),
-            "--data-dir",
-            &data_dir.display().to_string(),
-            "--artifacts",
-            &run,
-            "--set",
-            "data.sequence=permuted",
-            "--set",
-            "model.input_size=1",
-        ],
-        work.path(),
-    );
-    assert!(trained.status.success(), "{}", text(&trained.stderr));
-    let idx = data_dir
-        .join("t10k-images-idx3-ubyte")
-        .display()
-        .to_string();
+    let (work, run, idx) = smoke_run(&["data.sequence=permuted", "model.input_size=1"]);
     let out = work.path().join("reading");
     let drawn = cli(
         &[

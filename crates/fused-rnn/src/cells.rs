@@ -25,6 +25,8 @@ use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::tensor_ops::{DirectionRun, hold_finished, reading_order};
+
 /// The recurrent cell of a layer: which of PyTorch's `nn.LSTM`, `nn.GRU` and `nn.RNN` it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,12 +159,6 @@ pub(crate) struct CellDirection {
     pub hidden: usize,
 }
 
-/// What a direction's run gives: every step's output (when kept) and the final hidden state.
-pub(crate) struct CellRun {
-    pub outputs: Vec<Tensor<2>>,
-    pub hidden: Tensor<2>,
-}
-
 impl CellDirection {
     /// One time step: the new hidden state from the input `[batch, input]` and the previous one.
     fn step(&self, input: Tensor<2>, ones: &Tensor<2>, hidden: Tensor<2>) -> Tensor<2> {
@@ -184,7 +180,7 @@ impl CellDirection {
     /// Reads `inputs` (one `[batch, input]` tensor per step) left to right or right to left from
     /// `initial` (zeros when `None`); `masks` (one `[batch, 1]` tensor of 1 or 0 per step) stops
     /// each row at its length. The outputs, each at its step's own index, are kept when
-    /// `keep_outputs`.
+    /// `keep_outputs`; the run's cell state, which these cells do not have, is zero.
     pub fn run(
         &self,
         inputs: &[Tensor<2>],
@@ -192,26 +188,19 @@ impl CellDirection {
         masks: Option<&[Tensor<2>]>,
         reverse: bool,
         keep_outputs: bool,
-    ) -> CellRun {
+    ) -> DirectionRun {
         let [batch, _] = inputs[0].dims();
         let device: Device = inputs[0].device();
         let ones = Tensor::ones([batch, 1], &device);
         let mut state =
             initial.unwrap_or_else(|| Tensor::<2>::zeros([batch, self.hidden], &device));
         let mut outputs = Vec::with_capacity(if keep_outputs { inputs.len() } else { 0 });
-        let order: Vec<usize> = if reverse {
-            (0..inputs.len()).rev().collect()
-        } else {
-            (0..inputs.len()).collect()
-        };
-        for t in order {
+        for t in reading_order(inputs.len(), reverse) {
             let hidden = self.step(inputs[t].clone(), &ones, state.clone());
             let (hidden, output) = match masks {
                 Some(masks) => {
-                    let mask = masks[t].clone();
-                    let keep = mask.clone().neg().add_scalar(1.0);
-                    let output = hidden * mask;
-                    (output.clone() + state * keep, output)
+                    let keep = masks[t].clone().neg().add_scalar(1.0);
+                    hold_finished(hidden, state, &masks[t], &keep)
                 }
                 None => (hidden.clone(), hidden),
             };
@@ -223,9 +212,10 @@ impl CellDirection {
         if reverse {
             outputs.reverse();
         }
-        CellRun {
+        DirectionRun {
             outputs,
             hidden: state,
+            cell: Tensor::zeros([batch, self.hidden], &device),
         }
     }
 }

@@ -620,12 +620,7 @@ impl Lstm {
             let mut outputs = Vec::with_capacity(self.num_directions());
             for d in 0..self.num_directions() {
                 let direction = &self.directions[layer * self.num_directions() + d];
-                let [_, _, features] = x.dims();
-                let inputs: Vec<Tensor<2>> = x
-                    .clone()
-                    .iter_dim(1)
-                    .map(|step| step.reshape([batch, features]))
-                    .collect();
+                let inputs = step_inputs(x.clone());
                 let values = Direction {
                     weights: direction.fused_weights(),
                     hidden: direction.hidden_size(),
@@ -870,7 +865,7 @@ fn step_masks(lengths: &[usize], steps: usize, device: &Device) -> Vec<Tensor<2>
 }
 
 /// One direction over `x` `[batch, steps, features]` on the call's path; with `last_only`, only
-/// its final state.
+/// its final state. The kernel path is an LSTM's only ([`choose_path`]).
 fn run_direction(
     direction: &LstmDirection,
     x: Tensor<3>,
@@ -878,33 +873,36 @@ fn run_direction(
     shared: &CallInputs<'_>,
     (cell, reverse, last_only): (Cell, bool, bool),
 ) -> Run {
-    if cell != Cell::Lstm {
-        return cell_run(direction, cell, x, initial, shared, reverse, last_only);
-    }
-    let weights = direction.fused_weights();
     #[cfg(any(feature = "cpu-kernel", feature = "cube"))]
     if shared.path == LstmPath::Kernel {
-        return kernel_run(weights, x, initial, shared, reverse, last_only);
+        return kernel_run(
+            direction.fused_weights(),
+            x,
+            initial,
+            shared,
+            reverse,
+            last_only,
+        );
     }
-    let [batch, steps, features] = x.dims();
-    let inputs: Vec<Tensor<2>> = x
-        .iter_dim(1)
-        .map(|step| step.reshape([batch, features]))
-        .collect();
-    let run = Direction {
-        weights,
-        hidden: direction.hidden_size(),
-    }
-    .run(
-        &inputs,
-        initial,
-        shared.masks.as_deref(),
-        reverse,
-        !last_only,
-    );
-    let outputs = (!last_only).then(|| {
-        Tensor::stack::<3>(run.outputs, 1).reshape([batch, steps, direction.hidden_size()])
-    });
+    let [batch, steps, _] = x.dims();
+    let hidden = direction.hidden_size();
+    let inputs = step_inputs(x);
+    let masks = shared.masks.as_deref();
+    let run = match cell {
+        Cell::Lstm => Direction {
+            weights: direction.fused_weights(),
+            hidden,
+        }
+        .run(&inputs, initial, masks, reverse, !last_only),
+        cell => CellDirection {
+            cell,
+            weights: direction.cell_weights(cell),
+            hidden,
+        }
+        .run(&inputs, initial.map(|(h, _)| h), masks, reverse, !last_only),
+    };
+    let outputs =
+        (!last_only).then(|| Tensor::stack::<3>(run.outputs, 1).reshape([batch, steps, hidden]));
     Run {
         outputs,
         hidden: run.hidden,
@@ -912,42 +910,12 @@ fn run_direction(
     }
 }
 
-/// [`run_direction`] of a GRU or RNN direction, in tensor operations; the cell state is zero.
-fn cell_run(
-    direction: &LstmDirection,
-    cell: Cell,
-    x: Tensor<3>,
-    initial: Option<(Tensor<2>, Tensor<2>)>,
-    shared: &CallInputs<'_>,
-    reverse: bool,
-    last_only: bool,
-) -> Run {
-    let [batch, steps, features] = x.dims();
-    let hidden = direction.hidden_size();
-    let device = x.device();
-    let inputs: Vec<Tensor<2>> = x
-        .iter_dim(1)
+/// `x` `[batch, steps, features]` as one `[batch, features]` tensor per step.
+fn step_inputs(x: Tensor<3>) -> Vec<Tensor<2>> {
+    let [batch, _, features] = x.dims();
+    x.iter_dim(1)
         .map(|step| step.reshape([batch, features]))
-        .collect();
-    let run = CellDirection {
-        cell,
-        weights: direction.cell_weights(cell),
-        hidden,
-    }
-    .run(
-        &inputs,
-        initial.map(|(h, _)| h),
-        shared.masks.as_deref(),
-        reverse,
-        !last_only,
-    );
-    let outputs =
-        (!last_only).then(|| Tensor::stack::<3>(run.outputs, 1).reshape([batch, steps, hidden]));
-    Run {
-        outputs,
-        hidden: run.hidden,
-        cell: Tensor::zeros([batch, hidden], &device),
-    }
+        .collect()
 }
 
 /// [`run_direction`] through the device's kernel.

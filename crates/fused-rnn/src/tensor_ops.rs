@@ -49,6 +49,24 @@ pub(crate) fn fused_weights(
     .transpose()
 }
 
+/// The time steps of a sequence of `steps` in the order a direction reads them.
+pub(crate) fn reading_order(steps: usize, reverse: bool) -> impl Iterator<Item = usize> {
+    (0..steps).map(move |p| if reverse { steps - 1 - p } else { p })
+}
+
+/// A state after a step where rows past their length keep their `previous` one: `new` where
+/// `mask` is 1, `previous` where `keep` (`1 - mask`) is 1. Also gives `new * mask`, the step's
+/// output (zero past a row's length).
+pub(crate) fn hold_finished(
+    new: Tensor<2>,
+    previous: Tensor<2>,
+    mask: &Tensor<2>,
+    keep: &Tensor<2>,
+) -> (Tensor<2>, Tensor<2>) {
+    let output = new * mask.clone();
+    (output.clone() + previous * keep.clone(), output)
+}
+
 /// One direction of one layer in tensor operations.
 pub(crate) struct Direction {
     /// The fused matrix (see [`fused_weights`]).
@@ -135,12 +153,7 @@ impl Direction {
         let ones = Tensor::ones([batch, 1], &inputs[0].device());
         let mut state = None;
         let mut steps = Vec::with_capacity(inputs.len());
-        let order: Vec<usize> = if reverse {
-            (0..inputs.len()).rev().collect()
-        } else {
-            (0..inputs.len()).collect()
-        };
-        for t in order {
+        for t in reading_order(inputs.len(), reverse) {
             let step = self.step_values(inputs[t].clone(), &ones, state);
             state = Some((step.hidden.clone(), step.cell.clone()));
             steps.push(step);
@@ -173,23 +186,15 @@ impl Direction {
             (initial, _) => initial,
         };
         let mut outputs = Vec::with_capacity(if keep_outputs { inputs.len() } else { 0 });
-        let order: Vec<usize> = if reverse {
-            (0..inputs.len()).rev().collect()
-        } else {
-            (0..inputs.len()).collect()
-        };
-        for t in order {
+        for t in reading_order(inputs.len(), reverse) {
             let (hidden, cell) = self.step(inputs[t].clone(), &ones, state.clone());
             let (hidden, cell, output) = match (masks, state) {
                 (Some(masks), Some((previous_hidden, previous_cell))) => {
-                    let mask = masks[t].clone();
+                    let mask = &masks[t];
                     let keep = mask.clone().neg().add_scalar(1.0);
-                    let output = hidden * mask.clone();
-                    (
-                        output.clone() + previous_hidden * keep.clone(),
-                        cell * mask + previous_cell * keep,
-                        output,
-                    )
+                    let (hidden, output) = hold_finished(hidden, previous_hidden, mask, &keep);
+                    let (cell, _) = hold_finished(cell, previous_cell, mask, &keep);
+                    (hidden, cell, output)
                 }
                 _ => (hidden.clone(), cell, hidden),
             };

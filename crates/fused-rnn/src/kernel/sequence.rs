@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 pub(crate) use super::Dims;
 use super::simd::{self, Matrix};
+use crate::tensor_ops::reading_order;
 
 /// How one call reads its sequences: the direction, whether the outputs keep every step, and
 /// each batch row's length.
@@ -115,11 +116,6 @@ pub(crate) struct Forward {
     reading: Reading,
     weights: Vec<f32>,
     slices: Vec<Slice>,
-}
-
-/// The time steps in the order a direction reads them.
-fn order(steps: usize, reverse: bool) -> impl Iterator<Item = usize> {
-    (0..steps).map(move |p| if reverse { steps - 1 - p } else { p })
 }
 
 /// The most rows of a training slice: two slices for the tutorial's batch of 64, one per core of a
@@ -277,7 +273,9 @@ impl Forward {
         let Dims { steps, hidden, .. } = self.dims;
         let layout = self.layout();
         let kept = kept(steps, self.reading.last_only);
-        let last = order(steps, self.reading.reverse).last().unwrap_or(0);
+        let last = reading_order(steps, self.reading.reverse)
+            .last()
+            .unwrap_or(0);
         let mut outputs = vec![0.0; layout.rows() * hidden];
         for slice in &self.slices {
             for r in 0..slice.rows {
@@ -462,7 +460,7 @@ fn infer_slice(
     let mut cell = vec![0.0; rows * hidden];
     let mut tanh_cell = vec![0.0; rows * hidden];
     let mut state = vec![0.0; rows * hidden];
-    for (position, t) in order(steps, reading.reverse).enumerate() {
+    for (position, t) in reading_order(steps, reading.reverse).enumerate() {
         for (r, row) in operand.chunks_exact_mut(width).enumerate() {
             let from = ((start + r) * steps + t) * input;
             row[..input].copy_from_slice(&inputs[from..from + input]);
@@ -625,7 +623,7 @@ fn recurrence(
     let step_len = rows * hidden;
     let initial = slice.initial.as_ref();
     let mut previous: Option<usize> = None;
-    for t in order(steps, reading.reverse) {
+    for t in reading_order(steps, reading.reverse) {
         let step_gates = &mut gates[t * rows * gates_width..(t + 1) * rows * gates_width];
         let (current_state, previous_state) = step_pair(&mut slice.states, step_len, t, previous);
         let previous_state = previous_state.or(initial.map(|(h, _)| &h[..]));
@@ -761,7 +759,7 @@ fn gate_gradients(
     let step_len = rows * hidden;
     let hidden_weights_t = Matrix::row_major(hidden_weights_t, gates_width, hidden);
     let mut gate_grads = vec![0.0; steps * rows * gates_width];
-    let read_order: Vec<usize> = order(steps, reading.reverse).collect();
+    let read_order: Vec<usize> = reading_order(steps, reading.reverse).collect();
     for (position, &t) in read_order.iter().enumerate().rev() {
         let previous = position.checked_sub(1).map(|p| read_order[p]);
         let finished = finished_rows(reading, slice.start, rows, steps, t);
@@ -853,7 +851,9 @@ fn weight_gradient(forward: &Forward, slice: &Slice, gate_grads: &[f32]) -> Vec<
     }
     if let Some((h, _)) = &slice.initial {
         // The first step read the initial state.
-        let first = order(steps, forward.reading.reverse).next().unwrap_or(0);
+        let first = reading_order(steps, forward.reading.reverse)
+            .next()
+            .unwrap_or(0);
         simd::matmul(
             hidden_part,
             gates_width,
