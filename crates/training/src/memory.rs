@@ -13,8 +13,6 @@ const PARAMETER_COPIES: f64 = 4.0;
 /// Floats per hidden unit and time step that one sequence keeps for backward: the four gate
 /// activations, the cell and the hidden state, plus as many for their gradients.
 const SAVED_FLOATS_PER_UNIT_STEP: f64 = 12.0;
-/// Time steps of a sequence (image rows).
-const TIME_STEPS: f64 = data::IMAGE_ROWS as f64;
 
 /// What a training run of a configuration needs, at least.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,7 +41,9 @@ impl MemoryEstimate {
             input = hidden * directions;
         }
         parameters += input * model.num_classes as f64 + model.num_classes as f64;
-        let units = layers * directions * hidden * TIME_STEPS * SAVED_FLOATS_PER_UNIT_STEP;
+        // 28 rows, or 784 pixels read one at a time: what backward keeps grows with the steps.
+        let steps = config.data.sequence.steps() as f64;
+        let units = layers * directions * hidden * steps * SAVED_FLOATS_PER_UNIT_STEP;
         let batch = config.training.batch_size as f64 + config.training.eval_batch_size as f64;
         let bytes = FLOAT_BYTES * (PARAMETER_COPIES * parameters + batch * units);
         Self { parameters, bytes }
@@ -149,6 +149,20 @@ mod tests {
         let estimate = MemoryEstimate::of(&huge);
         assert!(estimate.parameters > 4e12, "{}", estimate.parameters);
         assert!(estimate.bytes > 64e12, "{}", estimate.bytes);
+    }
+
+    #[test]
+    fn a_pixel_sequence_keeps_28_times_the_activations_of_rows() {
+        let rows = ExperimentConfig::default();
+        let mut pixels = rows.clone();
+        pixels.data.sequence = data::SequenceOrder::Pixels;
+        pixels.model.input_size = 1;
+        let activations = |config: &ExperimentConfig| {
+            let estimate = MemoryEstimate::of(config);
+            estimate.bytes - FLOAT_BYTES * PARAMETER_COPIES * estimate.parameters
+        };
+        let ratio = activations(&pixels) / activations(&rows);
+        assert!((ratio - 28.0).abs() < 1e-9, "{ratio}");
     }
 
     #[test]
