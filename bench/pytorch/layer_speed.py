@@ -6,6 +6,9 @@ which alternates it with the Rust layer round by round; alone:
 
     bench/pytorch/.venv/bin/python bench/pytorch/layer_speed.py --batch 64 --steps 28 \
         --input 28 --hidden 64 --layers 1 --train-steps 10 --infer-steps 10
+
+`--matmul-peak N` times an N x N matrix product instead (the best of five) and prints
+`{"matmul_gflops": ...}`: the arithmetic rate the machine's threads reach at best.
 """
 
 import argparse
@@ -17,8 +20,10 @@ import torch
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--matmul-peak", type=int, metavar="N",
+                        help="time an N x N matrix product instead of the LSTM")
     for name in ("batch", "steps", "input", "hidden", "layers", "train-steps", "infer-steps"):
-        parser.add_argument(f"--{name}", type=int, required=True)
+        parser.add_argument(f"--{name}", type=int)
     parser.add_argument("--bidirectional", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--last", action="store_true",
@@ -26,6 +31,13 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.matmul_peak:
+        print(json.dumps({"matmul_gflops": matmul_gflops(args.matmul_peak)}))
+        return
+    missing = [name for name in ("batch", "steps", "input", "hidden", "layers", "train_steps",
+                                 "infer_steps") if getattr(args, name) is None]
+    if missing:
+        parser.error("required: " + ", ".join("--" + name.replace("_", "-") for name in missing))
     lstm = torch.nn.LSTM(args.input, args.hidden, args.layers, batch_first=True,
                          bidirectional=args.bidirectional)
     x = torch.rand(args.batch, args.steps, args.input)
@@ -49,6 +61,18 @@ def main():
             (output[:, -1] if args.last else output).sum().item()
         infer = args.batch * args.infer_steps / (time.perf_counter() - start)
     print(json.dumps({"train_per_s": train, "infer_per_s": infer}))
+
+
+def matmul_gflops(side):
+    """The best of five timings of a side x side matrix product, in GFLOP/s."""
+    a, b = torch.rand(side, side), torch.rand(side, side)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * side ** 3 / best / 1e9
 
 
 if __name__ == "__main__":
