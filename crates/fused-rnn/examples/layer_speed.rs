@@ -11,6 +11,13 @@
 //! inference is the forward pass alone. Figures are sequences per second, and per shape the
 //! median over rounds of the per-round ratios of the layer to each other.
 //!
+//! Each shape also gets its arithmetic: the matrix products' floating-point operations of a
+//! sequence (a training step counted as three forward passes: forward, the inputs' gradients,
+//! the weights'), the rate the layer reaches, and, with `--pytorch`, the rate that twice
+//! PyTorch's speed would take, beside the fastest matrix product measured on the same threads
+//! (2048 x 2048, PyTorch's and Burn's). Element-wise work is not counted, so these rates are
+//! lower bounds of what each speed takes.
+//!
 //! ```sh
 //! RAYON_NUM_THREADS=2 cargo run -p fused-rnn --release --features flex --example layer_speed -- \
 //!     --rounds 3 --pytorch bench/pytorch/.venv/bin/python
@@ -105,6 +112,58 @@ const SHAPES: [Shape; 3] = [
     },
 ];
 
+impl Shape {
+    /// Floating-point operations of one sequence's forward pass in matrix products: per layer,
+    /// direction and step, `[1, input + hidden] x [input + hidden, 4 hidden]`. With `last`, the
+    /// top layer's reverse direction takes one step: its output at the last step is its first.
+    fn forward_flops(&self, last: bool) -> f64 {
+        let directions = if self.bidirectional { 2 } else { 1 };
+        (0..self.layers)
+            .map(|layer| {
+                let input = if layer == 0 {
+                    self.input
+                } else {
+                    self.hidden * directions
+                };
+                let reverse_steps = if directions == 1 {
+                    0
+                } else if last && layer + 1 == self.layers {
+                    1
+                } else {
+                    self.steps
+                };
+                let step = 2 * (input + self.hidden) * 4 * self.hidden;
+                ((self.steps + reverse_steps) * step) as f64
+            })
+            .sum()
+    }
+}
+
+/// Side of the square matrix product timed for the machine's arithmetic rate.
+const PEAK_SIDE: usize = 2048;
+
+/// Billions of floating-point operations a second of Burn's `PEAK_SIDE`-square matrix product on
+/// `device`, the best of five.
+fn burn_matmul_gflops(device: &Device) -> f64 {
+    let matrix = || {
+        Tensor::<2>::random(
+            [PEAK_SIDE, PEAK_SIDE],
+            Distribution::Uniform(-1.0, 1.0),
+            device,
+        )
+    };
+    let (a, b) = (matrix(), matrix());
+    let flops = 2.0 * (PEAK_SIDE as f64).powi(3);
+    (0..6)
+        .map(|_| {
+            let start = Instant::now();
+            a.clone().matmul(b.clone()).sum().into_scalar::<f32>();
+            flops / start.elapsed().as_secs_f64() / 1e9
+        })
+        .skip(1)
+        .fold(0.0, f64::max)
+}
+
 /// Sequences per second of training steps and of inference.
 #[derive(Clone, Copy, Debug)]
 struct Rates {
@@ -197,12 +256,8 @@ impl BurnStack {
 }
 
 fn pytorch(python: &str, shape: &Shape, last: bool) -> Result<Rates, String> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../bench/pytorch/layer_speed.py"
-    );
     let mut command = Command::new(python);
-    command.arg(script);
+    command.arg(pytorch_script());
     for (flag, value) in [
         ("--batch", shape.batch),
         ("--steps", shape.steps),
@@ -232,6 +287,32 @@ fn pytorch(python: &str, shape: &Shape, last: bool) -> Result<Rates, String> {
         train: rate("train_per_s")?,
         infer: rate("infer_per_s")?,
     })
+}
+
+/// PyTorch's rate on the `PEAK_SIDE`-square matrix product (`layer_speed.py --matmul-peak`).
+fn pytorch_matmul_gflops(python: &str) -> Result<f64, String> {
+    let output = Command::new(python)
+        .arg(pytorch_script())
+        .args(["--matmul-peak", &PEAK_SIDE.to_string()])
+        .args(["--threads", &rayon_threads().to_string()])
+        .output()
+        .map_err(|e| format!("{python}: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let line: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    line["matmul_gflops"]
+        .as_f64()
+        .ok_or(format!("no matmul_gflops in {line}"))
+}
+
+/// `bench/pytorch/layer_speed.py`.
+fn pytorch_script() -> &'static str {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../bench/pytorch/layer_speed.py"
+    )
 }
 
 /// The threads the CPU kernel runs on (RAYON_NUM_THREADS, else the machine's cores), given to
@@ -289,6 +370,16 @@ fn main() -> Result<(), String> {
             ", every step's output"
         }
     );
+    let burn_peak = burn_matmul_gflops(&device);
+    let mut peak =
+        format!("fastest matrix product ({PEAK_SIDE} x {PEAK_SIDE}): Burn {burn_peak:.0} GFLOP/s");
+    let mut best_peak = burn_peak;
+    if let Some(python) = &args.pytorch {
+        let pytorch_peak = pytorch_matmul_gflops(python)?;
+        peak += &format!(", PyTorch {pytorch_peak:.0} GFLOP/s");
+        best_peak = best_peak.max(pytorch_peak);
+    }
+    println!("{peak}");
     for shape in SHAPES
         .iter()
         .filter(|s| args.shape.as_deref().is_none_or(|name| name == s.name))
@@ -307,13 +398,14 @@ fn main() -> Result<(), String> {
                 ""
             }
         );
-        measure(shape, &args, &device)?;
+        measure(shape, &args, &device, best_peak)?;
     }
     Ok(())
 }
 
-/// The rounds on one shape, a line each, then the medians of the layer's ratios to the others.
-fn measure(shape: &Shape, args: &Args, device: &Device) -> Result<(), String> {
+/// The rounds on one shape, a line each, then the medians of the layer's ratios to the others
+/// and the arithmetic rates (see the module's documentation) against `peak` GFLOP/s.
+fn measure(shape: &Shape, args: &Args, device: &Device, peak: f64) -> Result<(), String> {
     let layer = |device: &Device| -> Lstm {
         LstmConfig::new(shape.input, shape.hidden)
             .with_num_layers(shape.layers)
@@ -327,6 +419,7 @@ fn measure(shape: &Shape, args: &Args, device: &Device) -> Result<(), String> {
         ("PyTorch", Vec::new(), Vec::new()),
         ("Burn nn::Lstm", Vec::new(), Vec::new()),
     ];
+    let mut rates: Vec<(Rates, Option<Rates>)> = Vec::new();
     for round in 1..=args.rounds {
         let ours = time(
             shape,
@@ -337,8 +430,13 @@ fn measure(shape: &Shape, args: &Args, device: &Device) -> Result<(), String> {
         );
         let mut line = format!("round {round}: layer {:.0} / {:.0}", ours.train, ours.infer);
         let mut others = Vec::new();
-        if let Some(python) = &args.pytorch {
-            others.push((0, pytorch(python, shape, args.last)?));
+        let torch = match &args.pytorch {
+            Some(python) => Some(pytorch(python, shape, args.last)?),
+            None => None,
+        };
+        rates.push((ours, torch));
+        if let Some(torch) = torch {
+            others.push((0, torch));
         }
         if !args.no_burn {
             others.push((
@@ -368,5 +466,35 @@ fn measure(shape: &Shape, args: &Args, device: &Device) -> Result<(), String> {
             args.rounds
         );
     }
+    println!("{}", arithmetic(shape, args.last, &rates, peak));
     Ok(())
+}
+
+/// The shape's arithmetic line: GFLOP a sequence (the layer's work: with `last`, see
+/// [`Shape::forward_flops`]), the layer's median rates, and those that twice PyTorch's medians
+/// would take, against the `peak` GFLOP/s of the fastest matrix product.
+fn arithmetic(shape: &Shape, last: bool, rates: &[(Rates, Option<Rates>)], peak: f64) -> String {
+    let forward = shape.forward_flops(last);
+    let (train_flops, infer_flops) = (3.0 * forward, forward);
+    let gflops = |per_second: f64, flops: f64| per_second * flops / 1e9;
+    let ours = |pick: fn(&Rates) -> f64| median(rates.iter().map(|(r, _)| pick(r)).collect());
+    let mut line = format!(
+        "arithmetic: {:.2} / {:.2} MFLOP a sequence (training step / inference, matrix \
+         products); the layer reaches {:.0} / {:.0} GFLOP/s",
+        train_flops / 1e6,
+        infer_flops / 1e6,
+        gflops(ours(|r| r.train), train_flops),
+        gflops(ours(|r| r.infer), infer_flops)
+    );
+    let torch: Vec<Rates> = rates.iter().filter_map(|(_, t)| *t).collect();
+    if !torch.is_empty() {
+        let pytorch = |pick: fn(&Rates) -> f64| median(torch.iter().map(pick).collect());
+        line += &format!(
+            "; twice PyTorch would take {:.0} / {:.0} GFLOP/s; the fastest matrix product: {:.0}",
+            gflops(2.0 * pytorch(|r| r.train), train_flops),
+            gflops(2.0 * pytorch(|r| r.infer), infer_flops),
+            peak
+        );
+    }
+    line
 }
