@@ -18,11 +18,15 @@ import time
 import torch
 
 
+# The LSTM's shape and the timed steps: required unless --matmul-peak is given.
+SHAPE_ARGUMENTS = ("batch", "steps", "input", "hidden", "layers", "train-steps", "infer-steps")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--matmul-peak", type=int, metavar="N",
                         help="time an N x N matrix product instead of the LSTM")
-    for name in ("batch", "steps", "input", "hidden", "layers", "train-steps", "infer-steps"):
+    for name in SHAPE_ARGUMENTS:
         parser.add_argument(f"--{name}", type=int)
     parser.add_argument("--bidirectional", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
@@ -34,10 +38,9 @@ def main():
     if args.matmul_peak:
         print(json.dumps({"matmul_gflops": matmul_gflops(args.matmul_peak)}))
         return
-    missing = [name for name in ("batch", "steps", "input", "hidden", "layers", "train_steps",
-                                 "infer_steps") if getattr(args, name) is None]
+    missing = [name for name in SHAPE_ARGUMENTS if getattr(args, name.replace("-", "_")) is None]
     if missing:
-        parser.error("required: " + ", ".join("--" + name.replace("_", "-") for name in missing))
+        parser.error("required: " + ", ".join("--" + name for name in missing))
     lstm = torch.nn.LSTM(args.input, args.hidden, args.layers, batch_first=True,
                          bidirectional=args.bidirectional)
     x = torch.rand(args.batch, args.steps, args.input)

@@ -28,9 +28,10 @@ first epoch's at or above A (null if none is). `cargo xtask bench --time-to-97` 
 With --recipe pixels the model and optimiser are those of configs/pixels.toml instead: each image
 784 steps of one pixel, (pixel / 255 - 0.1307) / 0.3081, nn.LSTM(1, 128) with 1 added to the
 forget gates' bias_ih (ours starts from chrono biases: the same cost), Adam 0.002, every
-parameter's gradient clipped to norm 1 on its own (as burn's per-parameter clipping), batch 64 (`cargo xtask bench cpu --sequence pixels`). Permuted
-MNIST reads the same shapes, so it costs the same. --cell gru or rnn puts nn.GRU or nn.RNN
-(tanh) in the LSTM's place (no forget-gate offset), as `--set model.cell=...` does for ours.
+parameter's gradient clipped to norm 1 on its own (as burn's per-parameter clipping), batch 64
+(`cargo xtask bench cpu --sequence pixels`). Permuted MNIST reads the same shapes, so it costs
+the same. --cell gru or rnn puts nn.GRU or nn.RNN (tanh) in the LSTM's place (no forget-gate
+offset), as `--set model.cell=...` does for ours.
 """
 
 import argparse

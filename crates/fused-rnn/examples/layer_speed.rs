@@ -256,9 +256,7 @@ impl BurnStack {
 }
 
 fn pytorch(python: &str, shape: &Shape, last: bool) -> Result<Rates, String> {
-    let mut command = Command::new(python);
-    command.arg(pytorch_script());
-    for (flag, value) in [
+    let mut args: Vec<String> = [
         ("--batch", shape.batch),
         ("--steps", shape.steps),
         ("--input", shape.input),
@@ -266,53 +264,50 @@ fn pytorch(python: &str, shape: &Shape, last: bool) -> Result<Rates, String> {
         ("--layers", shape.layers),
         ("--train-steps", shape.repeats),
         ("--infer-steps", shape.repeats),
-        ("--threads", rayon_threads()),
-    ] {
-        command.args([flag.to_string(), value.to_string()]);
-    }
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+    .collect();
     if shape.bidirectional {
-        command.arg("--bidirectional");
+        args.push("--bidirectional".into());
     }
     if last {
-        command.arg("--last");
+        args.push("--last".into());
     }
-    let output = command.output().map_err(|e| format!("{python}: {e}"))?;
-    if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
-    }
-    let line: serde_json::Value =
-        serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
-    let rate = |key: &str| line[key].as_f64().ok_or(format!("no {key} in {line}"));
+    let line = run_pytorch(python, &args)?;
     Ok(Rates {
-        train: rate("train_per_s")?,
-        infer: rate("infer_per_s")?,
+        train: json_number(&line, "train_per_s")?,
+        infer: json_number(&line, "infer_per_s")?,
     })
 }
 
 /// PyTorch's rate on the `PEAK_SIDE`-square matrix product (`layer_speed.py --matmul-peak`).
 fn pytorch_matmul_gflops(python: &str) -> Result<f64, String> {
+    let line = run_pytorch(python, &["--matmul-peak".into(), PEAK_SIDE.to_string()])?;
+    json_number(&line, "matmul_gflops")
+}
+
+/// `bench/pytorch/layer_speed.py` with `args`, on the kernel's threads: its JSON line.
+fn run_pytorch(python: &str, args: &[String]) -> Result<serde_json::Value, String> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../bench/pytorch/layer_speed.py"
+    );
     let output = Command::new(python)
-        .arg(pytorch_script())
-        .args(["--matmul-peak", &PEAK_SIDE.to_string()])
+        .arg(script)
+        .args(args)
         .args(["--threads", &rayon_threads().to_string()])
         .output()
         .map_err(|e| format!("{python}: {e}"))?;
     if !output.status.success() {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }
-    let line: serde_json::Value =
-        serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
-    line["matmul_gflops"]
-        .as_f64()
-        .ok_or(format!("no matmul_gflops in {line}"))
+    serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
 }
 
-/// `bench/pytorch/layer_speed.py`.
-fn pytorch_script() -> &'static str {
-    concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../bench/pytorch/layer_speed.py"
-    )
+/// The number under `key` of PyTorch's JSON line.
+fn json_number(line: &serde_json::Value, key: &str) -> Result<f64, String> {
+    line[key].as_f64().ok_or(format!("no {key} in {line}"))
 }
 
 /// The threads the CPU kernel runs on (RAYON_NUM_THREADS, else the machine's cores), given to
