@@ -18,6 +18,16 @@ pub enum ValidationSource {
     Holdout,
 }
 
+impl ValidationSource {
+    /// The validation images in words, for progress lines and chart labels.
+    pub fn images(self) -> &'static str {
+        match self {
+            Self::Test => "test images",
+            Self::Holdout => "held-out training images",
+        }
+    }
+}
+
 /// Which data set a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -70,7 +70,7 @@ pub struct TrainingSection {
     pub seed: u64,
     /// Print a step line every this many steps (0: never).
     pub log_every: usize,
-    /// The step lines report accuracy on the first this many test images.
+    /// The step lines report accuracy on the first this many validation images.
     pub log_eval_size: usize,
     /// Checkpoints kept, newest first (at least 1).
     pub keep_checkpoints: usize,

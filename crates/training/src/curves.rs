@@ -211,8 +211,9 @@ const TRAIN_DARK: RGBColor = RGBColor(20, 70, 170);
 const EVAL: RGBColor = RGBColor(230, 120, 0);
 const VALID: RGBColor = RGBColor(200, 20, 40);
 
-/// The charts of a run's metrics: (file stem, chart).
-fn charts(rows: &[MetricRow]) -> Vec<(&'static str, LineChart)> {
+/// The charts of a run's metrics: (file stem, chart). `probe_images` names the images the step
+/// probe classified (the validation split's).
+fn charts(rows: &[MetricRow], probe_images: &str) -> Vec<(&'static str, LineChart)> {
     let percent = |value: Option<f64>| value.map(|v| 100.0 * v);
     let train_loss = points(rows, MetricSplit::Train, |r| r.loss);
     let window = (train_loss.len() / 40).clamp(1, 50);
@@ -227,7 +228,7 @@ fn charts(rows: &[MetricRow]) -> Vec<(&'static str, LineChart)> {
     let smoothed_loss = smooth(&train_loss);
     let train_accuracy = points(rows, MetricSplit::Train, |r| percent(r.accuracy));
     let smoothed_accuracy = smooth(&train_accuracy);
-    let eval_size = "the step probe's test images";
+    let eval_size = format!("the step probe's {probe_images}");
     let loss_series = vec![
         Series {
             label: "train loss, each step's batch".into(),
@@ -318,10 +319,15 @@ fn charts(rows: &[MetricRow]) -> Vec<(&'static str, LineChart)> {
 }
 
 /// Draws the loss and accuracy curves of `rows` into `dir` (`loss.svg`, `loss.png`,
-/// `accuracy.svg`, `accuracy.png`); returns the files written.
-pub fn write_curves(rows: &[MetricRow], dir: &Path) -> Result<Vec<PathBuf>, TrainingError> {
+/// `accuracy.svg`, `accuracy.png`); returns the files written. `probe_images` names the
+/// images of the step probe's rows, e.g. [`data::ValidationSource::images`].
+pub fn write_curves(
+    rows: &[MetricRow],
+    probe_images: &str,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, TrainingError> {
     let mut written = Vec::new();
-    for (stem, chart) in charts(rows) {
+    for (stem, chart) in charts(rows, probe_images) {
         written.extend(write_figure(&chart, dir, stem, CURVE_SIZE)?);
     }
     Ok(written)

@@ -68,14 +68,32 @@ pub fn check_memory(config: &ExperimentConfig, backend: BackendKind) -> Result<(
         origin: "configuration".to_string(),
         message: format!(
             "the model needs about {} to train ({} parameters, each held four times: weights, \
-             gradients and Adam's two moments, plus one batch's activations) but this machine \
-             has {} available: lower model.hidden_size, model.num_layers or \
-             training.batch_size",
+             gradients and Adam's two moments, plus the activations of one training and one \
+             evaluation batch) but this machine has {} available: {}",
             human_bytes(needed.bytes),
             human_count(needed.parameters),
-            human_bytes(available as f64)
+            human_bytes(available as f64),
+            what_to_lower(config)
         ),
     })
+}
+
+/// The fields that shrink the estimate; a sequence longer than the 28 rows keeps activations
+/// for each of its steps, so reading rows is named too.
+fn what_to_lower(config: &ExperimentConfig) -> String {
+    let sizes = "lower model.hidden_size, model.num_layers, training.batch_size or \
+                 training.eval_batch_size";
+    let steps = config.data.sequence.steps();
+    let rows = data::SequenceOrder::Rows.steps();
+    if steps > rows {
+        format!(
+            "{sizes}, or read the image as {rows} rows instead of {steps} steps \
+             (data.sequence = \"rows\" with model.input_size = {features})",
+            features = data::SequenceOrder::Rows.features()
+        )
+    } else {
+        sizes.to_string()
+    }
 }
 
 /// Memory a new allocation can take: `MemAvailable` of `/proc/meminfo`, or less where a cgroup
@@ -163,6 +181,17 @@ mod tests {
         };
         let ratio = activations(&pixels) / activations(&rows);
         assert!((ratio - 28.0).abs() < 1e-9, "{ratio}");
+    }
+
+    #[test]
+    fn the_advice_names_rows_only_for_a_longer_sequence() {
+        let rows = ExperimentConfig::default();
+        assert!(!what_to_lower(&rows).contains("data.sequence"));
+        let mut pixels = rows.clone();
+        pixels.data.sequence = data::SequenceOrder::Pixels;
+        let advice = what_to_lower(&pixels);
+        assert!(advice.contains("data.sequence = \"rows\""), "{advice}");
+        assert!(advice.contains("784 steps"), "{advice}");
     }
 
     #[test]

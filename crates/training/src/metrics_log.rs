@@ -13,7 +13,8 @@ use crate::TrainingError;
 pub enum MetricSplit {
     /// One training step: the loss and accuracy of its batch, and the learning rate.
     Train,
-    /// The step probe: accuracy (and loss) on the fixed test subset, every `log_every` steps.
+    /// The step probe: accuracy (and loss) on the first images of the validation split, every
+    /// `log_every` steps.
     Eval,
     /// The mean over a whole training epoch.
     TrainEpoch,

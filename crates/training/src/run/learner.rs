@@ -135,7 +135,8 @@ pub(super) fn assemble(
 }
 
 /// The probe behind the step lines, which also watches every loss for NaN: its images are
-/// the first `log_eval_size` test images (one when step lines are off).
+/// the first `log_eval_size` of the validation split (one when step lines are off), so that
+/// with a held-out split nothing but the final evaluation reads the test images.
 fn step_probe(
     config: &ExperimentConfig,
     options: &RunOptions,
@@ -149,7 +150,7 @@ fn step_probe(
     } else {
         1
     };
-    let subset = data.splits.test.take(eval_size);
+    let subset = data.splits.valid.take(eval_size);
     let items = (0..subset.len()).filter_map(|i| subset.item(i)).collect();
     let probe = Arc::new(
         StepProbe::new(
@@ -164,10 +165,11 @@ fn step_probe(
     if training.log_every > 0 {
         say!(
             options,
-            "{} steps per epoch; every {} steps: batch loss and accuracy on the first {} test images",
+            "{} steps per epoch; every {} steps: batch loss and accuracy on the first {} {}",
             data.steps_per_epoch,
             training.log_every,
-            probe.eval_size()
+            probe.eval_size(),
+            config.data.validation.images()
         );
     }
     probe
@@ -337,4 +339,35 @@ fn check_ending(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::setup::load_data;
+
+    /// With a held-out split the probe classifies held-out images, never test images: 30 are
+    /// held out, and the test split has 100.
+    #[test]
+    fn the_probe_reads_the_validation_split() {
+        let dir = tempfile::tempdir().unwrap();
+        data::write_synthetic_mnist(dir.path(), 200, 100, 7, false).unwrap();
+        let probe_size = |validation: &str| {
+            let config = ExperimentConfig::default()
+                .with_overrides(&[
+                    format!("data.dir={}", dir.path().display()),
+                    format!("data.validation={validation}"),
+                    "data.holdout=30".into(),
+                    "training.log_every=5".into(),
+                    "training.log_eval_size=100".into(),
+                ])
+                .unwrap();
+            let options = RunOptions::default();
+            let data = load_data(&config, &options).unwrap();
+            let log = Arc::new(MetricsLog::default());
+            step_probe(&config, &options, &Device::default(), &data, &log).eval_size()
+        };
+        assert_eq!(probe_size("holdout"), 30);
+        assert_eq!(probe_size("test"), 100);
+    }
 }

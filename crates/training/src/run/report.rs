@@ -67,7 +67,7 @@ pub(super) fn write_results(
     let plotting = Instant::now();
     let metrics = log.rows();
     write_metrics_csv(&run.dir.join(METRICS_FILE), &metrics)?;
-    let curves = write_curves(&metrics, &run.dir)?;
+    let curves = write_curves(&metrics, config.data.validation.images(), &run.dir)?;
     let plotting_seconds = plotting.elapsed().as_secs_f64();
     say!(
         options,
