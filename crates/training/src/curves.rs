@@ -228,7 +228,7 @@ fn charts(rows: &[MetricRow], probe_images: &str) -> Vec<(&'static str, LineChar
     let smoothed_loss = smooth(&train_loss);
     let train_accuracy = points(rows, MetricSplit::Train, |r| percent(r.accuracy));
     let smoothed_accuracy = smooth(&train_accuracy);
-    let eval_size = format!("the step probe's {probe_images}");
+    let probe_label = format!("the step probe's {probe_images}");
     let loss_series = vec![
         Series {
             label: "train loss, each step's batch".into(),
@@ -245,7 +245,7 @@ fn charts(rows: &[MetricRow], probe_images: &str) -> Vec<(&'static str, LineChar
             markers: false,
         },
         Series {
-            label: format!("eval loss ({eval_size})"),
+            label: format!("eval loss ({probe_label})"),
             points: points(rows, MetricSplit::Eval, |r| r.loss),
             color: EVAL,
             width: 2,
@@ -280,7 +280,7 @@ fn charts(rows: &[MetricRow], probe_images: &str) -> Vec<(&'static str, LineChar
             markers: false,
         },
         Series {
-            label: format!("eval accuracy ({eval_size})"),
+            label: format!("eval accuracy ({probe_label})"),
             points: points(rows, MetricSplit::Eval, |r| percent(r.accuracy)),
             color: EVAL,
             width: 2,
