@@ -211,89 +211,78 @@ const TRAIN_DARK: RGBColor = RGBColor(20, 70, 170);
 const EVAL: RGBColor = RGBColor(230, 120, 0);
 const VALID: RGBColor = RGBColor(200, 20, 40);
 
+/// The four lines of one metric (`loss` or `accuracy`): each training step's batch, their
+/// trailing mean over `window` steps (none when `window` is 1), the step probe's rows and the
+/// validation split's per epoch.
+fn metric_series(
+    rows: &[MetricRow],
+    metric: &str,
+    value: impl Fn(&MetricRow) -> Option<f64>,
+    window: usize,
+    probe_images: &str,
+) -> Vec<Series> {
+    let train = points(rows, MetricSplit::Train, &value);
+    // Only worth a line of its own when it averages something.
+    let smoothed = if window > 1 {
+        trailing_mean(&train, window)
+    } else {
+        Vec::new()
+    };
+    let line = |label: String, points, color, width, markers| Series {
+        label,
+        points,
+        color,
+        width,
+        markers,
+    };
+    vec![
+        line(
+            format!("train {metric}, each step's batch"),
+            train,
+            TRAIN_LIGHT,
+            1,
+            false,
+        ),
+        line(
+            format!("train {metric}, mean of the last {window} steps"),
+            smoothed,
+            TRAIN_DARK,
+            2,
+            false,
+        ),
+        line(
+            format!("eval {metric} (the step probe's {probe_images})"),
+            points(rows, MetricSplit::Eval, &value),
+            EVAL,
+            2,
+            true,
+        ),
+        line(
+            format!("valid {metric}, per epoch"),
+            points(rows, MetricSplit::Valid, &value),
+            VALID,
+            2,
+            true,
+        ),
+    ]
+}
+
 /// The charts of a run's metrics: (file stem, chart). `probe_images` names the images the step
 /// probe classified (the validation split's).
 fn charts(rows: &[MetricRow], probe_images: &str) -> Vec<(&'static str, LineChart)> {
-    let percent = |value: Option<f64>| value.map(|v| 100.0 * v);
-    let train_loss = points(rows, MetricSplit::Train, |r| r.loss);
-    let window = (train_loss.len() / 40).clamp(1, 50);
-    // Only worth a line of its own when it averages something.
-    let smooth = |points: &[(f64, f64)]| {
-        if window > 1 {
-            trailing_mean(points, window)
-        } else {
-            Vec::new()
-        }
-    };
-    let smoothed_loss = smooth(&train_loss);
-    let train_accuracy = points(rows, MetricSplit::Train, |r| percent(r.accuracy));
-    let smoothed_accuracy = smooth(&train_accuracy);
-    let probe_label = format!("the step probe's {probe_images}");
-    let loss_series = vec![
-        Series {
-            label: "train loss, each step's batch".into(),
-            points: train_loss,
-            color: TRAIN_LIGHT,
-            width: 1,
-            markers: false,
-        },
-        Series {
-            label: format!("train loss, mean of the last {window} steps"),
-            points: smoothed_loss,
-            color: TRAIN_DARK,
-            width: 2,
-            markers: false,
-        },
-        Series {
-            label: format!("eval loss ({probe_label})"),
-            points: points(rows, MetricSplit::Eval, |r| r.loss),
-            color: EVAL,
-            width: 2,
-            markers: true,
-        },
-        Series {
-            label: "valid loss, per epoch".into(),
-            points: points(rows, MetricSplit::Valid, |r| r.loss),
-            color: VALID,
-            width: 2,
-            markers: true,
-        },
-    ];
+    let train_steps = rows
+        .iter()
+        .filter(|r| r.split == MetricSplit::Train)
+        .count();
+    let window = (train_steps / 40).clamp(1, 50);
+    let loss_series = metric_series(rows, "loss", |r| r.loss, window, probe_images);
+    let percent = |r: &MetricRow| r.accuracy.map(|v| 100.0 * v);
+    let accuracy_series = metric_series(rows, "accuracy", percent, window, probe_images);
     let max_loss = loss_series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .filter(|v| v.is_finite())
         .fold(0.1, f64::max);
-    let accuracy_series = vec![
-        Series {
-            label: "train accuracy, each step's batch".into(),
-            points: train_accuracy,
-            color: TRAIN_LIGHT,
-            width: 1,
-            markers: false,
-        },
-        Series {
-            label: format!("train accuracy, mean of the last {window} steps"),
-            points: smoothed_accuracy,
-            color: TRAIN_DARK,
-            width: 2,
-            markers: false,
-        },
-        Series {
-            label: format!("eval accuracy ({probe_label})"),
-            points: points(rows, MetricSplit::Eval, |r| percent(r.accuracy)),
-            color: EVAL,
-            width: 2,
-            markers: true,
-        },
-        Series {
-            label: "valid accuracy, per epoch".into(),
-            points: points(rows, MetricSplit::Valid, |r| percent(r.accuracy)),
-            color: VALID,
-            width: 2,
-            markers: true,
-        },
-    ];
     vec![
         (
             LOSS_CURVE,
@@ -436,4 +425,52 @@ pub fn write_confusion_matrix(
         CONFUSION_IMAGE,
         CONFUSION_SIZE,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(step: usize, split: MetricSplit, loss: f64, accuracy: f64) -> MetricRow {
+        MetricRow {
+            step,
+            epoch: 1,
+            split,
+            loss: Some(loss),
+            accuracy: Some(accuracy),
+            lr: None,
+            elapsed_seconds: 0.0,
+        }
+    }
+
+    /// Each chart has its metric's four lines, in percent for accuracy, the probe's labelled
+    /// with the images it read; the mean line is there only when it averages several steps.
+    #[test]
+    fn the_charts_label_the_probe_and_smooth_only_long_runs() {
+        let mut rows: Vec<MetricRow> = (1..=80)
+            .map(|step| row(step, MetricSplit::Train, 1.0 / step as f64, 0.5))
+            .collect();
+        rows.push(row(40, MetricSplit::Eval, 0.3, 0.9));
+        rows.push(row(80, MetricSplit::Valid, 0.2, 0.95));
+        let drawn = charts(&rows, "held-out training images");
+        let (stem, loss) = &drawn[0];
+        assert_eq!(*stem, LOSS_CURVE);
+        let labels: Vec<&str> = loss.series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "train loss, each step's batch",
+                "train loss, mean of the last 2 steps",
+                "eval loss (the step probe's held-out training images)",
+                "valid loss, per epoch",
+            ]
+        );
+        assert_eq!(loss.series[1].points.len(), 80);
+        let accuracy = &drawn[1].1;
+        assert_eq!(accuracy.series[2].points, [(40.0, 90.0)]);
+        assert_eq!(accuracy.series[3].points, [(80.0, 95.0)]);
+
+        let short = charts(&rows[..10], "test images");
+        assert!(short[0].1.series[1].points.is_empty());
+    }
 }

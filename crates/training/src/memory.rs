@@ -78,22 +78,29 @@ pub fn check_memory(config: &ExperimentConfig, backend: BackendKind) -> Result<(
     })
 }
 
-/// The fields that shrink the estimate; a sequence longer than the 28 rows keeps activations
-/// for each of its steps, so reading rows is named too.
+/// The fields that shrink the estimate: the sizes, one direction where the model reads two,
+/// and rows where the sequence is longer than the 28 rows (backward keeps each step's
+/// activations).
 fn what_to_lower(config: &ExperimentConfig) -> String {
-    let sizes = "lower model.hidden_size, model.num_layers, training.batch_size or \
-                 training.eval_batch_size";
-    let steps = config.data.sequence.steps();
-    let rows = data::SequenceOrder::Rows.steps();
-    if steps > rows {
-        format!(
-            "{sizes}, or read the image as {rows} rows instead of {steps} steps \
-             (data.sequence = \"rows\" with model.input_size = {features})",
-            features = data::SequenceOrder::Rows.features()
-        )
-    } else {
-        sizes.to_string()
+    let mut advice = vec![
+        "lower model.hidden_size, model.num_layers, training.batch_size or \
+         training.eval_batch_size"
+            .to_string(),
+    ];
+    if config.model.bidirectional {
+        advice.push("read one direction (model.bidirectional = false)".to_string());
     }
+    let steps = config.data.sequence.steps();
+    let rows = data::SequenceOrder::Rows;
+    if steps > rows.steps() {
+        advice.push(format!(
+            "read the image as {} rows instead of {steps} steps (data.sequence = \"rows\" \
+             with model.input_size = {})",
+            rows.steps(),
+            rows.features()
+        ));
+    }
+    advice.join(", or ")
 }
 
 /// Memory a new allocation can take: `MemAvailable` of `/proc/meminfo`, or less where a cgroup
@@ -184,14 +191,18 @@ mod tests {
     }
 
     #[test]
-    fn the_advice_names_rows_only_for_a_longer_sequence() {
+    fn the_advice_names_rows_and_one_direction_only_where_they_help() {
         let rows = ExperimentConfig::default();
-        assert!(!what_to_lower(&rows).contains("data.sequence"));
+        let advice = what_to_lower(&rows);
+        assert!(!advice.contains("data.sequence"), "{advice}");
+        assert!(!advice.contains("bidirectional"), "{advice}");
         let mut pixels = rows.clone();
         pixels.data.sequence = data::SequenceOrder::Pixels;
+        pixels.model.bidirectional = true;
         let advice = what_to_lower(&pixels);
         assert!(advice.contains("data.sequence = \"rows\""), "{advice}");
         assert!(advice.contains("784 steps"), "{advice}");
+        assert!(advice.contains("model.bidirectional = false"), "{advice}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The classifier as burn-train sees it: one training and one inference step, plus the tutorial's
-//! habit of logging the loss and the accuracy on a fixed test subset every few steps.
+//! habit of logging the loss and the accuracy on a fixed subset every few steps (the first images
+//! of the validation split: the test split unless `data.validation = "holdout"`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,8 +95,8 @@ impl fmt::Display for StepRecord {
     }
 }
 
-/// Counts training steps and, every `log_every`, measures the model on a fixed batch of test
-/// images, prints a [`StepRecord`] and keeps it.
+/// Counts training steps and, every `log_every`, measures the model on a fixed batch of
+/// validation images, prints a [`StepRecord`] and keeps it.
 pub struct StepProbe {
     log_every: usize,
     steps_per_epoch: usize,
