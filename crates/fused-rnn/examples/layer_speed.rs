@@ -425,10 +425,11 @@ fn measure(shape: &Shape, args: &Args, device: &Device, peak: f64) -> Result<(),
         );
         let mut line = format!("round {round}: layer {:.0} / {:.0}", ours.train, ours.infer);
         let mut others = Vec::new();
-        let torch = match &args.pytorch {
-            Some(python) => Some(pytorch(python, shape, args.last)?),
-            None => None,
-        };
+        let torch = args
+            .pytorch
+            .as_deref()
+            .map(|python| pytorch(python, shape, args.last))
+            .transpose()?;
         rates.push((ours, torch));
         if let Some(torch) = torch {
             others.push((0, torch));
